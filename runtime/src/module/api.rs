@@ -1,0 +1,181 @@
+//! `ModuleApi`: the handle a module gets in its constructor.
+
+use super::error::LoadError;
+use super::web::{IntoWebResource, WebResources};
+use crate::callbacks::ModuleRef;
+use crate::error::{ErrCode, ModuleError};
+use ruma::{OwnedServerName, OwnedUserId, UserId};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Facts about the server modules may read.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    pub server_name: OwnedServerName,
+    /// Such as `https://matrix.example.com/`.
+    pub public_baseurl: String,
+}
+
+/// State shared by every module's `ModuleApi`.
+pub(crate) struct ApiShared {
+    server: ServerInfo,
+    /// Registrations made while modules are constructed; locked only then.
+    registrations: Mutex<Registrations>,
+    /// Set once the modules are loaded: late registrations are refused.
+    sealed: AtomicBool,
+}
+
+#[derive(Default)]
+struct Registrations {
+    web: WebResources,
+    errors: Vec<(usize, LoadError)>,
+}
+
+impl ApiShared {
+    pub(crate) fn new(server: ServerInfo) -> Self {
+        ApiShared {
+            server,
+            registrations: Mutex::new(Registrations::default()),
+            sealed: AtomicBool::new(false),
+        }
+    }
+
+    fn registrations(&self) -> MutexGuard<'_, Registrations> {
+        // A panic while holding this lock cannot leave it half-written in a
+        // way that matters: recover the data.
+        self.registrations.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Errors the module made while registering (such as a web resource under `/_matrix`).
+    pub(crate) fn take_errors(&self, module: &ModuleRef) -> Vec<LoadError> {
+        let mut regs = self.registrations();
+        let (mine, others) = std::mem::take(&mut regs.errors)
+            .into_iter()
+            .partition(|(index, _)| *index == module.index);
+        regs.errors = others;
+        mine.into_iter().map(|(_, e)| e).collect()
+    }
+
+    pub(crate) fn web_warnings(&self) -> Vec<String> {
+        self.registrations().web.warnings.clone()
+    }
+
+    pub(crate) fn take_web(&self) -> WebResources {
+        std::mem::take(&mut self.registrations().web)
+    }
+
+    pub(crate) fn seal(&self) {
+        self.sealed.store(true, Ordering::Release);
+    }
+}
+
+/// What a module can ask of the server. Cheap to clone; keep one in the
+/// module if its callbacks need it.
+#[derive(Clone)]
+pub struct ModuleApi {
+    shared: Arc<ApiShared>,
+    module: Arc<ModuleRef>,
+}
+
+impl ModuleApi {
+    pub(crate) fn new(shared: Arc<ApiShared>, module: Arc<ModuleRef>) -> Self {
+        ModuleApi { shared, module }
+    }
+
+    pub(crate) fn module(&self) -> &Arc<ModuleRef> {
+        &self.module
+    }
+
+    /// The path of the module holding this handle, as its config entry names it.
+    pub fn module_path(&self) -> &str {
+        &self.module.path
+    }
+
+    /// The server's name, the part after `:` in its users' IDs.
+    pub fn server_name(&self) -> &ruma::ServerName {
+        &self.shared.server.server_name
+    }
+
+    /// The public base URL clients reach the server at.
+    pub fn public_baseurl(&self) -> &str {
+        &self.shared.server.public_baseurl
+    }
+
+    /// Whether a user belongs to this server.
+    pub fn is_mine(&self, user: &UserId) -> bool {
+        user.server_name() == self.server_name()
+    }
+
+    /// `alice` → `@alice:server.name`; a full user ID is checked and returned.
+    ///
+    /// ```
+    /// # fn demo(api: &axon::module::ModuleApi) -> Result<(), axon::ModuleError> {
+    /// let alice = api.get_qualified_user_id("alice")?;
+    /// assert_eq!(alice.localpart(), "alice");
+    /// # Ok(()) }
+    /// ```
+    pub fn get_qualified_user_id(&self, username: &str) -> Result<OwnedUserId, ModuleError> {
+        let full = if username.starts_with('@') {
+            username.to_string()
+        } else {
+            format!("@{username}:{}", self.server_name())
+        };
+        UserId::parse(&full).map_err(|e| {
+            ModuleError::new(
+                400,
+                ErrCode::InvalidUsername,
+                format!("invalid user ID `{full}`: {e}"),
+            )
+        })
+    }
+
+    /// Serves `resource` at `path` on the client listener. Call it from the
+    /// constructor. `resource` is an axum `MethodRouter` (such as
+    /// `get(handler)`), served at exactly `path`, or a `Router`, nested
+    /// under it.
+    ///
+    /// Paths under `/_matrix` are refused (the server's own API lives
+    /// there): loading fails with an error. Prefer `/_synapse/client/<module>/…`.
+    /// If another module already registered `path`, the first in config order
+    /// keeps it and this registration is ignored with a warning.
+    ///
+    /// ```
+    /// use axon::prelude::*;
+    /// use axum::{extract::Query, routing::get, Json};
+    /// # fn demo(api: &ModuleApi) {
+    /// #[derive(serde::Deserialize)]
+    /// struct Hello { name: String }
+    /// api.register_web_resource(
+    ///     "/_synapse/client/demo/hello",
+    ///     get(|Query(q): Query<Hello>| async move { Json(serde_json::json!({ "hello": q.name })) }),
+    /// );
+    /// # }
+    /// ```
+    pub fn register_web_resource(&self, path: &str, resource: impl IntoWebResource) {
+        let mut regs = self.shared.registrations();
+        let at = |message: String| {
+            (
+                self.module.index,
+                LoadError::new(
+                    Some(self.module.index),
+                    Some(&self.module.path),
+                    format!("modules[{}]", self.module.index),
+                    message,
+                ),
+            )
+        };
+        if self.shared.sealed.load(Ordering::Acquire) {
+            tracing::error!(
+                "{}: register_web_resource({path}) after start-up is ignored: register web resources in the constructor",
+                self.module
+            );
+            return;
+        }
+        if let Err(message) = regs
+            .web
+            .add(path, resource.into_web_resource(), &self.module)
+        {
+            regs.errors.push(at(message));
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! From the `modules:` list to running modules: parse the entries, resolve
+//! each path among the compiled-in modules, deserialize its typed config,
+//! construct it and register its callbacks — in config order, reporting every
+//! error together — then run the start hooks before the server listens.
+
+use super::api::{ApiShared, ModuleApi, ServerInfo};
+use super::descriptor::{compiled_modules, ModuleDescriptor};
+use super::error::{LoadError, LoadErrors};
+use super::web::WebResources;
+use crate::callbacks::{
+    BoxFuture, CallbackFailure, Callbacks, Entry, FailureKind, Instance, ModuleRef,
+};
+use crate::error::{ConfigError, ModuleError};
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a callback may run before its failure policy applies, unless
+/// the entry sets `callback_timeout`.
+pub const DEFAULT_CALLBACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+const ENTRY_KEYS: &[&str] = &["module", "config", "callback_timeout"];
+
+/// One entry of the `modules:` list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModuleEntry {
+    pub index: usize,
+    pub path: String,
+    /// The `config:` value; a missing or null `config:` is an empty mapping.
+    pub config: Value,
+    pub callback_timeout: Duration,
+}
+
+/// Parses the `modules:` value (missing or null: no modules).
+pub fn parse_entries(modules: Option<&Value>) -> Result<Vec<ModuleEntry>, LoadErrors> {
+    let list = match modules {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Sequence(list)) => list,
+        Some(other) => {
+            return Err(LoadErrors(vec![LoadError::new(
+                None,
+                None,
+                "modules",
+                format!(
+                    "expected a list of `- module: <path>` entries, found {}",
+                    describe(other)
+                ),
+            )]))
+        }
+    };
+    let mut entries = Vec::new();
+    let mut errors = Vec::new();
+    for (index, item) in list.iter().enumerate() {
+        match parse_entry(index, item) {
+            Ok(entry) => entries.push(entry),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(entries)
+    } else {
+        Err(LoadErrors(errors))
+    }
+}
+
+fn parse_entry(index: usize, item: &Value) -> Result<ModuleEntry, Vec<LoadError>> {
+    let at = |key: &str| format!("modules[{index}]{key}");
+    let Value::Mapping(map) = item else {
+        return Err(vec![LoadError::new(
+            Some(index),
+            None,
+            at(""),
+            format!(
+                "expected a mapping such as `module: my_crate::MyModule`, found {}",
+                describe(item)
+            ),
+        )]);
+    };
+    let mut errors = Vec::new();
+    let path = match map.get("module") {
+        Some(Value::String(path)) if !path.trim().is_empty() => Some(path.clone()),
+        Some(other) => {
+            errors.push(LoadError::new(
+                Some(index),
+                None,
+                at(".module"),
+                format!(
+                    "expected the module path as a string, found {}",
+                    describe(other)
+                ),
+            ));
+            None
+        }
+        None => {
+            errors.push(LoadError::new(
+                Some(index),
+                None,
+                at(""),
+                "missing `module:` key naming the module, such as `module: my_crate::MyModule`",
+            ));
+            None
+        }
+    };
+    for key in map.keys() {
+        let name = key.as_str().unwrap_or("");
+        if !ENTRY_KEYS.contains(&name) {
+            errors.push(LoadError::new(
+                Some(index),
+                path.as_deref(),
+                at(&format!(".{}", key_display(key))),
+                "unknown key; an entry has `module`, `config` and `callback_timeout`",
+            ));
+        }
+    }
+    let config = match map.get("config") {
+        None | Some(Value::Null) => Value::Mapping(Default::default()),
+        Some(value) => value.clone(),
+    };
+    let callback_timeout = match map.get("callback_timeout") {
+        None | Some(Value::Null) => DEFAULT_CALLBACK_TIMEOUT,
+        Some(value) => match parse_duration(value) {
+            Ok(d) => d,
+            Err(message) => {
+                errors.push(LoadError::new(
+                    Some(index),
+                    path.as_deref(),
+                    at(".callback_timeout"),
+                    message,
+                ));
+                DEFAULT_CALLBACK_TIMEOUT
+            }
+        },
+    };
+    match path {
+        Some(path) if errors.is_empty() => Ok(ModuleEntry {
+            index,
+            path,
+            config,
+            callback_timeout,
+        }),
+        _ => Err(errors),
+    }
+}
+
+fn parse_duration(value: &Value) -> Result<Duration, String> {
+    let parsed = match value {
+        Value::Number(n) => n.as_u64().map(Duration::from_millis),
+        Value::String(s) => humantime::parse_duration(s).ok(),
+        _ => None,
+    };
+    match parsed {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!(
+            "expected a duration such as `5s` or `500ms` (or a number of milliseconds), found {}",
+            describe(value)
+        )),
+    }
+}
+
+fn key_display(key: &Value) -> String {
+    match key {
+        Value::String(s) => s.clone(),
+        other => serde_yaml::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    }
+}
+
+/// A short description of a YAML value for error messages.
+pub(crate) fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("boolean `{b}`"),
+        Value::Number(n) => format!("number `{n}`"),
+        Value::String(s) => format!("string {s:?}"),
+        Value::Sequence(_) => "a list".into(),
+        Value::Mapping(_) => "a mapping".into(),
+        Value::Tagged(t) => format!("tagged value `{}`", t.tag),
+    }
+}
+
+/// A start or stop hook, erased like a callback.
+pub type HookFn = for<'a> fn(&'a Instance) -> BoxFuture<'a, Result<(), ModuleError>>;
+
+/// One module, constructed.
+pub struct LoadedModule {
+    pub module: Arc<ModuleRef>,
+    pub descriptor: &'static ModuleDescriptor,
+    pub(crate) instance: Arc<Instance>,
+    /// The entry's `callback_timeout`.
+    pub callback_timeout: Duration,
+    start: Option<HookFn>,
+    stop: Option<HookFn>,
+}
+
+impl LoadedModule {
+    /// The module itself, if it is an `M`.
+    pub fn downcast<M: Send + Sync + 'static>(&self) -> Option<&M> {
+        self.instance.downcast_ref()
+    }
+}
+
+/// The modules of a config, constructed in order, with their callbacks.
+pub struct LoadedModules {
+    pub modules: Vec<LoadedModule>,
+    pub callbacks: Arc<Callbacks>,
+    pub web: WebResources,
+    /// Problems that do not stop the server, also logged.
+    pub warnings: Vec<String>,
+    api: Arc<ApiShared>,
+    started: usize,
+}
+
+impl LoadedModules {
+    /// Constructs every entry in order. Every error is reported, and any
+    /// error means nothing is returned: a server with a missing module must
+    /// not start.
+    pub fn load(entries: &[ModuleEntry], server: ServerInfo) -> Result<LoadedModules, LoadErrors> {
+        let api = Arc::new(ApiShared::new(server));
+        let mut callbacks = Callbacks::default();
+        let mut modules = Vec::new();
+        let mut warnings = Vec::new();
+        let mut errors = Vec::new();
+        let registry = compiled_modules();
+        for entry in entries {
+            let descriptor = match registry.find(&entry.path) {
+                Ok(d) => d,
+                Err(message) => {
+                    errors.push(LoadError::new(
+                        Some(entry.index),
+                        None,
+                        format!("modules[{}].module", entry.index),
+                        message,
+                    ));
+                    continue;
+                }
+            };
+            let module = Arc::new(ModuleRef {
+                path: entry.path.clone(),
+                index: entry.index,
+            });
+            let _span =
+                tracing::info_span!("module", index = entry.index, path = %entry.path).entered();
+            let mut cx = LoadContext {
+                entry,
+                api: ModuleApi::new(api.clone(), module.clone()),
+                callbacks: &mut callbacks,
+                warnings: &mut warnings,
+                modules: &mut modules,
+                descriptor,
+            };
+            if let Err(e) = (descriptor.load)(&mut cx) {
+                errors.push(e);
+            }
+            errors.extend(api.take_errors(&module));
+        }
+        if !errors.is_empty() {
+            return Err(LoadErrors(errors));
+        }
+        warnings.extend(api.web_warnings());
+        for module in &modules {
+            tracing::info!("loaded {}", module.module);
+        }
+        let web = api.take_web();
+        Ok(LoadedModules {
+            modules,
+            callbacks: Arc::new(callbacks),
+            web,
+            warnings,
+            api,
+            started: 0,
+        })
+    }
+
+    /// Runs the start hooks in config order. If one fails, the modules
+    /// already started are stopped in reverse order and the error returned.
+    pub async fn start(&mut self) -> Result<(), LoadErrors> {
+        self.api.seal();
+        for (i, module) in self.modules.iter().enumerate() {
+            if let Some(start) = module.start {
+                if let Err(failure) = run_hook(module, "start", start).await {
+                    let error = LoadError::new(
+                        Some(module.module.index),
+                        Some(&module.module.path),
+                        format!("modules[{}]", module.module.index),
+                        format!("start failed: {}", failure_text(&failure)),
+                    );
+                    self.started = i;
+                    self.stop().await;
+                    return Err(LoadErrors(vec![error]));
+                }
+            }
+        }
+        self.started = self.modules.len();
+        Ok(())
+    }
+
+    /// Runs the stop hooks of the started modules in reverse config order.
+    pub async fn stop(&mut self) {
+        for module in self.modules[..self.started].iter().rev() {
+            if let Some(stop) = module.stop {
+                if let Err(failure) = run_hook(module, "stop", stop).await {
+                    tracing::error!("{}: stop failed: {}", module.module, failure_text(&failure));
+                }
+            }
+        }
+        self.started = 0;
+    }
+}
+
+async fn run_hook(
+    module: &LoadedModule,
+    name: &'static str,
+    hook: HookFn,
+) -> Result<(), CallbackFailure> {
+    let entry = Entry {
+        module: module.module.clone(),
+        instance: module.instance.clone(),
+        f: hook,
+        // Start-up work such as migrations may take long; hooks are guarded
+        // against panics, not time.
+        timeout: Duration::MAX,
+    };
+    entry.call(name, (entry.f)(entry.instance())).await
+}
+
+fn failure_text(failure: &CallbackFailure) -> String {
+    match &failure.kind {
+        FailureKind::Error(e) => e.message.clone(),
+        FailureKind::Panic(message) => format!("panicked: {message}"),
+        FailureKind::Timeout(_) => "timed out".into(),
+    }
+}
+
+/// What a module's generated load function works with.
+pub struct LoadContext<'a> {
+    entry: &'a ModuleEntry,
+    api: ModuleApi,
+    callbacks: &'a mut Callbacks,
+    warnings: &'a mut Vec<String>,
+    modules: &'a mut Vec<LoadedModule>,
+    descriptor: &'static ModuleDescriptor,
+}
+
+impl LoadContext<'_> {
+    fn error(&self, yaml_path: String, message: impl Into<String>) -> LoadError {
+        LoadError::new(
+            Some(self.entry.index),
+            Some(&self.entry.path),
+            yaml_path,
+            message,
+        )
+    }
+
+    /// Deserializes the entry's `config:` into the module's config type.
+    pub fn config<C: DeserializeOwned>(&self) -> Result<C, LoadError> {
+        serde_path_to_error::deserialize(self.entry.config.clone()).map_err(|e| {
+            let inner = e.path().to_string();
+            let mut path = format!("modules[{}].config", self.entry.index);
+            if inner != "." {
+                if !inner.starts_with('[') {
+                    path.push('.');
+                }
+                path.push_str(&inner);
+            }
+            self.error(path, e.into_inner().to_string())
+        })
+    }
+
+    /// Checks that a module whose constructor takes no config got none.
+    pub fn no_config(&self) -> Result<(), LoadError> {
+        match &self.entry.config {
+            Value::Mapping(m) if m.is_empty() => Ok(()),
+            other => Err(self.error(
+                format!("modules[{}].config", self.entry.index),
+                format!(
+                    "this module takes no config, found {}; remove `config:`",
+                    describe(other)
+                ),
+            )),
+        }
+    }
+
+    pub fn api(&self) -> &ModuleApi {
+        &self.api
+    }
+
+    /// The constructor's result; its `ConfigError` gets the entry's context.
+    pub fn constructed<M>(&self, result: Result<M, ConfigError>) -> Result<M, LoadError> {
+        result.map_err(|e| {
+            let mut path = format!("modules[{}].config", self.entry.index);
+            if let Some(inner) = &e.path {
+                if !inner.starts_with('[') {
+                    path.push('.');
+                }
+                path.push_str(inner);
+            }
+            self.error(path, e.message)
+        })
+    }
+
+    /// Keeps the constructed module; its callbacks are registered next.
+    pub fn install<M: Send + Sync + 'static>(&mut self, module: M) -> Registrar<'_> {
+        let instance: Arc<Instance> = Arc::new(module);
+        self.modules.push(LoadedModule {
+            module: self.api.module().clone(),
+            descriptor: self.descriptor,
+            instance: instance.clone(),
+            callback_timeout: self.entry.callback_timeout,
+            start: None,
+            stop: None,
+        });
+        Registrar {
+            callbacks: self.callbacks,
+            warnings: self.warnings,
+            instance,
+            module: self.api.module().clone(),
+            timeout: self.entry.callback_timeout,
+            loaded: self.modules,
+        }
+    }
+}
+
+/// Registers one constructed module's callbacks and hooks.
+pub struct Registrar<'a> {
+    pub(crate) callbacks: &'a mut Callbacks,
+    pub(crate) warnings: &'a mut Vec<String>,
+    instance: Arc<Instance>,
+    module: Arc<ModuleRef>,
+    timeout: Duration,
+    loaded: &'a mut Vec<LoadedModule>,
+}
+
+impl Registrar<'_> {
+    pub(crate) fn entry<F>(&self, f: F) -> Entry<F> {
+        Entry {
+            module: self.module.clone(),
+            instance: self.instance.clone(),
+            f,
+            timeout: self.timeout,
+        }
+    }
+
+    pub fn start_hook(&mut self, hook: HookFn) {
+        if let Some(m) = self.loaded.last_mut() {
+            m.start = Some(hook);
+        }
+    }
+
+    pub fn stop_hook(&mut self, hook: HookFn) {
+        if let Some(m) = self.loaded.last_mut() {
+            m.stop = Some(hook);
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Modules: their compiled-in descriptors, loading them from the `modules:`
+//! config, the `ModuleApi` they receive, and the web resources they serve.
+
+mod api;
+mod descriptor;
+mod error;
+mod loader;
+mod web;
+
+pub use api::{ModuleApi, ServerInfo};
+pub use descriptor::{compiled_modules, CompiledModules, ModuleDescriptor};
+pub use error::{LoadError, LoadErrors};
+pub use loader::{
+    parse_entries, LoadContext, LoadedModule, LoadedModules, ModuleEntry, Registrar,
+    DEFAULT_CALLBACK_TIMEOUT,
+};
+pub use web::{IntoWebResource, WebResource};

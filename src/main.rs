@@ -1,0 +1,5 @@
+fn main() {
+    for path in axon::module::compiled_modules().paths() {
+        println!("{path}");
+    }
+}

@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("usage: cargo xtask <command> (none yet)");
+    std::process::exit(2)
+}
