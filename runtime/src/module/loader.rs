@@ -32,13 +32,14 @@ pub struct ModuleEntry {
     pub callback_timeout: Duration,
 }
 
-/// Parses the `modules:` value (missing or null: no modules).
-pub fn parse_entries(modules: Option<&Value>) -> Result<Vec<ModuleEntry>, LoadErrors> {
+/// Parses the `modules:` value (missing or null: no modules): the entries
+/// that parse, and an error for each that does not.
+pub fn parse_entries(modules: Option<&Value>) -> (Vec<ModuleEntry>, Vec<LoadError>) {
     let list = match modules {
-        None | Some(Value::Null) => return Ok(Vec::new()),
+        None | Some(Value::Null) => return (Vec::new(), Vec::new()),
         Some(Value::Sequence(list)) => list,
         Some(other) => {
-            return Err(LoadErrors(vec![LoadError::new(
+            let error = LoadError::new(
                 None,
                 None,
                 "modules",
@@ -46,7 +47,8 @@ pub fn parse_entries(modules: Option<&Value>) -> Result<Vec<ModuleEntry>, LoadEr
                     "expected a list of `- module: <path>` entries, found {}",
                     describe(other)
                 ),
-            )]))
+            );
+            return (Vec::new(), vec![error]);
         }
     };
     let mut entries = Vec::new();
@@ -57,11 +59,7 @@ pub fn parse_entries(modules: Option<&Value>) -> Result<Vec<ModuleEntry>, LoadEr
             Err(mut e) => errors.append(&mut e),
         }
     }
-    if errors.is_empty() {
-        Ok(entries)
-    } else {
-        Err(LoadErrors(errors))
-    }
+    (entries, errors)
 }
 
 fn parse_entry(index: usize, item: &Value) -> Result<ModuleEntry, Vec<LoadError>> {
@@ -214,15 +212,23 @@ pub struct LoadedModules {
 }
 
 impl LoadedModules {
-    /// Constructs every entry in order. Every error is reported, and any
-    /// error means nothing is returned: a server with a missing module must
-    /// not start.
-    pub fn load(entries: &[ModuleEntry], server: ServerInfo) -> Result<LoadedModules, LoadErrors> {
+    /// Parses the `modules:` value and constructs every entry in order.
+    /// Every error is reported, in list order, and any error means nothing
+    /// is returned: a server with a broken module must not start.
+    pub fn load(modules: Option<&Value>, server: ServerInfo) -> Result<LoadedModules, LoadErrors> {
+        let (entries, errors) = parse_entries(modules);
+        Self::load_entries(&entries, errors, server)
+    }
+
+    fn load_entries(
+        entries: &[ModuleEntry],
+        mut errors: Vec<LoadError>,
+        server: ServerInfo,
+    ) -> Result<LoadedModules, LoadErrors> {
         let api = Arc::new(ApiShared::new(server));
         let mut callbacks = Callbacks::default();
         let mut modules = Vec::new();
         let mut warnings = Vec::new();
-        let mut errors = Vec::new();
         let registry = compiled_modules();
         for entry in entries {
             let descriptor = match registry.find(&entry.path) {
@@ -257,6 +263,7 @@ impl LoadedModules {
             errors.extend(api.take_errors(&module));
         }
         if !errors.is_empty() {
+            errors.sort_by_key(|e| e.index);
             return Err(LoadErrors(errors));
         }
         warnings.extend(api.web_warnings());

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use axon::module::{parse_entries, LoadErrors, LoadedModules, ServerInfo};
+use axon::module::{LoadErrors, LoadedModules, ServerInfo};
 use axon::prelude::*;
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -35,8 +35,7 @@ pub fn server() -> ServerInfo {
 /// Loads the `modules:` list of a YAML document.
 pub fn load(yaml: &str) -> Result<LoadedModules, LoadErrors> {
     let doc: serde_yaml::Value = serde_yaml::from_str(yaml).expect("test YAML parses");
-    let entries = parse_entries(doc.get("modules"))?;
-    LoadedModules::load(&entries, server())
+    LoadedModules::load(doc.get("modules"), server())
 }
 
 pub fn load_errors(yaml: &str) -> Vec<String> {
@@ -99,7 +98,11 @@ impl Scripted {
         match self.config.behaviour {
             Behaviour::Allow => Ok(true),
             Behaviour::Deny | Behaviour::DenyWithFields => Ok(false),
-            Behaviour::Error => Err(ModuleError::new(418, ErrCode::Custom("ORG_TEST_TEAPOT".into()), "I'm a teapot")),
+            Behaviour::Error => Err(ModuleError::new(
+                418,
+                ErrCode::Custom("ORG_TEST_TEAPOT".into()),
+                "I'm a teapot",
+            )),
             Behaviour::Panic => panic!("{} panics on purpose", self.config.name),
             Behaviour::Hang => std::future::pending().await,
         }
@@ -129,20 +132,30 @@ impl Scripted {
 
     // first non-allow, propagate
     #[callback(spam_checker)]
-    async fn user_may_create_room(&self, _user: &UserId, _room_config: &JsonObject) -> Result<SpamCheck, ModuleError> {
+    async fn user_may_create_room(
+        &self,
+        _user: &UserId,
+        _room_config: &JsonObject,
+    ) -> Result<SpamCheck, ModuleError> {
         let allowed = self.act("user_may_create_room").await?;
         Ok(self.spam(allowed))
     }
 
     // first non-allow with replace, propagate
     #[callback(third_party_rules)]
-    async fn check_event_allowed(&self, event: &Event, _state: &StateMap) -> Result<EventAllowed, ModuleError> {
+    async fn check_event_allowed(
+        &self,
+        event: &Event,
+        _state: &StateMap,
+    ) -> Result<EventAllowed, ModuleError> {
         let allowed = self.act("check_event_allowed").await?;
         Ok(match (allowed, self.config.behaviour) {
             (true, _) => EventAllowed::Allow,
             (false, Behaviour::DenyWithFields) => {
                 let mut replaced = event.clone();
-                replaced.content.insert("replaced_by".into(), self.config.name.clone().into());
+                replaced
+                    .content
+                    .insert("replaced_by".into(), self.config.name.clone().into());
                 EventAllowed::Replace(Box::new(replaced))
             }
             (false, _) => EventAllowed::Deny,
@@ -151,9 +164,16 @@ impl Scripted {
 
     // all, refuse on failure
     #[callback(third_party_rules)]
-    async fn on_create_room(&self, _requester: &Requester, request: &mut JsonObject, _is_admin: bool) -> Result<(), ModuleError> {
+    async fn on_create_room(
+        &self,
+        _requester: &Requester,
+        request: &mut JsonObject,
+        _is_admin: bool,
+    ) -> Result<(), ModuleError> {
         self.act("on_create_room").await?;
-        let seen = request.entry("seen_by").or_insert_with(|| serde_json::json!([]));
+        let seen = request
+            .entry("seen_by")
+            .or_insert_with(|| serde_json::json!([]));
         if let Some(list) = seen.as_array_mut() {
             list.push(self.config.name.clone().into());
         }
@@ -162,13 +182,22 @@ impl Scripted {
 
     // all-true, fail open
     #[callback(third_party_rules)]
-    async fn check_visibility_can_be_modified(&self, _room: &RoomId, _state: &StateMap, _new: Visibility) -> Result<bool, ModuleError> {
+    async fn check_visibility_can_be_modified(
+        &self,
+        _room: &RoomId,
+        _state: &StateMap,
+        _new: Visibility,
+    ) -> Result<bool, ModuleError> {
         self.act("check_visibility_can_be_modified").await
     }
 
     // any-true, propagate
     #[callback(spam_checker)]
-    async fn check_username_for_spam(&self, _profile: &UserProfile, _requester: &UserId) -> Result<bool, ModuleError> {
+    async fn check_username_for_spam(
+        &self,
+        _profile: &UserProfile,
+        _requester: &UserId,
+    ) -> Result<bool, ModuleError> {
         Ok(!self.act("check_username_for_spam").await?)
     }
 
@@ -181,13 +210,22 @@ impl Scripted {
 
     // all, fail open
     #[callback(account_data)]
-    async fn on_account_data_updated(&self, _user: &UserId, _room: Option<&RoomId>, _kind: &str, _content: &JsonObject) -> Result<(), ModuleError> {
+    async fn on_account_data_updated(
+        &self,
+        _user: &UserId,
+        _room: Option<&RoomId>,
+        _kind: &str,
+        _content: &JsonObject,
+    ) -> Result<(), ModuleError> {
         self.act("on_account_data_updated").await.map(|_| ())
     }
 
     // merge, last wins
     #[callback(add_extra_fields_to_unsigned_client_event)]
-    async fn add_field_to_unsigned_callback(&self, _event: &Event) -> Result<JsonObject, ModuleError> {
+    async fn add_field_to_unsigned_callback(
+        &self,
+        _event: &Event,
+    ) -> Result<JsonObject, ModuleError> {
         self.act("add_field_to_unsigned_callback").await?;
         Ok(self.config.unsigned.clone())
     }
@@ -206,7 +244,9 @@ impl Scripted {
     async fn get_users_for_states(&self, states: &[PresenceState]) -> UsersForStates {
         let mut out = UsersForStates::new();
         for user in self.config.interested.iter().flatten() {
-            out.entry(user.clone()).or_default().extend(states.iter().cloned());
+            out.entry(user.clone())
+                .or_default()
+                .extend(states.iter().cloned());
         }
         out
     }
@@ -214,12 +254,14 @@ impl Scripted {
     // first registered
     #[callback(background_update_controller)]
     async fn default_batch_size(&self, _update: &str, _database: &str) -> u32 {
-        record(&self.config.log, format!("{}:default_batch_size", self.config.name));
+        record(
+            &self.config.log,
+            format!("{}:default_batch_size", self.config.name),
+        );
         self.config.name.len() as u32
     }
 }
 
-/// A module with web resources and start/stop hooks that record themselves.
 pub struct Hooked {
     log: String,
     name: String,
@@ -239,6 +281,7 @@ pub struct HookedConfig {
     pub web: Vec<(String, String)>,
 }
 
+/// A module with web resources and start/stop hooks that record themselves.
 #[module(name = "test.Hooked")]
 impl Hooked {
     fn new(config: HookedConfig, api: &ModuleApi) -> Result<Self, ConfigError> {
@@ -255,7 +298,10 @@ impl Hooked {
     async fn start(&self) -> Result<(), ModuleError> {
         record(&self.log, format!("{}:start", self.name));
         match self.start {
-            Behaviour::Error => Err(ModuleError::internal(format!("{} cannot reach its database", self.name))),
+            Behaviour::Error => Err(ModuleError::internal(format!(
+                "{} cannot reach its database",
+                self.name
+            ))),
             Behaviour::Panic => panic!("{} panics at start", self.name),
             _ => Ok(()),
         }
