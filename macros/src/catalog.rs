@@ -278,6 +278,12 @@ impl Category {
 }
 
 impl Callback {
+    /// The runtime's alias of this callback's output type,
+    /// `axon::callbacks::<category>::<Name>Output`.
+    pub fn output_alias(&self) -> String {
+        format!("{}Output", camel_case(self.name))
+    }
+
     /// The signature as a module author writes it, for help messages.
     pub fn signature(&self) -> String {
         let args: Vec<String> = std::iter::once("&self".to_string())
@@ -290,4 +296,16 @@ impl Callback {
         };
         format!("async fn {}({}){}", self.name, args.join(", "), output)
     }
+}
+
+/// `user_may_join_room` → `UserMayJoinRoom`.
+pub fn camel_case(name: &str) -> String {
+    name.split('_')
+        .map(|w| {
+            let mut cs = w.chars();
+            cs.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + cs.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
 }

@@ -2,7 +2,7 @@
 //! slots with one dispatcher per callback, the registration item that
 //! `#[module]` output calls, and the catalog's metadata.
 
-use crate::catalog::{Callback, Category, Combine, Failure, CATALOG};
+use crate::catalog::{camel_case, Callback, Category, Combine, Failure, CATALOG};
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote};
 use syn::visit_mut::VisitMut;
@@ -66,17 +66,7 @@ pub fn expand() -> TokenStream {
 }
 
 fn category_struct(c: &Category) -> Ident {
-    let camel: String = c
-        .name
-        .split('_')
-        .map(|w| {
-            let mut cs = w.chars();
-            cs.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + cs.as_str())
-                .unwrap_or_default()
-        })
-        .collect();
-    Ident::new(&camel, Span::call_site())
+    Ident::new(&camel_case(c.name), Span::call_site())
 }
 
 /// Gives every reference in a type the lifetime `'a`.
@@ -110,7 +100,11 @@ fn category(c: &Category) -> TokenStream {
             ty
         });
         let doc = format!("The erased form of `{}.{}`.", c.name, cb.name);
+        let alias = Ident::new(&cb.output_alias(), Span::call_site());
+        let alias_doc = format!("What `{}.{}` returns.", c.name, cb.name);
         quote! {
+            #[doc = #alias_doc]
+            pub type #alias = #output;
             #[doc = #doc]
             pub type #fn_ty = for<'a> fn(&'a Instance, #(#args),*) -> BoxFuture<'a, Result<#output, ModuleError>>;
         }
@@ -159,17 +153,7 @@ fn category(c: &Category) -> TokenStream {
 }
 
 fn fn_type_name(cb: &Callback) -> Ident {
-    let camel: String = cb
-        .name
-        .split('_')
-        .map(|w| {
-            let mut cs = w.chars();
-            cs.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + cs.as_str())
-                .unwrap_or_default()
-        })
-        .collect();
-    format_ident!("{}Fn", camel)
+    format_ident!("{}Fn", camel_case(cb.name))
 }
 
 fn rule_type(cb: &Callback) -> TokenStream {

@@ -104,7 +104,7 @@ fn construct(module: &Module) -> TokenStream {
             ReturnType::Type(_, ty) => ty.span(),
             ReturnType::Default => ctor.sig.ident.span(),
         };
-        quote_spanned!(span=> __ctx.constructed(#call)?)
+        quote_spanned!(span=> __ctx.constructed::<#self_ty, _>(#call)?)
     };
     quote! {
         let __module: #self_ty = #value;
@@ -137,8 +137,11 @@ fn register_callback(self_ty: &Type, cb: &super::ast::Callback) -> TokenStream {
         ReturnType::Type(_, ty) => ty.span(),
         ReturnType::Default => name.span(),
     };
+    let output = Ident::new(&entry.output_alias(), output_span);
     let convert = quote_spanned! {output_span=>
-        ::axon::__private::into_callback_result(__this.#name(#(#args),*).await)
+        ::axon::__private::into_callback_result::<::axon::__private::catalog::#category::#output, _>(
+            __this.#name(#(#args),*).await
+        )
     };
     let future = quote_spanned! {name.span()=>
         ::axon::__private::callback_future(async move { #convert })

@@ -341,6 +341,31 @@ fn failure_text(failure: &CallbackFailure) -> String {
     }
 }
 
+/// A module's config type: anything serde can deserialize.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a module config: it does not implement `serde::Deserialize`",
+    label = "the config type of this constructor",
+    note = "add `#[derive(Deserialize)]` (and `#[serde(deny_unknown_fields)]` to catch typos) to `{Self}`"
+)]
+pub trait ModuleConfig: DeserializeOwned {}
+impl<T: DeserializeOwned> ModuleConfig for T {}
+
+/// What a constructor may return besides `Self`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a valid return type for a module constructor",
+    label = "expected `Result<Self, ConfigError>` or `Self`",
+    note = "write `fn new(config: Config, api: &ModuleApi) -> Result<Self, ConfigError>`"
+)]
+pub trait ConstructorResult<M> {
+    fn into_constructor_result(self) -> Result<M, ConfigError>;
+}
+
+impl<M> ConstructorResult<M> for Result<M, ConfigError> {
+    fn into_constructor_result(self) -> Result<M, ConfigError> {
+        self
+    }
+}
+
 /// What a module's generated load function works with.
 pub struct LoadContext<'a> {
     entry: &'a ModuleEntry,
@@ -362,7 +387,7 @@ impl LoadContext<'_> {
     }
 
     /// Deserializes the entry's `config:` into the module's config type.
-    pub fn config<C: DeserializeOwned>(&self) -> Result<C, LoadError> {
+    pub fn config<C: ModuleConfig>(&self) -> Result<C, LoadError> {
         serde_path_to_error::deserialize(self.entry.config.clone()).map_err(|e| {
             let inner = e.path().to_string();
             let mut path = format!("modules[{}].config", self.entry.index);
@@ -395,8 +420,8 @@ impl LoadContext<'_> {
     }
 
     /// The constructor's result; its `ConfigError` gets the entry's context.
-    pub fn constructed<M>(&self, result: Result<M, ConfigError>) -> Result<M, LoadError> {
-        result.map_err(|e| {
+    pub fn constructed<M, R: ConstructorResult<M>>(&self, result: R) -> Result<M, LoadError> {
+        result.into_constructor_result().map_err(|e| {
             let mut path = format!("modules[{}].config", self.entry.index);
             if let Some(inner) = &e.path {
                 if !inner.starts_with('[') {

@@ -11,7 +11,7 @@ pub use api::{ModuleApi, ServerInfo};
 pub use descriptor::{compiled_modules, CompiledModules, ModuleDescriptor};
 pub use error::{LoadError, LoadErrors};
 pub use loader::{
-    parse_entries, LoadContext, LoadedModule, LoadedModules, ModuleEntry, Registrar,
+    parse_entries, LoadContext, LoadedModule, LoadedModules, ModuleConfig, ModuleEntry, Registrar,
     DEFAULT_CALLBACK_TIMEOUT,
 };
 pub use web::{IntoWebResource, WebResource};

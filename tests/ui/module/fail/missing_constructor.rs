@@ -1,0 +1,13 @@
+use axon::prelude::*;
+
+pub struct NoNew;
+
+#[module]
+impl NoNew {
+    #[callback(spam_checker)]
+    async fn user_may_join_room(&self, _user: &UserId, _room: &RoomId, _is_invited: bool) -> SpamCheck {
+        SpamCheck::NotSpam
+    }
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use axon::prelude::*;
+
+#[module]
+pub struct NotAnImpl;
+
+fn main() {}

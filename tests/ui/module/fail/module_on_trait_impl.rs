@@ -1,0 +1,12 @@
+use axon::prelude::*;
+
+pub struct Thing;
+
+#[module]
+impl Default for Thing {
+    fn default() -> Self {
+        Thing
+    }
+}
+
+fn main() {}
