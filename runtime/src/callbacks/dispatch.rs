@@ -122,9 +122,14 @@ pub enum FailureKind {
     Timeout(Duration),
 }
 
-/// A callback that errored, panicked or timed out, with what the client gets.
+/// A callback that errored, panicked or timed out, with what the client
+/// gets. Boxed: failures are rare, and a small `Result` keeps the dispatch
+/// path cheap.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CallbackFailure {
+pub struct CallbackFailure(Box<FailureDetails>);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailureDetails {
     pub module: String,
     pub index: usize,
     /// `category.callback`
@@ -134,19 +139,26 @@ pub struct CallbackFailure {
     refusal: Option<ModuleError>,
 }
 
+impl std::ops::Deref for CallbackFailure {
+    type Target = FailureDetails;
+    fn deref(&self) -> &FailureDetails {
+        &self.0
+    }
+}
+
 impl CallbackFailure {
     fn new(module: &ModuleRef, callback: &'static str, kind: FailureKind) -> Self {
-        CallbackFailure {
+        CallbackFailure(Box::new(FailureDetails {
             module: module.path.clone(),
             index: module.index,
             callback,
             kind,
             refusal: None,
-        }
+        }))
     }
 
     pub(crate) fn refused_with(mut self, status: u16, errcode: &str, message: &str) -> Self {
-        self.refusal = Some(ModuleError::new(
+        self.0.refusal = Some(ModuleError::new(
             status,
             ErrCode::from_code(errcode),
             message,

@@ -8,8 +8,8 @@ mod types;
 mod verdicts;
 
 pub use dispatch::{
-    BoxFuture, CallbackFailure, CallbackInfo, CategoryInfo, Entry, FailureKind, FailurePolicy,
-    Guarded, Instance, ModuleRef, Slot,
+    BoxFuture, CallbackFailure, CallbackInfo, CategoryInfo, Entry, FailureDetails, FailureKind,
+    FailurePolicy, Guarded, Instance, ModuleRef, Slot,
 };
 pub use types::*;
 pub use verdicts::*;

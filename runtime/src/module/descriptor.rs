@@ -97,7 +97,7 @@ impl CompiledModules {
 /// `demo.DemoModule` finds `axon_demo::DemoModule`.
 fn closest<'a>(path: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let last = |p: &str| -> String {
-        p.rsplit(|c| c == ':' || c == '.')
+        p.rsplit([':', '.'])
             .next()
             .unwrap_or(p)
             .to_ascii_lowercase()

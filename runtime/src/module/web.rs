@@ -10,7 +10,7 @@ use std::sync::Arc;
 /// Something a module can serve: a handler for one path, or a router for a subtree.
 pub enum WebResource {
     /// Served at exactly the registered path.
-    Method(MethodRouter),
+    Method(Box<MethodRouter>),
     /// Nested under the registered path.
     Router(Router),
 }
@@ -21,7 +21,7 @@ pub trait IntoWebResource {
 
 impl IntoWebResource for MethodRouter {
     fn into_web_resource(self) -> WebResource {
-        WebResource::Method(self)
+        WebResource::Method(Box::new(self))
     }
 }
 
@@ -72,7 +72,7 @@ impl WebResources {
         // another; turn that into a load error naming the module.
         let router = self.router.clone();
         let merged = catch_unwind(AssertUnwindSafe(move || match resource {
-            WebResource::Method(method) => router.route(path, method),
+            WebResource::Method(method) => router.route(path, *method),
             WebResource::Router(nested) => router.nest(path, nested),
         }));
         match merged {
