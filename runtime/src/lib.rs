@@ -34,6 +34,7 @@
 pub mod callbacks;
 mod error;
 pub mod module;
+pub mod storage;
 
 pub use axon_macros::{callback, module};
 pub use error::{ConfigError, ErrCode, ModuleError};

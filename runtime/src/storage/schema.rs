@@ -1,0 +1,138 @@
+//! The schema, as ordered migrations applied at start-up.
+
+use rusqlite::Connection;
+use rusqlite_migration::{Migrations, M};
+
+const MIGRATIONS: &[M<'static>] = &[M::up(
+    r#"
+CREATE TABLE users (
+    user_id TEXT PRIMARY KEY NOT NULL,
+    password_hash TEXT,
+    created_ts INTEGER NOT NULL,
+    admin INTEGER NOT NULL DEFAULT 0,
+    deactivated INTEGER NOT NULL DEFAULT 0,
+    shadow_banned INTEGER NOT NULL DEFAULT 0,
+    displayname TEXT,
+    avatar_url TEXT
+);
+CREATE TABLE devices (
+    user_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    display_name TEXT,
+    created_ts INTEGER NOT NULL,
+    PRIMARY KEY (user_id, device_id)
+);
+CREATE TABLE access_tokens (
+    token TEXT PRIMARY KEY NOT NULL,
+    user_id TEXT NOT NULL,
+    device_id TEXT NOT NULL
+);
+CREATE INDEX access_tokens_by_user ON access_tokens (user_id, device_id);
+CREATE TABLE rooms (
+    room_id TEXT PRIMARY KEY NOT NULL,
+    room_version TEXT NOT NULL,
+    creator TEXT NOT NULL,
+    is_public INTEGER NOT NULL DEFAULT 0,
+    created_ts INTEGER NOT NULL
+);
+CREATE TABLE events (
+    stream_ordering INTEGER PRIMARY KEY NOT NULL,
+    event_id TEXT NOT NULL UNIQUE,
+    room_id TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    type TEXT NOT NULL,
+    state_key TEXT,
+    depth INTEGER NOT NULL,
+    origin_server_ts INTEGER NOT NULL,
+    content TEXT NOT NULL,
+    prev_content TEXT,
+    device_id TEXT,
+    txn_id TEXT,
+    pdu TEXT NOT NULL
+);
+CREATE INDEX events_by_room ON events (room_id, stream_ordering);
+CREATE INDEX events_state ON events (room_id, type, state_key, stream_ordering) WHERE state_key IS NOT NULL;
+CREATE UNIQUE INDEX events_txn ON events (sender, device_id, txn_id) WHERE txn_id IS NOT NULL;
+CREATE TABLE current_state (
+    room_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    state_key TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    stream_ordering INTEGER NOT NULL,
+    PRIMARY KEY (room_id, type, state_key)
+);
+CREATE TABLE memberships (
+    user_id TEXT NOT NULL,
+    room_id TEXT NOT NULL,
+    membership TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    stream_ordering INTEGER NOT NULL,
+    PRIMARY KEY (user_id, room_id)
+);
+CREATE INDEX memberships_by_room ON memberships (room_id, membership);
+CREATE TABLE forward_extremities (
+    room_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    depth INTEGER NOT NULL,
+    PRIMARY KEY (room_id, event_id)
+);
+CREATE TABLE account_data (
+    user_id TEXT NOT NULL,
+    room_id TEXT NOT NULL DEFAULT '',
+    type TEXT NOT NULL,
+    content TEXT NOT NULL,
+    stream_ordering INTEGER NOT NULL,
+    PRIMARY KEY (user_id, room_id, type)
+);
+CREATE INDEX account_data_by_position ON account_data (user_id, stream_ordering);
+CREATE TABLE presence (
+    user_id TEXT PRIMARY KEY NOT NULL,
+    presence TEXT NOT NULL,
+    status_msg TEXT,
+    last_active_ts INTEGER NOT NULL,
+    stream_ordering INTEGER NOT NULL
+);
+CREATE TABLE room_aliases (
+    alias TEXT PRIMARY KEY NOT NULL,
+    room_id TEXT NOT NULL,
+    creator TEXT NOT NULL
+);
+CREATE INDEX room_aliases_by_room ON room_aliases (room_id);
+CREATE TABLE media (
+    media_id TEXT PRIMARY KEY NOT NULL,
+    uploader TEXT NOT NULL,
+    content_type TEXT,
+    upload_name TEXT,
+    size INTEGER NOT NULL,
+    created_ts INTEGER NOT NULL
+);
+CREATE TABLE filters (
+    user_id TEXT NOT NULL,
+    filter_id INTEGER NOT NULL,
+    filter TEXT NOT NULL,
+    PRIMARY KEY (user_id, filter_id)
+);
+"#,
+)];
+
+pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {
+    Migrations::from_slice(MIGRATIONS)
+        .to_latest(conn)
+        .map_err(|e| match e {
+            rusqlite_migration::Error::RusqliteError { err, .. } => err.into(),
+            other => super::StorageError::Closed(format!("schema migration failed: {other}")),
+        })
+}
+
+/// The highest stream position used by anything stored.
+pub fn max_position(conn: &Connection) -> Result<i64, rusqlite::Error> {
+    conn.query_row(
+        "SELECT MAX(p) FROM (
+            SELECT COALESCE(MAX(stream_ordering), 0) AS p FROM events
+            UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM account_data
+            UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM presence
+            UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM memberships)",
+        [],
+        |r| r.get(0),
+    )
+}

@@ -1,0 +1,281 @@
+//! Users, devices and access tokens.
+
+use super::{Storage, StorageError, StorageResult};
+use rusqlite::{params, OptionalExtension};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub user_id: String,
+    pub password_hash: Option<String>,
+    pub admin: bool,
+    pub deactivated: bool,
+    pub shadow_banned: bool,
+    pub displayname: Option<String>,
+    pub avatar_url: Option<String>,
+    pub created_ts: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub user_id: String,
+    pub password_hash: Option<String>,
+    pub admin: bool,
+    pub shadow_banned: bool,
+    pub displayname: Option<String>,
+    pub created_ts: i64,
+}
+
+/// The owner of an access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenOwner {
+    pub user_id: String,
+    pub device_id: String,
+    pub admin: bool,
+    pub deactivated: bool,
+    pub shadow_banned: bool,
+}
+
+/// A login: a device and its access token.
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    pub user_id: String,
+    pub device_id: String,
+    pub display_name: Option<String>,
+    pub access_token: String,
+    pub created_ts: i64,
+}
+
+fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        user_id: r.get(0)?,
+        password_hash: r.get(1)?,
+        admin: r.get(2)?,
+        deactivated: r.get(3)?,
+        shadow_banned: r.get(4)?,
+        displayname: r.get(5)?,
+        avatar_url: r.get(6)?,
+        created_ts: r.get(7)?,
+    })
+}
+
+const USER_COLUMNS: &str =
+    "user_id, password_hash, admin, deactivated, shadow_banned, displayname, avatar_url, created_ts";
+
+impl Storage {
+    /// Creates a user, and its first device if given. `Conflict` if the ID is taken.
+    pub async fn create_user(&self, user: NewUser, device: Option<NewDevice>) -> StorageResult<()> {
+        self.write(move |w| {
+            let taken: Option<i64> = w
+                .conn
+                .query_row("SELECT 1 FROM users WHERE user_id = ?1", [&user.user_id], |r| r.get(0))
+                .optional()?;
+            if taken.is_some() {
+                return Err(StorageError::Conflict(format!("user {} exists", user.user_id)));
+            }
+            w.conn.execute(
+                "INSERT INTO users (user_id, password_hash, created_ts, admin, shadow_banned, displayname)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![user.user_id, user.password_hash, user.created_ts, user.admin, user.shadow_banned, user.displayname],
+            )?;
+            if let Some(device) = device {
+                insert_device(w.conn, &device)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn get_user(&self, user_id: &str) -> StorageResult<Option<UserRow>> {
+        let user_id = user_id.to_string();
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE user_id = ?1"),
+                [&user_id],
+                user_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Adds a device with its access token (a login).
+    pub async fn add_device(&self, device: NewDevice) -> StorageResult<()> {
+        self.write(move |w| insert_device(w.conn, &device)).await
+    }
+
+    pub async fn token_owner(&self, token: &str) -> StorageResult<Option<TokenOwner>> {
+        let token = token.to_string();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT t.user_id, t.device_id, u.admin, u.deactivated, u.shadow_banned
+                 FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token = ?1",
+                [&token],
+                |r| {
+                    Ok(TokenOwner {
+                        user_id: r.get(0)?,
+                        device_id: r.get(1)?,
+                        admin: r.get(2)?,
+                        deactivated: r.get(3)?,
+                        shadow_banned: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Logs one device out: deletes the device and its token.
+    pub async fn delete_device(&self, user_id: &str, device_id: &str) -> StorageResult<()> {
+        let (user_id, device_id) = (user_id.to_string(), device_id.to_string());
+        self.write(move |w| {
+            w.conn.execute(
+                "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
+                params![user_id, device_id],
+            )?;
+            w.conn.execute(
+                "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
+                params![user_id, device_id],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Logs every device of a user out; returns `(device_id, token)` of each.
+    pub async fn delete_all_devices(&self, user_id: &str) -> StorageResult<Vec<(String, String)>> {
+        let user_id = user_id.to_string();
+        self.write(move |w| {
+            let mut stmt = w
+                .conn
+                .prepare("SELECT device_id, token FROM access_tokens WHERE user_id = ?1")?;
+            let tokens = stmt
+                .query_map([&user_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            w.conn
+                .execute("DELETE FROM access_tokens WHERE user_id = ?1", [&user_id])?;
+            w.conn
+                .execute("DELETE FROM devices WHERE user_id = ?1", [&user_id])?;
+            Ok(tokens)
+        })
+        .await
+    }
+
+    /// Marks a user deactivated, logs every device out and clears the profile.
+    pub async fn deactivate_user(&self, user_id: &str) -> StorageResult<Vec<(String, String)>> {
+        let user_id = user_id.to_string();
+        self.write(move |w| {
+            let mut stmt = w.conn.prepare("SELECT device_id, token FROM access_tokens WHERE user_id = ?1")?;
+            let tokens = stmt
+                .query_map([&user_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            w.conn.execute("DELETE FROM access_tokens WHERE user_id = ?1", [&user_id])?;
+            w.conn.execute("DELETE FROM devices WHERE user_id = ?1", [&user_id])?;
+            w.conn.execute(
+                "UPDATE users SET deactivated = 1, password_hash = NULL, displayname = NULL, avatar_url = NULL WHERE user_id = ?1",
+                [&user_id],
+            )?;
+            Ok(tokens)
+        })
+        .await
+    }
+
+    pub async fn set_admin(&self, user_id: &str, admin: bool) -> StorageResult<()> {
+        let user_id = user_id.to_string();
+        self.write(move |w| {
+            w.conn.execute(
+                "UPDATE users SET admin = ?2 WHERE user_id = ?1",
+                params![user_id, admin],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn set_displayname(
+        &self,
+        user_id: &str,
+        displayname: Option<String>,
+    ) -> StorageResult<()> {
+        let user_id = user_id.to_string();
+        self.write(move |w| {
+            w.conn.execute(
+                "UPDATE users SET displayname = ?2 WHERE user_id = ?1",
+                params![user_id, displayname],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn set_avatar_url(
+        &self,
+        user_id: &str,
+        avatar_url: Option<String>,
+    ) -> StorageResult<()> {
+        let user_id = user_id.to_string();
+        self.write(move |w| {
+            w.conn.execute(
+                "UPDATE users SET avatar_url = ?2 WHERE user_id = ?1",
+                params![user_id, avatar_url],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Users matching `term` in their ID or display name whom `searcher` may
+    /// find: those sharing a room with them, or in a public room (Synapse's
+    /// default, `search_all_users: false`).
+    pub async fn search_users(
+        &self,
+        searcher: &str,
+        term: &str,
+        limit: u32,
+    ) -> StorageResult<Vec<UserRow>> {
+        let searcher = searcher.to_string();
+        let pattern = format!(
+            "%{}%",
+            term.to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        self.read(move |c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {USER_COLUMNS} FROM users u
+                 WHERE u.deactivated = 0
+                   AND (LOWER(u.user_id) LIKE ?2 ESCAPE '\\' OR LOWER(COALESCE(u.displayname, '')) LIKE ?2 ESCAPE '\\')
+                   AND (u.user_id = ?1
+                        OR EXISTS (SELECT 1 FROM memberships a JOIN memberships b ON a.room_id = b.room_id
+                                   WHERE a.user_id = ?1 AND a.membership = 'join' AND b.user_id = u.user_id AND b.membership = 'join')
+                        OR EXISTS (SELECT 1 FROM memberships m JOIN rooms r ON r.room_id = m.room_id
+                                   WHERE m.user_id = u.user_id AND m.membership = 'join' AND r.is_public = 1))
+                 ORDER BY u.user_id LIMIT ?3"
+            ))?;
+            let users = stmt
+                .query_map(params![searcher, pattern, limit + 1], user_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(users)
+        })
+        .await
+    }
+}
+
+fn insert_device(conn: &rusqlite::Connection, device: &NewDevice) -> StorageResult<()> {
+    // Logging in again with a device ID replaces that device's token.
+    conn.execute(
+        "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
+        params![device.user_id, device.device_id],
+    )?;
+    conn.execute(
+        "INSERT INTO devices (user_id, device_id, display_name, created_ts) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (user_id, device_id) DO UPDATE SET display_name = COALESCE(excluded.display_name, display_name)",
+        params![device.user_id, device.device_id, device.display_name, device.created_ts],
+    )?;
+    conn.execute(
+        "INSERT INTO access_tokens (token, user_id, device_id) VALUES (?1, ?2, ?3)",
+        params![device.access_token, device.user_id, device.device_id],
+    )?;
+    Ok(())
+}
