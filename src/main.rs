@@ -1,5 +1,5 @@
-fn main() {
-    for path in axon::module::compiled_modules().paths() {
-        println!("{path}");
-    }
+//! The stock Axon homeserver: the runtime and the bundled modules.
+
+fn main() -> std::process::ExitCode {
+    axon::cli::main()
 }

@@ -32,8 +32,12 @@
 //! ```
 
 pub mod callbacks;
+pub mod cli;
+pub mod config;
 mod error;
+pub mod events;
 pub mod module;
+pub mod server;
 pub mod storage;
 
 pub use axon_macros::{callback, module};

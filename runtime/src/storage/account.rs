@@ -177,6 +177,25 @@ impl Storage {
         .await
     }
 
+    /// Every user's presence changed after `since`, up to `upto`.
+    pub async fn presence_changed_since(
+        &self,
+        since: i64,
+        upto: i64,
+    ) -> StorageResult<Vec<PresenceRow>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT user_id, presence, status_msg, last_active_ts, stream_ordering FROM presence
+                 WHERE stream_ordering > ?1 AND stream_ordering <= ?2",
+            )?;
+            let rows = stmt
+                .query_map(params![since, upto], presence_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     /// `Conflict` if the alias exists.
     pub async fn create_alias(
         &self,

@@ -49,6 +49,22 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     })
 }
 
+impl StoredEvent {
+    /// The event as modules see it.
+    pub fn to_module_event(&self) -> Option<crate::callbacks::Event> {
+        Some(crate::callbacks::Event {
+            event_id: self.event_id.as_str().try_into().ok()?,
+            room_id: self.room_id.as_str().try_into().ok()?,
+            sender: self.sender.as_str().try_into().ok()?,
+            event_type: self.event_type.clone(),
+            state_key: self.state_key.clone(),
+            content: serde_json::from_str(self.content.get()).ok()?,
+            origin_server_ts: self.origin_server_ts.max(0) as u64,
+            unsigned: Default::default(),
+        })
+    }
+}
+
 /// One piece of current state, as event building and auth rules need it.
 #[derive(Debug, Clone)]
 pub struct StateEntry {
@@ -326,6 +342,21 @@ impl Storage {
                 users.push(user_id);
             }
             Ok(users)
+        })
+        .await
+    }
+
+    /// A user's current membership in a room, with its stream position.
+    pub async fn membership(
+        &self,
+        user_id: &str,
+        room_id: &str,
+    ) -> StorageResult<Option<(String, i64)>> {
+        let (user_id, room_id) = (user_id.to_string(), room_id.to_string());
+        self.read(move |c| {
+            Ok(c.prepare_cached("SELECT membership, stream_ordering FROM memberships WHERE user_id = ?1 AND room_id = ?2")?
+                .query_row(params![user_id, room_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?)
         })
         .await
     }

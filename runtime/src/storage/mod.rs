@@ -232,11 +232,13 @@ fn writer_loop(
         if let Err(e) = &committed {
             tracing::error!("database commit failed: {e}");
         }
-        for completion in completions {
-            completion(&committed);
-        }
+        // Publish the position first: a caller that sees its write
+        // acknowledged must also see it in `current_position`.
         if committed.is_ok() {
             position.send_replace(next_position - 1);
+        }
+        for completion in completions {
+            completion(&committed);
         }
     }
 }

@@ -1,0 +1,12 @@
+//! Events: building them as the room version says (reference-hash event
+//! IDs), the auth rules that decide who may send what, and their client
+//! format.
+
+mod auth;
+mod build;
+mod client;
+
+pub use auth::{check_auth, membership_of, PowerLevels};
+pub(crate) use build::apply_to_snapshot;
+pub use build::{build_event, BuiltEvent, EventDraft, SUPPORTED_ROOM_VERSIONS};
+pub use client::{client_event, ClientEvent, Unsigned};

@@ -1,0 +1,306 @@
+//! The homeserver: the Matrix client-server API on axum, over [`Storage`],
+//! with the modules' callbacks and web resources.
+
+mod account;
+mod directory;
+mod extract;
+mod media;
+mod profile;
+mod ratelimit;
+mod room_ops;
+mod rooms;
+mod sync;
+
+pub use extract::{Auth, AuthAllowExpired, Requester};
+pub use room_ops::{create_room, send_event, update_membership};
+
+use crate::callbacks::Callbacks;
+use crate::config::{HomeserverConfig, RateLimit};
+use crate::error::{ErrCode, ModuleError};
+use crate::module::{LoadedModules, ServerInfo};
+use crate::storage::{Storage, StorageError};
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use ruma::OwnedServerName;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+
+/// A Matrix error response: the same type modules return.
+pub type MatrixError = ModuleError;
+
+/// What handlers answer with.
+pub type ApiResult<T = Json<serde_json::Value>> = Result<T, MatrixError>;
+
+impl From<StorageError> for MatrixError {
+    fn from(e: StorageError) -> Self {
+        tracing::error!("{e}");
+        MatrixError::new(500, ErrCode::Unknown, "Internal server error")
+    }
+}
+
+impl From<crate::callbacks::CallbackFailure> for MatrixError {
+    fn from(failure: crate::callbacks::CallbackFailure) -> Self {
+        failure.to_error()
+    }
+}
+
+/// Everything a request handler needs, built once at start-up.
+pub struct AppState {
+    pub config: HomeserverConfig,
+    pub server_name: OwnedServerName,
+    pub storage: Storage,
+    pub callbacks: Arc<Callbacks>,
+    pub rate_limiter: ratelimit::RateLimiter,
+    /// Nonces handed out by `GET /_synapse/admin/v1/register`, with their expiry.
+    pub(crate) registration_nonces:
+        std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+impl AppState {
+    pub fn server_name(&self) -> &str {
+        self.server_name.as_str()
+    }
+
+    /// Rate-limits `user` on `limiter`, unless a module overrides their limit.
+    pub async fn ratelimit_user(
+        &self,
+        limiter: &'static str,
+        user: &str,
+        limit: RateLimit,
+    ) -> Result<(), MatrixError> {
+        let mut limit = limit;
+        if let Ok(user_id) = ruma::UserId::parse(user) {
+            if let Some(o) = self
+                .callbacks
+                .ratelimit
+                .get_ratelimit_override_for_user(&user_id, limiter)
+                .await?
+            {
+                limit = RateLimit {
+                    per_second: o.per_second,
+                    burst_count: o.burst_count as f64,
+                };
+            }
+        }
+        self.rate_limiter.check(limiter, user, limit)
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A random string of `len` letters.
+pub(crate) fn random_string(len: usize) -> String {
+    use rand::Rng;
+    rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+/// The client-server API (one copy served under `v3` and `r0`).
+fn client_api() -> Router<Arc<AppState>> {
+    Router::new()
+        .merge(account::routes())
+        .merge(rooms::routes())
+        .merge(sync::routes())
+        .merge(directory::routes())
+        .merge(profile::routes())
+}
+
+/// The whole HTTP surface: Matrix APIs, the modules' web resources, and
+/// Matrix errors for unknown paths and methods.
+pub fn router(state: Arc<AppState>, module_resources: Router) -> Router {
+    let client = client_api();
+    let matrix = Router::new()
+        .route("/_matrix/client/versions", get(versions))
+        .nest("/_matrix/client/v3", client.clone())
+        .nest("/_matrix/client/r0", client)
+        .merge(media::routes(&state))
+        .merge(account::admin_routes())
+        .fallback(unrecognized)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state);
+    matrix
+        .merge(module_resources)
+        .layer(axum::middleware::from_fn(cors))
+}
+
+async fn versions() -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "versions": ["r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11"],
+        "unstable_features": {}
+    }))
+}
+
+async fn unrecognized() -> MatrixError {
+    MatrixError::new(404, ErrCode::Unrecognized, "Unrecognized request")
+}
+
+async fn method_not_allowed() -> MatrixError {
+    MatrixError::new(405, ErrCode::Unrecognized, "Unrecognized request")
+}
+
+/// Browsers' clients (Element Web) need CORS on every response.
+async fn cors(request: Request, next: Next) -> Response {
+    let preflight = request.method() == Method::OPTIONS;
+    let mut response = if preflight {
+        StatusCode::OK.into_response()
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    headers.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    headers.insert(
+        "access-control-allow-methods",
+        HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS"),
+    );
+    headers.insert(
+        "access-control-allow-headers",
+        HeaderValue::from_static("X-Requested-With, Content-Type, Authorization, Date"),
+    );
+    response
+}
+
+/// A running homeserver.
+pub struct RunningServer {
+    pub addrs: Vec<SocketAddr>,
+    pub state: Arc<AppState>,
+    modules: LoadedModules,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// Why the server did not start.
+#[derive(Debug)]
+pub enum StartError {
+    Config(Vec<String>),
+    Modules(crate::module::LoadErrors),
+    Storage(StorageError),
+    Listen(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(errors) => {
+                write!(
+                    f,
+                    "{} error{} in the config:",
+                    errors.len(),
+                    if errors.len() == 1 { "" } else { "s" }
+                )?;
+                for e in errors {
+                    write!(f, "\n  - {e}")?;
+                }
+                Ok(())
+            }
+            StartError::Modules(e) => write!(f, "{e}"),
+            StartError::Storage(e) => write!(f, "cannot open the database: {e}"),
+            StartError::Listen(e) => write!(f, "cannot listen: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl RunningServer {
+    /// Loads the modules, opens the database, runs the modules' start hooks,
+    /// then binds the listeners: nothing listens until all of that worked.
+    pub async fn start(config: HomeserverConfig) -> Result<RunningServer, StartError> {
+        let server = ServerInfo {
+            server_name: config.server_name.clone(),
+            public_baseurl: config.public_baseurl(),
+        };
+        let modules_yaml = match &config.modules {
+            serde_yaml::Value::Null => None,
+            other => Some(other),
+        };
+        let mut modules = LoadedModules::load(modules_yaml, server).map_err(StartError::Modules)?;
+        for warning in &modules.warnings {
+            tracing::warn!("{warning}");
+        }
+        let storage = Storage::open(&config.database.args.database).map_err(StartError::Storage)?;
+        std::fs::create_dir_all(&config.media_store_path).map_err(|e| {
+            StartError::Listen(format!(
+                "cannot create media_store_path {}: {e}",
+                config.media_store_path.display()
+            ))
+        })?;
+        modules.start().await.map_err(StartError::Modules)?;
+        let state = Arc::new(AppState {
+            server_name: config.server_name.clone(),
+            callbacks: modules.callbacks.clone(),
+            storage,
+            rate_limiter: Default::default(),
+            registration_nonces: Default::default(),
+            config,
+        });
+        let app = router(state.clone(), modules.web.router());
+        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        let mut addrs = Vec::new();
+        let mut tasks = Vec::new();
+        for listener in &state.config.listeners {
+            for ip in &listener.bind_addresses {
+                let addr = SocketAddr::new(*ip, listener.port);
+                let socket = match TcpListener::bind(addr).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        modules.stop().await;
+                        return Err(StartError::Listen(format!("{addr}: {e}")));
+                    }
+                };
+                let local = socket
+                    .local_addr()
+                    .map_err(|e| StartError::Listen(e.to_string()))?;
+                tracing::info!("listening on http://{local}");
+                addrs.push(local);
+                let app = app
+                    .clone()
+                    .into_make_service_with_connect_info::<SocketAddr>();
+                let mut rx = shutdown_rx.clone();
+                tasks.push(tokio::spawn(async move {
+                    axum::serve(socket, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = rx.wait_for(|stop| *stop).await;
+                        })
+                        .await
+                }));
+            }
+        }
+        Ok(RunningServer {
+            addrs,
+            state,
+            modules,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The first listener's base URL, such as `http://127.0.0.1:8008`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addrs[0])
+    }
+
+    /// Stops accepting requests, lets in-flight ones finish, then stops the
+    /// modules in reverse order.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        self.modules.stop().await;
+    }
+}
