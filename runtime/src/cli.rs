@@ -138,6 +138,15 @@ fn check(path: &std::path::Path, config: HomeserverConfig) -> ExitCode {
 }
 
 async fn run(config: HomeserverConfig) -> ExitCode {
+    // Install the signal handlers before anything listens: a SIGTERM that
+    // arrives right after "listening on" must shut down cleanly.
+    let shutdown = match ShutdownSignal::install() {
+        Ok(signal) => signal,
+        Err(e) => {
+            eprintln!("error: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let server = match RunningServer::start(config).await {
         Ok(server) => server,
         Err(e) => {
@@ -145,32 +154,46 @@ async fn run(config: HomeserverConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    shutdown_signal().await;
+    shutdown.recv().await;
     tracing::info!("shutting down: draining requests, then stopping modules");
     server.shutdown().await;
     ExitCode::SUCCESS
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGINT or SIGTERM.
+struct ShutdownSignal {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    #[cfg(unix)]
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(ShutdownSignal {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn install() -> std::io::Result<Self> {
+        Ok(ShutdownSignal {})
+    }
+
+    #[cfg(unix)]
+    async fn recv(mut self) {
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
     }
+
     #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+    async fn recv(self) {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -88,7 +88,8 @@ impl TestServer {
     pub async fn start_with(extra: &str) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary directory");
         let yaml = merged(&test_config(dir.path(), ""), extra);
-        let parsed = HomeserverConfig::parse(&yaml).unwrap_or_else(|e| panic!("test config: {e:?}"));
+        let parsed =
+            HomeserverConfig::parse(&yaml).unwrap_or_else(|e| panic!("test config: {e:?}"));
         let server = RunningServer::start(parsed.config)
             .await
             .unwrap_or_else(|e| panic!("server starts: {e}"));
@@ -101,7 +102,13 @@ impl TestServer {
     }
 
     /// Sends a request; returns the status and the JSON body (`Null` if none).
-    pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let url = if path.starts_with("/_") {
             format!("{}{path}", self.base)
         } else {
@@ -126,7 +133,13 @@ impl TestServer {
     }
 
     /// Sends a raw body (not JSON-encoded by the client).
-    pub async fn raw(&self, method: Method, path: &str, token: Option<&str>, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
         let url = if path.starts_with("/_") {
             format!("{}{path}", self.base)
         } else {
@@ -139,7 +152,10 @@ impl TestServer {
         let response = request.send().await.expect("request is sent");
         let status = response.status();
         let text = response.text().await.expect("body is read");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
@@ -147,11 +163,13 @@ impl TestServer {
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-        self.request(Method::POST, path, Some(token), Some(body)).await
+        self.request(Method::POST, path, Some(token), Some(body))
+            .await
     }
 
     pub async fn put(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-        self.request(Method::PUT, path, Some(token), Some(body)).await
+        self.request(Method::PUT, path, Some(token), Some(body))
+            .await
     }
 
     /// Registers `localpart` with password `password` through the two-step dummy flow.
@@ -193,12 +211,21 @@ impl TestServer {
     }
 
     pub async fn join(&self, user: &User, room: &str) -> (StatusCode, Value) {
-        self.post(&format!("/rooms/{}/join", enc(room)), &user.token, json!({})).await
+        self.post(
+            &format!("/rooms/{}/join", enc(room)),
+            &user.token,
+            json!({}),
+        )
+        .await
     }
 
     pub async fn invite(&self, inviter: &User, room: &str, invitee: &str) -> (StatusCode, Value) {
-        self.post(&format!("/rooms/{}/invite", enc(room)), &inviter.token, json!({ "user_id": invitee }))
-            .await
+        self.post(
+            &format!("/rooms/{}/invite", enc(room)),
+            &inviter.token,
+            json!({ "user_id": invitee }),
+        )
+        .await
     }
 
     /// Stops the server gracefully.
@@ -214,7 +241,9 @@ pub fn enc(segment: &str) -> String {
     let mut out = String::new();
     for b in segment.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -232,5 +261,9 @@ fn rand_suffix() -> u64 {
 pub fn assert_error(response: &(StatusCode, Value), status: u16, errcode: &str) {
     assert_eq!(response.0.as_u16(), status, "status of {}", response.1);
     assert_eq!(response.1["errcode"], errcode, "errcode of {}", response.1);
-    assert!(response.1["error"].is_string(), "error message in {}", response.1);
+    assert!(
+        response.1["error"].is_string(),
+        "error message in {}",
+        response.1
+    );
 }

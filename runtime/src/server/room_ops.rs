@@ -138,6 +138,9 @@ pub struct CreateRoomRequest {
     pub is_direct: bool,
     #[serde(default)]
     pub power_level_content_override: Option<Map<String, Value>>,
+    /// The request body as the client sent it, for the modules that see it.
+    #[serde(skip)]
+    pub raw: Option<Map<String, Value>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -162,6 +165,21 @@ pub async fn create_room(
             ErrCode::Custom("M_UNSUPPORTED_ROOM_VERSION".into()),
             format!("Your homeserver does not support the features required to join this room (room version {room_version})"),
         ));
+    }
+    if let (Ok(user), Some(raw)) = (ruma::UserId::parse(creator), request.raw.as_ref()) {
+        if let crate::callbacks::SpamCheck::Deny {
+            errcode,
+            extra_fields,
+        } = state
+            .callbacks
+            .spam_checker
+            .user_may_create_room(&user, raw)
+            .await?
+        {
+            let mut error = MatrixError::new(403, errcode, "You are not permitted to create rooms");
+            error.extra_fields = extra_fields;
+            return Err(error);
+        }
     }
     let public = request.visibility.as_deref() == Some("public");
     let preset = request.preset.clone().unwrap_or_else(|| {

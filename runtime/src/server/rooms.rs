@@ -121,7 +121,8 @@ async fn create(
     Auth(requester): Auth,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult {
-    let request: CreateRoomRequest = super::extract::parse_json(body)?;
+    let mut request: CreateRoomRequest = super::extract::parse_json(body.clone())?;
+    request.raw = body.as_object().cloned();
     let (room_id, alias) = create_room(&state, &requester.user_id, request).await?;
     let mut response = json!({ "room_id": room_id });
     if let Some(alias) = alias {
