@@ -33,7 +33,10 @@ fn report(name: &str, events: usize, elapsed: Duration, mut latencies: Vec<Durat
 }
 
 async fn register(base: &str, name: &str) -> User {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(4).build().unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(4)
+        .build()
+        .unwrap();
     let body: serde_json::Value = http
         .post(format!("{base}/_matrix/client/v3/register"))
         .json(&json!({ "username": name, "password": "pw", "auth": { "type": "m.login.dummy" } }))
@@ -44,7 +47,10 @@ async fn register(base: &str, name: &str) -> User {
         .await
         .unwrap();
     User {
-        token: body["access_token"].as_str().expect("registered").to_string(),
+        token: body["access_token"]
+            .as_str()
+            .expect("registered")
+            .to_string(),
         http,
     }
 }
@@ -69,9 +75,18 @@ fn enc(s: &str) -> String {
 }
 
 /// Sends `count` messages one after another; returns each one's latency.
-async fn send_many(base: String, user: User, room: String, count: usize, tag: String) -> Vec<Duration> {
+async fn send_many(
+    base: String,
+    user: User,
+    room: String,
+    count: usize,
+    tag: String,
+) -> Vec<Duration> {
     let mut latencies = Vec::with_capacity(count);
-    let url = format!("{base}/_matrix/client/v3/rooms/{}/send/m.room.message", enc(&room));
+    let url = format!(
+        "{base}/_matrix/client/v3/rooms/{}/send/m.room.message",
+        enc(&room)
+    );
     for i in 0..count {
         let start = Instant::now();
         let response = user
@@ -113,10 +128,25 @@ rc_joins: {{local: {{per_second: 0, burst_count: 0}}}}
     // Warm-up, then one client sending sequentially.
     let user = register(&base, "solo").await;
     let room = create_room(&base, &user, false).await;
-    let _ = send_many(base.clone(), User { token: user.token.clone(), http: user.http.clone() }, room.clone(), 50, "warm".into()).await;
+    let _ = send_many(
+        base.clone(),
+        User {
+            token: user.token.clone(),
+            http: user.http.clone(),
+        },
+        room.clone(),
+        50,
+        "warm".into(),
+    )
+    .await;
     let start = Instant::now();
     let latencies = send_many(base.clone(), user, room, sequential, "seq".into()).await;
-    report("sequential, 1 client", sequential, start.elapsed(), latencies);
+    report(
+        "sequential, 1 client",
+        sequential,
+        start.elapsed(),
+        latencies,
+    );
 
     // 32 clients, each in its own room.
     let mut users = Vec::new();
@@ -129,13 +159,26 @@ rc_joins: {{local: {{per_second: 0, burst_count: 0}}}}
     let tasks: Vec<_> = users
         .into_iter()
         .enumerate()
-        .map(|(i, (user, room))| tokio::spawn(send_many(base.clone(), user, room, per_client, format!("own{i}"))))
+        .map(|(i, (user, room))| {
+            tokio::spawn(send_many(
+                base.clone(),
+                user,
+                room,
+                per_client,
+                format!("own{i}"),
+            ))
+        })
         .collect();
     let mut latencies = Vec::new();
     for task in tasks {
         latencies.extend(task.await.unwrap());
     }
-    report("32 clients, 32 rooms", 32 * per_client, start.elapsed(), latencies);
+    report(
+        "32 clients, 32 rooms",
+        32 * per_client,
+        start.elapsed(),
+        latencies,
+    );
 
     // 32 clients in one room.
     let owner = register(&base, "owner").await;
@@ -145,7 +188,10 @@ rc_joins: {{local: {{per_second: 0, burst_count: 0}}}}
         let user = register(&base, &format!("member{i}")).await;
         let joined = user
             .http
-            .post(format!("{base}/_matrix/client/v3/rooms/{}/join", enc(&shared)))
+            .post(format!(
+                "{base}/_matrix/client/v3/rooms/{}/join",
+                enc(&shared)
+            ))
             .bearer_auth(&user.token)
             .json(&json!({}))
             .send()
@@ -158,18 +204,34 @@ rc_joins: {{local: {{per_second: 0, burst_count: 0}}}}
     let tasks: Vec<_> = users
         .into_iter()
         .enumerate()
-        .map(|(i, user)| tokio::spawn(send_many(base.clone(), user, shared.clone(), per_client, format!("shared{i}"))))
+        .map(|(i, user)| {
+            tokio::spawn(send_many(
+                base.clone(),
+                user,
+                shared.clone(),
+                per_client,
+                format!("shared{i}"),
+            ))
+        })
         .collect();
     let mut latencies = Vec::new();
     for task in tasks {
         latencies.extend(task.await.unwrap());
     }
-    report("32 clients, 1 room", 32 * per_client, start.elapsed(), latencies);
+    report(
+        "32 clients, 1 room",
+        32 * per_client,
+        start.elapsed(),
+        latencies,
+    );
     server.shutdown().await;
 }
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(run(quick));
 }

@@ -7,7 +7,9 @@ use matrix_sdk::config::SyncSettings;
 use matrix_sdk::ruma::api::client::account::register::v3::Request as RegisterRequest;
 use matrix_sdk::ruma::api::client::room::create_room::v3::Request as CreateRoomRequest;
 use matrix_sdk::ruma::api::client::uiaa::{AuthData, Dummy};
-use matrix_sdk::ruma::events::room::message::{OriginalSyncRoomMessageEvent, RoomMessageEventContent};
+use matrix_sdk::ruma::events::room::message::{
+    OriginalSyncRoomMessageEvent, RoomMessageEventContent,
+};
 use matrix_sdk::ruma::OwnedUserId;
 use matrix_sdk::{Client, RoomState};
 use std::sync::{Arc, Mutex};
@@ -29,7 +31,9 @@ fn collect_messages(client: &Client) -> Arc<Mutex<Vec<(String, String)>>> {
     client.add_event_handler(move |event: OriginalSyncRoomMessageEvent| {
         let sink = sink.clone();
         async move {
-            sink.lock().unwrap().push((event.sender.to_string(), event.content.body().to_string()));
+            sink.lock()
+                .unwrap()
+                .push((event.sender.to_string(), event.content.body().to_string()));
         }
     });
     seen
@@ -38,7 +42,10 @@ fn collect_messages(client: &Client) -> Arc<Mutex<Vec<(String, String)>>> {
 async fn sync_until(client: &Client, what: &str, mut done: impl FnMut() -> bool) {
     let settings = SyncSettings::default().timeout(Duration::from_millis(500));
     for _ in 0..40 {
-        client.sync_once(settings.clone()).await.expect("sync succeeds");
+        client
+            .sync_once(settings.clone())
+            .await
+            .expect("sync succeeds");
         if done() {
             return;
         }
@@ -56,9 +63,17 @@ async fn two_users_chat_through_matrix_sdk() {
     register.username = Some("alice".into());
     register.password = Some("alice's password".into());
     register.auth = Some(AuthData::Dummy(Dummy::new()));
-    let registered = alice.matrix_auth().register(register).await.expect("alice registers");
+    let registered = alice
+        .matrix_auth()
+        .register(register)
+        .await
+        .expect("alice registers");
     assert_eq!(registered.user_id.as_str(), "@alice:test.local");
-    assert_eq!(alice.user_id().map(|u| u.as_str()), Some("@alice:test.local"), "logged in by registering");
+    assert_eq!(
+        alice.user_id().map(|u| u.as_str()),
+        Some("@alice:test.local"),
+        "logged in by registering"
+    );
 
     server.register("bob").await;
     let bob = client(&server).await;
@@ -83,31 +98,46 @@ async fn two_users_chat_through_matrix_sdk() {
     let room_id = room.room_id().to_owned();
 
     // Bob sees the invite and joins.
-    sync_until(&bob, "the invite", || bob.get_room(&room_id).is_some_and(|r| r.state() == RoomState::Invited)).await;
+    sync_until(&bob, "the invite", || {
+        bob.get_room(&room_id)
+            .is_some_and(|r| r.state() == RoomState::Invited)
+    })
+    .await;
     bob.join_room_by_id(&room_id).await.expect("bob joins");
 
     // Alice sends; Bob's sync delivers it.
-    sync_until(&alice, "bob's join", || {
-        alice.get_room(&room_id).is_some()
-    })
-    .await;
+    sync_until(&alice, "bob's join", || alice.get_room(&room_id).is_some()).await;
     let alice_room = alice.get_room(&room_id).unwrap();
     alice_room
         .send(RoomMessageEventContent::text_plain("hello bob"))
         .await
         .expect("alice sends");
     sync_until(&bob, "alice's message", || {
-        bob_seen.lock().unwrap().iter().any(|(_, body)| body == "hello bob")
+        bob_seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, body)| body == "hello bob")
     })
     .await;
-    assert!(bob_seen.lock().unwrap().contains(&("@alice:test.local".to_string(), "hello bob".to_string())));
+    assert!(bob_seen
+        .lock()
+        .unwrap()
+        .contains(&("@alice:test.local".to_string(), "hello bob".to_string())));
 
     // Bob answers; Alice's sync delivers it.
     let bob_room = bob.get_room(&room_id).expect("bob has the room");
     assert_eq!(bob_room.state(), RoomState::Joined);
-    bob_room.send(RoomMessageEventContent::text_plain("hi alice")).await.expect("bob sends");
+    bob_room
+        .send(RoomMessageEventContent::text_plain("hi alice"))
+        .await
+        .expect("bob sends");
     sync_until(&alice, "bob's answer", || {
-        alice_seen.lock().unwrap().iter().any(|(sender, body)| sender == "@bob:test.local" && body == "hi alice")
+        alice_seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(sender, body)| sender == "@bob:test.local" && body == "hi alice")
     })
     .await;
     assert_eq!(bob_room.name().as_deref(), Some("SDK room"));

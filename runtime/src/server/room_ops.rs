@@ -20,29 +20,47 @@ pub async fn send_event(
     draft: EventDraft,
     txn: Option<(String, String)>,
 ) -> Result<String, MatrixError> {
-    if let Some((device, txn_id)) = &txn {
-        if let Some(existing) = state
-            .storage
-            .event_for_txn(&draft.sender, device, txn_id)
-            .await?
-        {
-            return Ok(existing);
+    // The writer recognises a repeated transaction; the read here is only
+    // for a retry that would now be refused (the sender left meanwhile):
+    // it still gets the event it sent the first time.
+    let built = match prepare_event(state, room_id, &draft).await {
+        Ok(built) => built,
+        Err(e) => {
+            if let Some((device, txn_id)) = &txn {
+                if let Some(existing) = state
+                    .storage
+                    .event_for_txn(&draft.sender, device, txn_id)
+                    .await?
+                {
+                    return Ok(existing);
+                }
+            }
+            return Err(e);
         }
-    }
-    let snapshot = state.storage.room_snapshot(room_id).await?.ok_or_else(|| {
-        MatrixError::forbidden(format!("User {} not in room {room_id}", draft.sender))
-    })?;
-    check_auth(&snapshot, &draft)?;
-    let mut built = build_event(&snapshot, &draft, now_ms())?;
+    };
+    let mut new = built.new;
     if let Some((device, txn_id)) = txn {
-        built.new.device_id = Some(device);
-        built.new.txn_id = Some(txn_id);
+        new.device_id = Some(device);
+        new.txn_id = Some(txn_id);
     }
-    let persisted = state.storage.persist_events(None, vec![built.new]).await?;
+    let persisted = state.storage.persist_events(None, vec![new]).await?;
     match persisted.into_iter().next() {
         Some(p) => Ok(p.event_id().to_string()),
         None => Err(MatrixError::internal("the event was not stored")),
     }
+}
+
+/// Authorises and builds the next event of a room.
+async fn prepare_event(
+    state: &AppState,
+    room_id: &str,
+    draft: &EventDraft,
+) -> Result<crate::events::BuiltEvent, MatrixError> {
+    let snapshot = state.storage.room_snapshot(room_id).await?.ok_or_else(|| {
+        MatrixError::forbidden(format!("User {} not in room {room_id}", draft.sender))
+    })?;
+    check_auth(&snapshot, draft)?;
+    build_event(&snapshot, draft, now_ms())
 }
 
 /// Changes `target`'s membership in a room as `sender` (join, invite,

@@ -252,13 +252,17 @@ impl Storage {
 
     pub async fn set_room_public(&self, room_id: &str, public: bool) -> StorageResult<()> {
         let room_id = room_id.to_string();
-        self.write(move |w| {
-            w.conn.execute(
-                "UPDATE rooms SET is_public = ?2 WHERE room_id = ?1",
-                params![room_id, public],
-            )?;
-            Ok(())
-        })
+        let id = room_id.clone();
+        self.write_then(
+            move |w| {
+                w.conn.execute(
+                    "UPDATE rooms SET is_public = ?2 WHERE room_id = ?1",
+                    params![id, public],
+                )?;
+                Ok(())
+            },
+            move |caches, _| caches.set_room_public(&room_id, public),
+        )
         .await
     }
 

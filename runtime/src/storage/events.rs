@@ -1,9 +1,11 @@
 //! Rooms, events and room state.
 
+use super::cache::AppliedEvent;
 use super::{Storage, StorageError, StorageResult};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// An event as stored.
 #[derive(Debug, Clone)]
@@ -140,9 +142,20 @@ pub struct Membership {
 
 impl Storage {
     /// The room's version, state and latest events; `None` for an unknown room.
-    pub async fn room_snapshot(&self, room_id: &str) -> StorageResult<Option<RoomSnapshot>> {
-        let room_id = room_id.to_string();
-        self.read(move |c| room_snapshot(c, &room_id)).await
+    pub async fn room_snapshot(&self, room_id: &str) -> StorageResult<Option<Arc<RoomSnapshot>>> {
+        if let Some(cached) = self.caches().room(room_id) {
+            return Ok(Some(cached));
+        }
+        let read_at = self.caches().room_generation(room_id);
+        let id = room_id.to_string();
+        let snapshot = self
+            .read(move |c| room_snapshot(c, &id))
+            .await?
+            .map(Arc::new);
+        if let Some(snapshot) = &snapshot {
+            self.caches().insert_room(snapshot.clone(), read_at);
+        }
+        Ok(snapshot)
     }
 
     /// The event a device already sent with this transaction ID, if any.
@@ -167,7 +180,24 @@ impl Storage {
         room: Option<NewRoom>,
         events: Vec<NewEvent>,
     ) -> StorageResult<Vec<Persisted>> {
-        self.write(move |w| {
+        let applied: Vec<AppliedEvent> = events
+            .iter()
+            .map(|e| AppliedEvent {
+                room_id: e.room_id.clone(),
+                event_id: e.event_id.clone(),
+                sender: e.sender.clone(),
+                event_type: e.event_type.clone(),
+                state_key: e.state_key.clone(),
+                depth: e.depth,
+                content: if e.state_key.is_some() {
+                    serde_json::from_str(&e.content).unwrap_or_default()
+                } else {
+                    serde_json::Value::Null
+                },
+                prev_events: e.prev_events.clone(),
+            })
+            .collect();
+        self.write_then(move |w| {
             if let Some(room) = &room {
                 w.conn.execute(
                     "INSERT INTO rooms (room_id, room_version, creator, is_public, created_ts) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -190,6 +220,14 @@ impl Storage {
                 });
             }
             Ok(outcomes)
+        }, move |caches, outcomes: &Vec<Persisted>| {
+            let stored: Vec<AppliedEvent> = applied
+                .into_iter()
+                .zip(outcomes)
+                .filter(|(_, o)| matches!(o, Persisted::New { .. }))
+                .map(|(a, _)| a)
+                .collect();
+            caches.apply_events(&stored);
         })
         .await
     }

@@ -10,6 +10,7 @@
 //! WAL lets run beside the writer.
 
 mod account;
+mod cache;
 mod events;
 mod schema;
 mod users;
@@ -87,6 +88,7 @@ pub struct Storage {
 }
 
 struct Inner {
+    caches: cache::Caches,
     readers: deadpool_sqlite::Pool,
     writer: mpsc::UnboundedSender<Job>,
     /// The highest committed stream position.
@@ -140,6 +142,7 @@ impl Storage {
             .map_err(|e| StorageError::Closed(e.to_string()))?;
         Ok(Storage {
             inner: Arc::new(Inner {
+                caches: Default::default(),
                 readers,
                 writer,
                 position: position_rx,
@@ -182,19 +185,40 @@ impl Storage {
             .map_err(|e| StorageError::Closed(e.to_string()))?
     }
 
+    pub(crate) fn caches(&self) -> &cache::Caches {
+        &self.inner.caches
+    }
+
     /// Runs `f` in the writer's next transaction; returns once it committed.
     pub(crate) async fn write<R, F>(&self, f: F) -> StorageResult<R>
     where
         R: Send + 'static,
         F: FnOnce(&mut WriteCtx<'_>) -> StorageResult<R> + Send + 'static,
     {
+        self.write_then(f, |_, _| {}).await
+    }
+
+    /// Like `write`; `on_commit` runs on the writer thread once the write
+    /// committed, before later writes commit: where caches follow the database.
+    pub(crate) async fn write_then<R, F, C>(&self, f: F, on_commit: C) -> StorageResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> StorageResult<R> + Send + 'static,
+        C: FnOnce(&cache::Caches, &R) + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
+        let inner = self.inner.clone();
         let job: Job = Box::new(move |ctx| {
             let result = f(ctx);
             let ok = result.is_ok();
             let completion: Completion = Box::new(move |committed| {
                 let outcome = match committed {
-                    Ok(()) => result,
+                    Ok(()) => {
+                        if let Ok(value) = &result {
+                            on_commit(&inner.caches, value);
+                        }
+                        result
+                    }
                     Err(e) => Err(StorageError::Closed(format!("commit failed: {e}"))),
                 };
                 let _ = tx.send(outcome);

@@ -104,67 +104,83 @@ impl Storage {
     }
 
     pub async fn token_owner(&self, token: &str) -> StorageResult<Option<TokenOwner>> {
+        if let Some(owner) = self.caches().token(token) {
+            return Ok(Some(owner));
+        }
+        let read_at = self.caches().token_generation();
+        let key = token.to_string();
         let token = token.to_string();
-        self.read(move |c| {
-            Ok(c.query_row(
-                "SELECT t.user_id, t.device_id, u.admin, u.deactivated, u.shadow_banned
+        let owner = self
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT t.user_id, t.device_id, u.admin, u.deactivated, u.shadow_banned
                  FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token = ?1",
-                [&token],
-                |r| {
-                    Ok(TokenOwner {
-                        user_id: r.get(0)?,
-                        device_id: r.get(1)?,
-                        admin: r.get(2)?,
-                        deactivated: r.get(3)?,
-                        shadow_banned: r.get(4)?,
-                    })
-                },
-            )
-            .optional()?)
-        })
-        .await
+                    [&token],
+                    |r| {
+                        Ok(TokenOwner {
+                            user_id: r.get(0)?,
+                            device_id: r.get(1)?,
+                            admin: r.get(2)?,
+                            deactivated: r.get(3)?,
+                            shadow_banned: r.get(4)?,
+                        })
+                    },
+                )
+                .optional()?)
+            })
+            .await?;
+        if let Some(owner) = &owner {
+            self.caches().insert_token(key, owner.clone(), read_at);
+        }
+        Ok(owner)
     }
 
     /// Logs one device out: deletes the device and its token.
     pub async fn delete_device(&self, user_id: &str, device_id: &str) -> StorageResult<()> {
         let (user_id, device_id) = (user_id.to_string(), device_id.to_string());
-        self.write(move |w| {
-            w.conn.execute(
-                "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
-                params![user_id, device_id],
-            )?;
-            w.conn.execute(
-                "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
-                params![user_id, device_id],
-            )?;
-            Ok(())
-        })
+        self.write_then(
+            move |w| {
+                w.conn.execute(
+                    "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
+                    params![user_id, device_id],
+                )?;
+                w.conn.execute(
+                    "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
+                    params![user_id, device_id],
+                )?;
+                Ok(())
+            },
+            |caches, _| caches.forget_tokens(),
+        )
         .await
     }
 
     /// Logs every device of a user out; returns `(device_id, token)` of each.
     pub async fn delete_all_devices(&self, user_id: &str) -> StorageResult<Vec<(String, String)>> {
         let user_id = user_id.to_string();
-        self.write(move |w| {
-            let mut stmt = w
-                .conn
-                .prepare("SELECT device_id, token FROM access_tokens WHERE user_id = ?1")?;
-            let tokens = stmt
-                .query_map([&user_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<Vec<_>, _>>()?;
-            w.conn
-                .execute("DELETE FROM access_tokens WHERE user_id = ?1", [&user_id])?;
-            w.conn
-                .execute("DELETE FROM devices WHERE user_id = ?1", [&user_id])?;
-            Ok(tokens)
-        })
+        self.write_then(
+            move |w| {
+                let mut stmt = w
+                    .conn
+                    .prepare("SELECT device_id, token FROM access_tokens WHERE user_id = ?1")?;
+                let tokens = stmt
+                    .query_map([&user_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                w.conn
+                    .execute("DELETE FROM access_tokens WHERE user_id = ?1", [&user_id])?;
+                w.conn
+                    .execute("DELETE FROM devices WHERE user_id = ?1", [&user_id])?;
+                Ok(tokens)
+            },
+            |caches, _| caches.forget_tokens(),
+        )
         .await
     }
 
     /// Marks a user deactivated, logs every device out and clears the profile.
     pub async fn deactivate_user(&self, user_id: &str) -> StorageResult<Vec<(String, String)>> {
         let user_id = user_id.to_string();
-        self.write(move |w| {
+        self.write_then(move |w| {
             let mut stmt = w.conn.prepare("SELECT device_id, token FROM access_tokens WHERE user_id = ?1")?;
             let tokens = stmt
                 .query_map([&user_id], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -176,19 +192,22 @@ impl Storage {
                 [&user_id],
             )?;
             Ok(tokens)
-        })
+        }, |caches, _| caches.forget_tokens())
         .await
     }
 
     pub async fn set_admin(&self, user_id: &str, admin: bool) -> StorageResult<()> {
         let user_id = user_id.to_string();
-        self.write(move |w| {
-            w.conn.execute(
-                "UPDATE users SET admin = ?2 WHERE user_id = ?1",
-                params![user_id, admin],
-            )?;
-            Ok(())
-        })
+        self.write_then(
+            move |w| {
+                w.conn.execute(
+                    "UPDATE users SET admin = ?2 WHERE user_id = ?1",
+                    params![user_id, admin],
+                )?;
+                Ok(())
+            },
+            |caches, _| caches.forget_tokens(),
+        )
         .await
     }
 

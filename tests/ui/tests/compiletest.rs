@@ -1,4 +1,4 @@
-//! The compile errors module authors see, checked against `tests/ui/**`.
+//! The compile errors module authors see, checked against `tests/ui/{module,callback}/{pass,fail}`.
 //! Compiler wording drifts between rustc releases, so the `.stderr` files are
 //! compared only on the rustc that blessed them (`TRYBUILD=overwrite` to
 //! bless, then review the diff).
@@ -10,6 +10,6 @@
 #[test]
 fn ui() {
     let t = trybuild::TestCases::new();
-    t.pass("tests/ui/*/pass/*.rs");
-    t.compile_fail("tests/ui/*/fail/*.rs");
+    t.pass("*/pass/*.rs");
+    t.compile_fail("*/fail/*.rs");
 }

@@ -1,0 +1,144 @@
+//! In-memory caches of what every request reads: access tokens and room
+//! snapshots. Both are filled by readers and changed only after a commit,
+//! in commit order, by the writer thread. A reader inserts what it read only
+//! if no commit touched that entry since it started reading (a generation
+//! check under the same lock), so a stale read never outlives a commit.
+
+use super::events::{RoomSnapshot, StateEntry};
+use super::users::TokenOwner;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Rooms kept at most; past that an arbitrary one is dropped.
+const MAX_ROOMS: usize = 4096;
+const MAX_TOKENS: usize = 65_536;
+
+#[derive(Default)]
+pub(crate) struct Caches {
+    tokens: Mutex<TokenCache>,
+    rooms: Mutex<RoomCache>,
+}
+
+#[derive(Default)]
+struct TokenCache {
+    owners: HashMap<String, TokenOwner>,
+    generation: u64,
+}
+
+#[derive(Default)]
+struct RoomCache {
+    snapshots: HashMap<String, Arc<RoomSnapshot>>,
+    generations: HashMap<String, u64>,
+}
+
+/// A stored event, as far as the room snapshot cares.
+pub(crate) struct AppliedEvent {
+    pub room_id: String,
+    pub event_id: String,
+    pub sender: String,
+    pub event_type: String,
+    pub state_key: Option<String>,
+    pub depth: i64,
+    pub content: serde_json::Value,
+    pub prev_events: Vec<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Caches {
+    pub fn token(&self, token: &str) -> Option<TokenOwner> {
+        lock(&self.tokens).owners.get(token).cloned()
+    }
+
+    pub fn token_generation(&self) -> u64 {
+        lock(&self.tokens).generation
+    }
+
+    pub fn insert_token(&self, token: String, owner: TokenOwner, read_at: u64) {
+        let mut cache = lock(&self.tokens);
+        if cache.generation == read_at {
+            if cache.owners.len() >= MAX_TOKENS {
+                cache.owners.clear();
+            }
+            cache.owners.insert(token, owner);
+        }
+    }
+
+    /// After a commit that removed tokens or changed users.
+    pub fn forget_tokens(&self) {
+        let mut cache = lock(&self.tokens);
+        cache.owners.clear();
+        cache.generation += 1;
+    }
+
+    pub fn room(&self, room_id: &str) -> Option<Arc<RoomSnapshot>> {
+        lock(&self.rooms).snapshots.get(room_id).cloned()
+    }
+
+    pub fn room_generation(&self, room_id: &str) -> u64 {
+        lock(&self.rooms)
+            .generations
+            .get(room_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn insert_room(&self, snapshot: Arc<RoomSnapshot>, read_at: u64) {
+        let mut cache = lock(&self.rooms);
+        if cache
+            .generations
+            .get(&snapshot.room_id)
+            .copied()
+            .unwrap_or(0)
+            != read_at
+        {
+            return;
+        }
+        if cache.snapshots.len() >= MAX_ROOMS {
+            if let Some(victim) = cache.snapshots.keys().next().cloned() {
+                cache.snapshots.remove(&victim);
+            }
+        }
+        cache.snapshots.insert(snapshot.room_id.clone(), snapshot);
+    }
+
+    /// After a commit: events were stored, in this order.
+    pub fn apply_events(&self, events: &[AppliedEvent]) {
+        let mut cache = lock(&self.rooms);
+        for event in events {
+            *cache.generations.entry(event.room_id.clone()).or_default() += 1;
+            let Some(snapshot) = cache.snapshots.get_mut(&event.room_id) else {
+                continue;
+            };
+            let snapshot = Arc::make_mut(snapshot);
+            snapshot
+                .extremities
+                .retain(|e| !event.prev_events.contains(e));
+            if !snapshot.extremities.contains(&event.event_id) {
+                snapshot.extremities.push(event.event_id.clone());
+            }
+            snapshot.max_depth = snapshot.max_depth.max(event.depth);
+            if let Some(state_key) = &event.state_key {
+                snapshot.state.insert(
+                    (event.event_type.clone(), state_key.clone()),
+                    StateEntry {
+                        event_id: event.event_id.clone(),
+                        sender: event.sender.clone(),
+                        content: event.content.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// After a commit that changed a room's directory visibility.
+    pub fn set_room_public(&self, room_id: &str, public: bool) {
+        let mut cache = lock(&self.rooms);
+        *cache.generations.entry(room_id.to_string()).or_default() += 1;
+        if let Some(snapshot) = cache.snapshots.get_mut(room_id) {
+            Arc::make_mut(snapshot).is_public = public;
+        }
+    }
+}
