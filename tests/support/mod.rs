@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+// Name the bundled module crates, so the linker keeps their registrations
+// in every test binary (as the stock binary's main.rs does).
+use axon_demo as _;
+
 use axon::config::HomeserverConfig;
 use axon::server::RunningServer;
 use reqwest::{Method, StatusCode};
