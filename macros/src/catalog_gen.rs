@@ -227,14 +227,29 @@ fn dispatcher(c: &Category, cb: &Callback) -> TokenStream {
         Combine::FirstRegistered => "Only the first module in config order is used.",
     };
     let doc = cb.doc;
+    let among = format_ident!("{}_among", cb.name);
+    let params: Vec<TokenStream> = params.collect();
+    let forward = cb
+        .args
+        .iter()
+        .map(|a| Ident::new(a.name, Span::call_site()));
+    let among_doc = format!("`{}`, asking only the modules `keep` accepts (such as those that registered a login type).", cb.name);
     quote! {
         #[doc = #doc]
         #[doc = ""]
         #[doc = #combine_doc]
         #[doc = #policy]
         pub async fn #name(&self, #(#params),*) -> #ret {
+            self.#among(|_| true, #(#forward),*).await
+        }
+
+        #[doc = #among_doc]
+        pub async fn #among(&self, keep: impl Fn(&ModuleRef) -> bool + Send + Sync, #(#params),*) -> #ret {
             let mut __state = <#rule as Combine<#output>>::init();
             for __entry in self.#name.entries() {
+                if !keep(__entry.module()) {
+                    continue;
+                }
                 match __entry.call(#qualified, (__entry.f)(__entry.instance(), #(#call_args),*)).await {
                     Ok(__value) => {
                         if <#rule as Combine<#output>>::fold(&mut __state, __value).is_break() {

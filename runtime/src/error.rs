@@ -151,11 +151,14 @@ impl ModuleError {
         self
     }
 
-    /// The JSON body: `{"errcode": …, "error": …, …extra fields}`.
+    /// The JSON body: `{"errcode": …, "error": …, …extra fields}`. As in
+    /// Synapse (`cs_error`), extra fields win: a module denying with an
+    /// `error` field sets the message the client shows.
     pub fn body(&self) -> serde_json::Value {
-        let mut body = self.extra_fields.clone();
+        let mut body = JsonObject::new();
         body.insert("errcode".into(), self.errcode.as_str().into());
         body.insert("error".into(), self.message.clone().into());
+        body.extend(self.extra_fields.clone());
         serde_json::Value::Object(body)
     }
 }

@@ -30,6 +30,10 @@ pub struct HomeserverConfig {
     pub media_store_path: PathBuf,
     #[serde(default = "default_max_upload_size", deserialize_with = "size")]
     pub max_upload_size: u64,
+    /// Bytes a user may upload per period (Synapse's `media_upload_limits`);
+    /// modules may replace them per user.
+    #[serde(default)]
+    pub media_upload_limits: Vec<MediaUploadLimitConfig>,
     #[serde(default = "RateLimit::message")]
     pub rc_message: RateLimit,
     #[serde(default = "RateLimit::registration")]
@@ -99,6 +103,34 @@ impl Default for DatabaseArgs {
         DatabaseArgs {
             database: default_database_path(),
         }
+    }
+}
+
+/// At most `max_size` bytes uploaded per `time_period`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaUploadLimitConfig {
+    #[serde(deserialize_with = "duration")]
+    pub time_period: std::time::Duration,
+    #[serde(deserialize_with = "size")]
+    pub max_size: u64,
+}
+
+/// Durations as Synapse writes them: `1h`, `1d`, `30s`, or milliseconds.
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Period {
+        Millis(u64),
+        Text(String),
+    }
+    match Period::deserialize(d)? {
+        Period::Millis(ms) => Ok(std::time::Duration::from_millis(ms)),
+        Period::Text(text) => humantime::parse_duration(&text).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "expected a duration such as `1h` or `1d`, found {text:?}"
+            ))
+        }),
     }
 }
 

@@ -171,6 +171,7 @@ pub(crate) fn apply_to_snapshot(
             crate::storage::StateEntry {
                 event_id: built.new.event_id.clone(),
                 sender: draft.sender.clone(),
+                origin_server_ts: built.new.origin_server_ts,
                 content: Value::Object(draft.content.clone()),
             },
         );

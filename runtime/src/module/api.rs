@@ -28,7 +28,17 @@ pub(crate) struct ApiShared {
 #[derive(Default)]
 struct Registrations {
     web: WebResources,
+    login_types: std::collections::BTreeMap<String, LoginType>,
     errors: Vec<(usize, LoadError)>,
+}
+
+/// A login type password auth provider modules handle in `check_auth`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginType {
+    /// The fields a login of this type must carry.
+    pub fields: Vec<String>,
+    /// The modules that handle it (their place in the `modules:` list), in order.
+    pub modules: Vec<usize>,
 }
 
 impl ApiShared {
@@ -58,6 +68,10 @@ impl ApiShared {
 
     pub(crate) fn web_warnings(&self) -> Vec<String> {
         self.registrations().web.warnings.clone()
+    }
+
+    pub(crate) fn take_login_types(&self) -> std::collections::BTreeMap<String, LoginType> {
+        std::mem::take(&mut self.registrations().login_types)
     }
 
     pub(crate) fn take_web(&self) -> WebResources {
@@ -127,6 +141,59 @@ impl ModuleApi {
                 format!("invalid user ID `{full}`: {e}"),
             )
         })
+    }
+
+    /// Declares a login type this module handles in its
+    /// `#[callback(password_auth_provider)] check_auth`, with the fields a
+    /// login of that type must carry (Synapse's `auth_checkers`). `GET
+    /// /login` lists it, and `POST /login` of that type asks the modules
+    /// that declared it, in config order. Declaring `m.login.password` makes
+    /// the module answer password logins before the local password check.
+    /// Two modules declaring one type with different fields is a start-up
+    /// error, as in Synapse. Call it from the constructor.
+    ///
+    /// ```
+    /// # fn demo(api: &axon::module::ModuleApi) {
+    /// api.register_login_type("org.example.token", &["token"]);
+    /// # }
+    /// ```
+    pub fn register_login_type(&self, login_type: &str, fields: &[&str]) {
+        let mut regs = self.shared.registrations();
+        let fields: Vec<String> = fields.iter().map(|f| f.to_string()).collect();
+        let index = self.module.index;
+        let conflict = match regs.login_types.get_mut(login_type) {
+            Some(existing) if existing.fields != fields => Some(existing.modules[0]),
+            Some(existing) => {
+                if !existing.modules.contains(&index) {
+                    existing.modules.push(index);
+                }
+                None
+            }
+            None => {
+                regs.login_types.insert(
+                    login_type.to_string(),
+                    LoginType {
+                        fields: fields.clone(),
+                        modules: vec![index],
+                    },
+                );
+                None
+            }
+        };
+        if let Some(first) = conflict {
+            let existing = regs.login_types[login_type].fields.clone();
+            regs.errors.push((
+                index,
+                LoadError::new(
+                    Some(index),
+                    Some(&self.module.path),
+                    format!("modules[{index}]"),
+                    format!(
+                        "login type `{login_type}` is registered with fields {fields:?}, but modules[{first}] registered it with {existing:?}"
+                    ),
+                ),
+            ));
+        }
     }
 
     /// Serves `resource` at `path` on the client listener. Call it from the

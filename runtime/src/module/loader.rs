@@ -205,6 +205,8 @@ pub struct LoadedModules {
     pub modules: Vec<LoadedModule>,
     pub callbacks: Arc<Callbacks>,
     pub web: WebResources,
+    /// Login types modules handle, by type.
+    pub login_types: std::collections::BTreeMap<String, super::api::LoginType>,
     /// Problems that do not stop the server, also logged.
     pub warnings: Vec<String>,
     api: Arc<ApiShared>,
@@ -270,11 +272,38 @@ impl LoadedModules {
         for module in &modules {
             tracing::info!("loaded {}", module.module);
         }
+        let login_types = api.take_login_types();
+        for (login_type, declared) in &login_types {
+            for index in &declared.modules {
+                let Some(module) = modules.iter().find(|m| m.module.index == *index) else {
+                    continue;
+                };
+                if !module
+                    .descriptor
+                    .callbacks
+                    .contains(&("password_auth_provider", "check_auth"))
+                {
+                    errors.push(LoadError::new(
+                        Some(*index),
+                        Some(&module.module.path),
+                        format!("modules[{index}]"),
+                        format!(
+                            "registers login type `{login_type}` but does not implement `#[callback(password_auth_provider)] async fn check_auth`"
+                        ),
+                    ));
+                }
+            }
+        }
+        if !errors.is_empty() {
+            errors.sort_by_key(|e| e.index);
+            return Err(LoadErrors(errors));
+        }
         let web = api.take_web();
         Ok(LoadedModules {
             modules,
             callbacks: Arc::new(callbacks),
             web,
+            login_types,
             warnings,
             api,
             started: 0,

@@ -7,7 +7,7 @@ mod error;
 mod loader;
 mod web;
 
-pub use api::{ModuleApi, ServerInfo};
+pub use api::{LoginType, ModuleApi, ServerInfo};
 pub use descriptor::{compiled_modules, CompiledModules, ModuleDescriptor};
 pub use error::{LoadError, LoadErrors};
 pub use loader::{

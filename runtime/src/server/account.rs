@@ -3,15 +3,16 @@
 
 use super::extract::{parse_json, ApiQuery, Auth, AuthAllowExpired, ClientAddr, JsonBody};
 use super::{now_ms, random_string, ApiResult, AppState, MatrixError};
+use crate::callbacks::{RegistrationBehaviour, RequestInfo, SpamCheck};
 use crate::error::ErrCode;
 use crate::storage::{NewDevice, NewUser, StorageError};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -132,8 +133,9 @@ struct RegisterBody {
 async fn register(
     State(state): State<Arc<AppState>>,
     ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
     ApiQuery(query): ApiQuery<RegisterQuery>,
-    JsonBody(body): JsonBody<RegisterBody>,
+    JsonBody(raw): JsonBody<Map<String, Value>>,
 ) -> ApiResult<Response> {
     if query.kind.as_deref() == Some("guest") {
         return Err(MatrixError::new(
@@ -150,20 +152,17 @@ async fn register(
         &addr.to_string(),
         state.config.rc_registration,
     )?;
-    let user_id = match &body.username {
-        Some(name) => {
-            let user_id = check_localpart(&state, name)?;
-            if state.storage.get_user(&user_id).await?.is_some() {
-                return Err(MatrixError::new(
-                    400,
-                    ErrCode::UserInUse,
-                    "User ID already taken.",
-                ));
-            }
-            Some(user_id)
+    let body: RegisterBody = parse_json(Value::Object(raw.clone()))?;
+    if let Some(name) = &body.username {
+        let user_id = check_localpart(&state, name)?;
+        if state.storage.get_user(&user_id).await?.is_some() {
+            return Err(MatrixError::new(
+                400,
+                ErrCode::UserInUse,
+                "User ID already taken.",
+            ));
         }
-        None => None,
-    };
+    }
     if let Some(password) = &body.password {
         if password.len() > 512 {
             return Err(MatrixError::new(
@@ -195,15 +194,50 @@ async fn register(
             return Ok(uia_challenge(flows, &session, Some(error)));
         }
     }
-    let user_id = match user_id {
-        Some(id) => id,
-        None => format!(
-            "@{}:{}",
-            random_string(12)
-                .to_lowercase()
-                .replace(|c: char| c.is_ascii_digit(), "x"),
-            state.server_name()
-        ),
+    // Password auth provider modules may choose the username and display name.
+    let providers = &state.callbacks.password_auth_provider;
+    let mut uia_results = Map::new();
+    uia_results.insert("m.login.dummy".into(), json!(true));
+    let mut params = raw.clone();
+    params.remove("auth");
+    let mut localpart = body.username.clone();
+    if let Some(chosen) = providers
+        .get_username_for_registration(&uia_results, &params)
+        .await?
+    {
+        let user_id = check_localpart(&state, &chosen)?;
+        if state.storage.get_user(&user_id).await?.is_some() {
+            return Err(MatrixError::new(
+                400,
+                ErrCode::UserInUse,
+                "User ID already taken.",
+            ));
+        }
+        localpart = Some(chosen);
+    }
+    let localpart = localpart.unwrap_or_else(|| {
+        random_string(12)
+            .to_lowercase()
+            .replace(|c: char| c.is_ascii_digit(), "x")
+    });
+    let user_id = check_localpart(&state, &localpart)?;
+    let displayname = providers
+        .get_displayname_for_registration(&uia_results, &params)
+        .await?
+        .unwrap_or_else(|| localpart.clone());
+    let request_info = [request_info(&headers, addr)];
+    let shadow_banned = match state
+        .callbacks
+        .spam_checker
+        .check_registration_for_spam(None, Some(&localpart), &request_info, None)
+        .await?
+    {
+        // Disguised as rate limiting, as Synapse does.
+        RegistrationBehaviour::Deny => {
+            return Err(MatrixError::new(429, ErrCode::Unknown, "Rate limited"))
+        }
+        RegistrationBehaviour::ShadowBan => true,
+        RegistrationBehaviour::Allow => false,
     };
     let password_hash = match body.password {
         Some(p) => Some(hash_password(p).await?),
@@ -211,17 +245,12 @@ async fn register(
     };
     let device = (!body.inhibit_login)
         .then(|| new_device(&user_id, body.device_id, body.initial_device_display_name));
-    let localpart = user_id[1..]
-        .split(':')
-        .next()
-        .unwrap_or_default()
-        .to_string();
     let user = NewUser {
         user_id: user_id.clone(),
         password_hash,
         admin: false,
-        shadow_banned: false,
-        displayname: Some(localpart),
+        shadow_banned,
+        displayname: Some(displayname),
         created_ts: now_ms(),
     };
     match state.storage.create_user(user, device.clone()).await {
@@ -235,11 +264,29 @@ async fn register(
         }
         Err(e) => return Err(e.into()),
     }
+    if let Ok(id) = ruma::UserId::parse(&user_id) {
+        let validity = &state.callbacks.account_validity;
+        validity.on_user_registration(&id).await?;
+        if device.is_some() {
+            validity.on_user_login(&id, None, None).await?;
+        }
+    }
     Ok(Json(match device {
         Some(device) => login_response(&state, &device),
         None => json!({ "user_id": user_id, "home_server": state.server_name() }),
     })
     .into_response())
+}
+
+/// The client of a request, as spam checkers see it.
+fn request_info(headers: &HeaderMap, addr: std::net::IpAddr) -> RequestInfo {
+    RequestInfo {
+        user_agent: headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        ip: addr.to_string(),
+    }
 }
 
 /// A user-interactive auth challenge: 401 with the flows to complete, and
@@ -278,8 +325,14 @@ async fn register_available(
     Ok(Json(json!({ "available": true })))
 }
 
-async fn login_flows() -> Json<Value> {
-    Json(json!({ "flows": [{ "type": "m.login.password" }] }))
+async fn login_flows(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let mut flows = vec![json!({ "type": "m.login.password" })];
+    for login_type in state.login_types.keys() {
+        if login_type != "m.login.password" {
+            flows.push(json!({ "type": login_type }));
+        }
+    }
+    Json(json!({ "flows": flows }))
 }
 
 #[derive(Deserialize)]
@@ -307,80 +360,157 @@ fn qualify(state: &AppState, user: &str) -> String {
     }
 }
 
+fn invalid_login() -> MatrixError {
+    MatrixError::forbidden("Invalid username or password")
+}
+
+/// The user a login names, as the client supplied it (maybe a localpart).
+fn supplied_user(body: &LoginBody) -> Result<Option<String>, MatrixError> {
+    match (&body.identifier, &body.user) {
+        (Some(identifier), _) => match identifier.get("type").and_then(|t| t.as_str()) {
+            Some("m.id.user") => identifier
+                .get("user")
+                .and_then(|u| u.as_str())
+                .map(|u| Some(u.to_string()))
+                .ok_or_else(|| {
+                    MatrixError::new(400, ErrCode::BadJson, "identifier.user must be a string")
+                }),
+            Some("m.id.thirdparty") => Ok(None),
+            _ => Err(MatrixError::new(
+                400,
+                ErrCode::Unknown,
+                "Unknown login identifier type",
+            )),
+        },
+        (None, Some(user)) => Ok(Some(user.clone())),
+        (None, None) => Err(MatrixError::new(
+            400,
+            ErrCode::MissingParam,
+            "Missing param: identifier",
+        )),
+    }
+}
+
+/// Asks the modules that declared `login_type`, in config order.
+async fn module_login(
+    state: &AppState,
+    login_type: &str,
+    user: &str,
+    raw: &Map<String, Value>,
+) -> Result<Option<String>, MatrixError> {
+    let Some(declared) = state.login_types.get(login_type) else {
+        return Ok(None);
+    };
+    let missing: Vec<&str> = declared
+        .fields
+        .iter()
+        .filter(|f| !raw.contains_key(f.as_str()))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(MatrixError::new(
+            400,
+            ErrCode::Unknown,
+            format!("Missing parameters for login type {login_type}: {missing:?}"),
+        ));
+    }
+    let result = state
+        .callbacks
+        .password_auth_provider
+        .check_auth_among(
+            |m| declared.modules.contains(&m.index),
+            user,
+            login_type,
+            raw,
+        )
+        .await;
+    Ok(result.map(|r| r.user_id.to_string()))
+}
+
 async fn login(
     State(state): State<Arc<AppState>>,
     ClientAddr(addr): ClientAddr,
-    JsonBody(body): JsonBody<LoginBody>,
+    headers: HeaderMap,
+    JsonBody(raw): JsonBody<Map<String, Value>>,
 ) -> ApiResult {
     state.rate_limiter.check(
         "rc_login.address",
         &addr.to_string(),
         state.config.rc_login.address,
     )?;
-    if body.login_type != "m.login.password" {
+    let body: LoginBody = parse_json(Value::Object(raw.clone()))?;
+    let login_type = body.login_type.as_str();
+    let user_id = if login_type == "m.login.password" {
+        let password = body.password.clone().ok_or_else(|| {
+            MatrixError::new(400, ErrCode::MissingParam, "Missing param: password")
+        })?;
+        match supplied_user(&body)? {
+            Some(user) => {
+                let user_id = qualify(&state, &user);
+                state.rate_limiter.check(
+                    "rc_login.account",
+                    &user_id,
+                    state.config.rc_login.account,
+                )?;
+                // Modules that declared m.login.password answer first; then the local password.
+                match module_login(&state, login_type, &user, &raw).await? {
+                    Some(user_id) => user_id,
+                    None => {
+                        let row = state.storage.get_user(&user_id).await?;
+                        let verified = match row.and_then(|r| r.password_hash) {
+                            Some(hash) => verify_password(password, hash).await,
+                            None => false,
+                        };
+                        if !verified {
+                            state.rate_limiter.check(
+                                "rc_login.failed_attempts",
+                                &user_id,
+                                state.config.rc_login.failed_attempts,
+                            )?;
+                            return Err(invalid_login());
+                        }
+                        user_id
+                    }
+                }
+            }
+            None => {
+                // A third-party identifier: only modules know those.
+                let identifier = body.identifier.clone().unwrap_or_default();
+                let medium = identifier
+                    .get("medium")
+                    .and_then(|m| m.as_str())
+                    .unwrap_or_default();
+                let address = identifier
+                    .get("address")
+                    .and_then(|a| a.as_str())
+                    .unwrap_or_default();
+                match state
+                    .callbacks
+                    .password_auth_provider
+                    .check_3pid_auth(medium, address, &password)
+                    .await
+                {
+                    Some(result) => result.user_id.to_string(),
+                    None => return Err(invalid_login()),
+                }
+            }
+        }
+    } else if state.login_types.contains_key(login_type) {
+        let user = supplied_user(&body).ok().flatten().unwrap_or_default();
+        module_login(&state, login_type, &user, &raw)
+            .await?
+            .ok_or_else(invalid_login)?
+    } else {
         return Err(MatrixError::new(
             400,
             ErrCode::Unknown,
-            format!("Unknown login type {}", body.login_type),
+            format!("Unknown login type {login_type}"),
         ));
-    }
-    let user = match (&body.identifier, &body.user) {
-        (Some(identifier), _) => {
-            match identifier.get("type").and_then(|t| t.as_str()) {
-                Some("m.id.user") => {}
-                _ => {
-                    return Err(MatrixError::new(
-                        400,
-                        ErrCode::Unknown,
-                        "Unknown login identifier type",
-                    ))
-                }
-            }
-            identifier
-                .get("user")
-                .and_then(|u| u.as_str())
-                .ok_or_else(|| {
-                    MatrixError::new(400, ErrCode::BadJson, "identifier.user must be a string")
-                })?
-                .to_string()
-        }
-        (None, Some(user)) => user.clone(),
-        (None, None) => {
-            return Err(MatrixError::new(
-                400,
-                ErrCode::MissingParam,
-                "Missing param: identifier",
-            ))
-        }
     };
-    let password = body
-        .password
-        .ok_or_else(|| MatrixError::new(400, ErrCode::MissingParam, "Missing param: password"))?;
-    let user_id = qualify(&state, &user);
-    state
-        .rate_limiter
-        .check("rc_login.account", &user_id, state.config.rc_login.account)?;
-    let invalid = || MatrixError::forbidden("Invalid username or password");
+    // A module may only log in users that exist.
     let Some(row) = state.storage.get_user(&user_id).await? else {
-        state.rate_limiter.check(
-            "rc_login.failed_attempts",
-            &user_id,
-            state.config.rc_login.failed_attempts,
-        )?;
-        return Err(invalid());
+        return Err(invalid_login());
     };
-    let verified = match row.password_hash.clone() {
-        Some(hash) => verify_password(password, hash).await,
-        None => false,
-    };
-    if !verified {
-        state.rate_limiter.check(
-            "rc_login.failed_attempts",
-            &user_id,
-            state.config.rc_login.failed_attempts,
-        )?;
-        return Err(invalid());
-    }
     if row.deactivated {
         return Err(MatrixError::new(
             403,
@@ -389,7 +519,36 @@ async fn login(
         ));
     }
     let device = new_device(&user_id, body.device_id, body.initial_device_display_name);
+    if let Ok(id) = ruma::UserId::parse(&user_id) {
+        let device_id: Option<&ruma::DeviceId> = Some(device.device_id.as_str().into());
+        if let SpamCheck::Deny {
+            errcode,
+            extra_fields,
+        } = state
+            .callbacks
+            .spam_checker
+            .check_login_for_spam(
+                &id,
+                device_id,
+                device.display_name.as_deref(),
+                &[request_info(&headers, addr)],
+                None,
+            )
+            .await?
+        {
+            let mut error = MatrixError::new(403, errcode, "Login was blocked by the server");
+            error.extra_fields = extra_fields;
+            return Err(error);
+        }
+    }
     state.storage.add_device(device.clone()).await?;
+    if let Ok(id) = ruma::UserId::parse(&user_id) {
+        state
+            .callbacks
+            .account_validity
+            .on_user_login(&id, Some(login_type), None)
+            .await?;
+    }
     Ok(Json(login_response(&state, &device)))
 }
 
@@ -401,6 +560,12 @@ async fn logout(
         .storage
         .delete_device(&requester.user_id, &requester.device_id)
         .await?;
+    logged_out(
+        &state,
+        &requester.user_id,
+        &[(requester.device_id.clone(), requester.access_token.clone())],
+    )
+    .await;
     Ok(Json(json!({})))
 }
 
@@ -408,8 +573,24 @@ async fn logout_all(
     State(state): State<Arc<AppState>>,
     AuthAllowExpired(requester): AuthAllowExpired,
 ) -> ApiResult {
-    state.storage.delete_all_devices(&requester.user_id).await?;
+    let devices = state.storage.delete_all_devices(&requester.user_id).await?;
+    logged_out(&state, &requester.user_id, &devices).await;
     Ok(Json(json!({})))
+}
+
+/// `on_logged_out` for each device that was logged out.
+async fn logged_out(state: &AppState, user: &str, devices: &[(String, String)]) {
+    let Ok(user_id) = ruma::UserId::parse(user) else {
+        return;
+    };
+    for (device, token) in devices {
+        let device: &ruma::DeviceId = device.as_str().into();
+        state
+            .callbacks
+            .password_auth_provider
+            .on_logged_out(&user_id, Some(device), token)
+            .await;
+    }
 }
 
 async fn whoami(Auth(requester): Auth) -> ApiResult {
@@ -477,7 +658,25 @@ async fn deactivate(
             Some(MatrixError::forbidden("Invalid username or password")),
         ));
     }
+    let rules = &state.callbacks.third_party_rules;
+    let user_id = ruma::UserId::parse(&requester.user_id)
+        .map_err(|e| MatrixError::internal(e.to_string()))?;
+    if !rules.check_can_deactivate_user(&user_id, false).await {
+        return Err(MatrixError::forbidden(
+            "Deactivation of this user is forbidden",
+        ));
+    }
     deactivate_account(&state, &requester.user_id).await?;
+    rules
+        .on_user_deactivation_status_changed(&user_id, true, false)
+        .await;
+    let blanked = crate::callbacks::ProfileInfo {
+        display_name: Some(String::new()),
+        avatar_url: None,
+    };
+    rules
+        .on_profile_update(&user_id, &blanked, false, true)
+        .await;
     Ok(Json(json!({ "id_server_unbind_result": "no-support" })).into_response())
 }
 
@@ -487,7 +686,7 @@ pub(crate) async fn deactivate_account(state: &AppState, user_id: &str) -> Resul
         if matches!(membership.membership.as_str(), "join" | "invite") {
             if let Err(e) = super::update_membership(
                 state,
-                user_id,
+                &super::room_ops::Actor::user(user_id),
                 user_id,
                 &membership.room_id,
                 "leave",

@@ -3,6 +3,7 @@
 use super::extract::{ApiPath, ApiQuery, Auth, JsonBody};
 use super::rooms::visible_upto;
 use super::{ApiResult, AppState, MatrixError};
+use crate::callbacks::SpamCheck;
 use crate::error::ErrCode;
 use crate::events::PowerLevels;
 use crate::storage::StorageError;
@@ -63,6 +64,28 @@ async fn put_alias(
         return Err(MatrixError::new(404, ErrCode::NotFound, "Room not found"));
     }
     visible_upto(&state, &requester.user_id, &body.room_id).await?;
+    if let (Ok(user), Ok(parsed)) = (
+        ruma::UserId::parse(&requester.user_id),
+        ruma::RoomAliasId::parse(&alias),
+    ) {
+        if let SpamCheck::Deny {
+            errcode,
+            extra_fields,
+        } = state
+            .callbacks
+            .spam_checker
+            .user_may_create_room_alias(&user, &parsed)
+            .await?
+        {
+            let mut error = MatrixError::new(
+                403,
+                errcode,
+                "This user is not permitted to create this alias",
+            );
+            error.extra_fields = extra_fields;
+            return Err(error);
+        }
+    }
     match state
         .storage
         .create_alias(&alias, &body.room_id, &requester.user_id)
@@ -171,6 +194,46 @@ async fn put_visibility(
         ));
     }
     let public = body.visibility == crate::callbacks::Visibility::Public;
+    if public {
+        if let (Ok(user), Ok(room_id)) = (
+            ruma::UserId::parse(&requester.user_id),
+            ruma::RoomId::parse(&room),
+        ) {
+            if !requester.admin {
+                if let SpamCheck::Deny {
+                    errcode,
+                    extra_fields,
+                } = state
+                    .callbacks
+                    .spam_checker
+                    .user_may_publish_room(&user, &room_id)
+                    .await?
+                {
+                    let mut error = MatrixError::new(403, errcode, "Not allowed to publish room");
+                    error.extra_fields = extra_fields;
+                    return Err(error);
+                }
+            }
+        }
+    }
+    if let Ok(room_id) = ruma::RoomId::parse(&room) {
+        let rules = &state.callbacks.third_party_rules;
+        if !rules.check_visibility_can_be_modified.is_empty()
+            && !rules
+                .check_visibility_can_be_modified(
+                    &room_id,
+                    &crate::events::state_map(&snapshot),
+                    body.visibility,
+                )
+                .await
+        {
+            return Err(MatrixError::new(
+                403,
+                ErrCode::Unknown,
+                "Not allowed to publish room",
+            ));
+        }
+    }
     state.storage.set_room_public(&room, public).await?;
     Ok(Json(json!({})))
 }

@@ -4,6 +4,7 @@
 
 use super::extract::{url_param, Auth};
 use super::{now_ms, random_string, ApiResult, AppState, MatrixError};
+use crate::callbacks::SpamCheck;
 use crate::error::ErrCode;
 use crate::storage::MediaRow;
 use axum::body::Body;
@@ -40,10 +41,81 @@ pub fn routes(_state: &Arc<AppState>) -> Router<Arc<AppState>> {
         )
 }
 
-async fn config(State(state): State<Arc<AppState>>, _auth: Auth) -> ApiResult {
+async fn config(State(state): State<Arc<AppState>>, Auth(requester): Auth) -> ApiResult {
+    if let Ok(user) = ruma::UserId::parse(&requester.user_id) {
+        if let Some(config) = state
+            .callbacks
+            .media_repository
+            .get_media_config_for_user(&user)
+            .await?
+        {
+            return Ok(Json(serde_json::Value::Object(config)));
+        }
+    }
     Ok(Json(
         json!({ "m.upload.size": state.config.max_upload_size }),
     ))
+}
+
+/// The modules' checks of an upload, in Synapse's order: its size, the
+/// user's upload limits, then the content. Nothing is stored if one refuses.
+async fn check_upload(
+    state: &AppState,
+    user: &ruma::UserId,
+    bytes: &[u8],
+    info: &crate::callbacks::FileInfo,
+) -> Result<(), MatrixError> {
+    let media = &state.callbacks.media_repository;
+    let size = bytes.len() as u64;
+    if !media
+        .is_user_allowed_to_upload_media_of_size(user, size)
+        .await?
+    {
+        return Err(MatrixError::new(
+            413,
+            ErrCode::TooLarge,
+            "Upload request body is too large",
+        ));
+    }
+    let mut limits = match media.get_media_upload_limits_for_user(user).await? {
+        Some(limits) => limits,
+        None => state
+            .config
+            .media_upload_limits
+            .iter()
+            .map(|l| crate::callbacks::MediaUploadLimit {
+                time_period_ms: l.time_period.as_millis() as u64,
+                max_bytes: l.max_size,
+            })
+            .collect(),
+    };
+    limits.sort_by(|a, b| b.time_period_ms.cmp(&a.time_period_ms));
+    for limit in &limits {
+        let since = now_ms() - limit.time_period_ms as i64;
+        let sent = state
+            .storage
+            .uploaded_bytes_since(user.as_str(), since)
+            .await?;
+        if sent + size > limit.max_bytes {
+            media
+                .on_media_upload_limit_exceeded(user, limit, sent, size)
+                .await?;
+            return Err(MatrixError::new(
+                400,
+                ErrCode::ResourceLimitExceeded,
+                "Media upload limit exceeded",
+            ));
+        }
+    }
+    if let SpamCheck::Deny { .. } = state
+        .callbacks
+        .spam_checker
+        .check_media_file_for_spam(bytes, info)
+        .await?
+    {
+        return Err(MatrixError::new(400, ErrCode::Unknown, "Bad content"));
+    }
+    Ok(())
 }
 
 fn valid_media_id(id: &str) -> bool {
@@ -80,6 +152,16 @@ async fn upload(
         .await
         .map_err(|_| too_large())?;
     let media_id = random_string(24);
+    if let Ok(user) = ruma::UserId::parse(&requester.user_id) {
+        let info = crate::callbacks::FileInfo {
+            media_id: media_id.clone(),
+            uploader: user.clone(),
+            upload_name: upload_name.clone(),
+            content_type: content_type.clone(),
+            size: bytes.len() as u64,
+        };
+        check_upload(&state, &user, &bytes, &info).await?;
+    }
     let path = state.config.media_store_path.join(&media_id);
     let mut file = tokio::fs::File::create(&path)
         .await

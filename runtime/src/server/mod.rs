@@ -7,12 +7,12 @@ mod extract;
 mod media;
 mod profile;
 mod ratelimit;
-mod room_ops;
+pub(crate) mod room_ops;
 mod rooms;
 mod sync;
 
 pub use extract::{Auth, AuthAllowExpired, Requester};
-pub use room_ops::{create_room, send_event, update_membership};
+pub use room_ops::{create_room, send_event, update_membership, Actor, SendOptions};
 
 use crate::callbacks::Callbacks;
 use crate::config::{HomeserverConfig, RateLimit};
@@ -57,6 +57,8 @@ pub struct AppState {
     pub storage: Storage,
     pub callbacks: Arc<Callbacks>,
     pub rate_limiter: ratelimit::RateLimiter,
+    /// Login types modules handle (`ModuleApi::register_login_type`).
+    pub login_types: std::collections::BTreeMap<String, crate::module::LoginType>,
     /// Nonces handed out by `GET /_synapse/admin/v1/register`, with their expiry.
     pub(crate) registration_nonces:
         std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
@@ -245,6 +247,7 @@ impl RunningServer {
             callbacks: modules.callbacks.clone(),
             storage,
             rate_limiter: Default::default(),
+            login_types: modules.login_types.clone(),
             registration_nonces: Default::default(),
             config,
         });

@@ -110,7 +110,28 @@ fn only_self(requester: &Requester, user: &str, what: &str) -> Result<(), Matrix
     Ok(())
 }
 
-/// A profile change shows in every room the user is in, as Synapse does.
+/// After a profile change: it shows in every room the user is in (as in
+/// Synapse), and `on_profile_update` hears of it.
+async fn profile_changed(state: &AppState, user: &str) -> Result<(), MatrixError> {
+    refresh_member_events(state, user).await?;
+    let rules = &state.callbacks.third_party_rules;
+    if !rules.on_profile_update.is_empty() {
+        if let (Ok(user_id), Some(row)) = (
+            ruma::UserId::parse(user),
+            state.storage.get_user(user).await?,
+        ) {
+            let profile = crate::callbacks::ProfileInfo {
+                display_name: row.displayname,
+                avatar_url: row.avatar_url,
+            };
+            rules
+                .on_profile_update(&user_id, &profile, false, false)
+                .await;
+        }
+    }
+    Ok(())
+}
+
 async fn refresh_member_events(state: &AppState, user: &str) -> Result<(), MatrixError> {
     for m in state.storage.memberships(user).await? {
         if m.membership == "join" {
@@ -131,7 +152,7 @@ async fn refresh_member_events(state: &AppState, user: &str) -> Result<(), Matri
                 state_key: Some(user.to_string()),
                 content,
             };
-            if let Err(e) = super::send_event(state, &m.room_id, draft, None).await {
+            if let Err(e) = super::send_event(state, &m.room_id, draft, Default::default()).await {
                 tracing::warn!("profile update of {user} in {}: {e}", m.room_id);
             }
         }
@@ -163,7 +184,7 @@ async fn put_displayname(
         .storage
         .set_displayname(&user, body.displayname)
         .await?;
-    refresh_member_events(&state, &user).await?;
+    profile_changed(&state, &user).await?;
     Ok(Json(json!({})))
 }
 
@@ -181,7 +202,7 @@ async fn put_avatar_url(
 ) -> ApiResult {
     only_self(&requester, &user, "avatar_url")?;
     state.storage.set_avatar_url(&user, body.avatar_url).await?;
-    refresh_member_events(&state, &user).await?;
+    profile_changed(&state, &user).await?;
     Ok(Json(json!({})))
 }
 
@@ -202,6 +223,27 @@ async fn search_users(
         .storage
         .search_users(&requester.user_id, &body.search_term, limit)
         .await?;
+    // Each candidate goes past the spam checker, which may hide it.
+    let spam = &state.callbacks.spam_checker;
+    if !spam.check_username_for_spam.is_empty() {
+        if let Ok(searcher) = ruma::UserId::parse(&requester.user_id) {
+            let mut kept = Vec::with_capacity(rows.len());
+            for row in rows {
+                let Ok(user_id) = ruma::UserId::parse(&row.user_id) else {
+                    continue;
+                };
+                let profile = crate::callbacks::UserProfile {
+                    user_id,
+                    display_name: row.displayname.clone(),
+                    avatar_url: row.avatar_url.clone(),
+                };
+                if !spam.check_username_for_spam(&profile, &searcher).await? {
+                    kept.push(row);
+                }
+            }
+            rows = kept;
+        }
+    }
     let limited = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let results: Vec<Value> = rows

@@ -2,35 +2,92 @@
 //! event, changing a membership, creating a room.
 
 use super::{now_ms, random_string, AppState, MatrixError};
+use crate::callbacks::{EventAllowed, SpamCheck};
 use crate::error::ErrCode;
-use crate::events::{build_event, check_auth, membership_of, EventDraft, SUPPORTED_ROOM_VERSIONS};
-use crate::storage::{NewRoom, Persisted};
+use crate::events::{
+    build_event, check_auth, membership_of, module_event, state_map, BuiltEvent, EventDraft,
+    SUPPORTED_ROOM_VERSIONS,
+};
+use crate::storage::{NewEvent, NewRoom, Persisted, RoomSnapshot};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
 fn not_found_room() -> MatrixError {
     MatrixError::new(404, ErrCode::NotFound, "No known servers")
 }
 
-/// Builds, authorises and stores an event; returns its ID. A repeated
-/// `(device, txn_id)` returns the first event's ID and stores nothing.
+/// Who acts: a client's user, or a local user a module acts as.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub user_id: String,
+    pub device_id: Option<String>,
+    /// Server admins skip the spam checks Synapse skips for them.
+    pub admin: bool,
+    pub shadow_banned: bool,
+}
+
+impl Actor {
+    /// A local user acting without a device (as modules do).
+    pub fn user(user_id: &str) -> Actor {
+        Actor {
+            user_id: user_id.to_string(),
+            device_id: None,
+            admin: false,
+            shadow_banned: false,
+        }
+    }
+}
+
+impl From<&super::Requester> for Actor {
+    fn from(r: &super::Requester) -> Actor {
+        Actor {
+            user_id: r.user_id.clone(),
+            device_id: Some(r.device_id.clone()),
+            admin: r.admin,
+            shadow_banned: r.shadow_banned,
+        }
+    }
+}
+
+/// How an event is sent, which decides the checks it goes through.
+#[derive(Debug, Clone, Default)]
+pub struct SendOptions {
+    /// `(device_id, txn_id)`: a repeat returns the first event's ID.
+    pub txn: Option<(String, String)>,
+    /// Client messages and state go through `check_event_for_spam`;
+    /// memberships and the events of room creation do not (as in Synapse).
+    pub spam_check: bool,
+}
+
+/// A spam checker's denial as the client sees it.
+fn spam_denial(
+    message: &str,
+    errcode: ErrCode,
+    extra_fields: crate::callbacks::JsonObject,
+) -> MatrixError {
+    let mut error = MatrixError::new(403, errcode, message);
+    error.extra_fields = extra_fields;
+    error
+}
+
+/// Builds, authorises, checks with the modules and stores an event;
+/// returns its ID. After it is stored, `on_new_event` runs in the background.
 pub async fn send_event(
     state: &AppState,
     room_id: &str,
     draft: EventDraft,
-    txn: Option<(String, String)>,
+    options: SendOptions,
 ) -> Result<String, MatrixError> {
     // The writer recognises a repeated transaction; the read here is only
     // for a retry that would now be refused (the sender left meanwhile):
     // it still gets the event it sent the first time.
-    let built = match prepare_event(state, room_id, &draft).await {
-        Ok(built) => built,
+    let sender = draft.sender.clone();
+    let (built, snapshot) = match prepare_event(state, room_id, draft, options.spam_check).await {
+        Ok(prepared) => prepared,
         Err(e) => {
-            if let Some((device, txn_id)) = &txn {
-                if let Some(existing) = state
-                    .storage
-                    .event_for_txn(&draft.sender, device, txn_id)
-                    .await?
+            if let Some((device, txn_id)) = &options.txn {
+                if let Some(existing) = state.storage.event_for_txn(&sender, device, txn_id).await?
                 {
                     return Ok(existing);
                 }
@@ -39,47 +96,148 @@ pub async fn send_event(
         }
     };
     let mut new = built.new;
-    if let Some((device, txn_id)) = txn {
+    if let Some((device, txn_id)) = options.txn {
         new.device_id = Some(device);
         new.txn_id = Some(txn_id);
     }
+    let stored = new.clone();
     let persisted = state.storage.persist_events(None, vec![new]).await?;
-    match persisted.into_iter().next() {
-        Some(p) => Ok(p.event_id().to_string()),
-        None => Err(MatrixError::internal("the event was not stored")),
+    let persisted = persisted
+        .into_iter()
+        .next()
+        .ok_or_else(|| MatrixError::internal("the event was not stored"))?;
+    if let Persisted::New { .. } = persisted {
+        after_persist(state, &snapshot, &[stored]);
     }
+    Ok(persisted.event_id().to_string())
 }
 
-/// Authorises and builds the next event of a room.
+/// Authorises and builds the next event of a room, then asks the modules:
+/// `check_event_allowed` (which may replace it), then `check_event_for_spam`.
 async fn prepare_event(
     state: &AppState,
     room_id: &str,
-    draft: &EventDraft,
-) -> Result<crate::events::BuiltEvent, MatrixError> {
+    draft: EventDraft,
+    spam_check: bool,
+) -> Result<(BuiltEvent, Arc<RoomSnapshot>), MatrixError> {
     let snapshot = state.storage.room_snapshot(room_id).await?.ok_or_else(|| {
         MatrixError::forbidden(format!("User {} not in room {room_id}", draft.sender))
     })?;
-    check_auth(&snapshot, draft)?;
-    build_event(&snapshot, draft, now_ms())
+    check_auth(&snapshot, &draft)?;
+    let built = build_event(&snapshot, &draft, now_ms())?;
+    let (built, _) = allow_event(state, &snapshot, built, draft).await?;
+    let spam = &state.callbacks.spam_checker;
+    if spam_check && !spam.check_event_for_spam.is_empty() {
+        if let SpamCheck::Deny {
+            errcode,
+            extra_fields,
+        } = spam
+            .check_event_for_spam(&module_event(&built.new)?)
+            .await?
+        {
+            return Err(spam_denial(
+                "This message has been rejected as probable spam",
+                errcode,
+                extra_fields,
+            ));
+        }
+    }
+    Ok((built, snapshot))
 }
 
-/// Changes `target`'s membership in a room as `sender` (join, invite,
-/// leave, kick, ban, unban). Joins and invites of local users carry their
-/// profile, as Synapse's do.
+/// `check_event_allowed` with the state before the event: allowed as is,
+/// refused, or replaced (the replacement is authorised and built anew).
+pub(crate) async fn allow_event(
+    state: &AppState,
+    snapshot: &RoomSnapshot,
+    built: BuiltEvent,
+    draft: EventDraft,
+) -> Result<(BuiltEvent, EventDraft), MatrixError> {
+    let rules = &state.callbacks.third_party_rules;
+    if rules.check_event_allowed.is_empty() {
+        return Ok((built, draft));
+    }
+    let event = module_event(&built.new)?;
+    match rules
+        .check_event_allowed(&event, &state_map(snapshot))
+        .await?
+    {
+        EventAllowed::Allow => Ok((built, draft)),
+        EventAllowed::Deny => Err(MatrixError::forbidden(
+            "This event is not allowed in this context",
+        )),
+        EventAllowed::Replace(replacement) => {
+            let draft = EventDraft {
+                sender: draft.sender,
+                event_type: replacement.event_type,
+                state_key: replacement.state_key,
+                content: replacement.content,
+            };
+            if draft.event_type != "m.room.create" {
+                check_auth(snapshot, &draft)?;
+            }
+            let built = build_event(snapshot, &draft, built.new.origin_server_ts)?;
+            Ok((built, draft))
+        }
+    }
+}
+
+/// After events are stored: `on_new_event` for each, with the state after
+/// it, in the background (it cannot refuse, and must not delay the reply).
+fn after_persist(state: &AppState, before: &RoomSnapshot, events: &[NewEvent]) {
+    let rules = &state.callbacks.third_party_rules;
+    if rules.on_new_event.is_empty() {
+        return;
+    }
+    let mut snapshot = before.clone();
+    let mut work = Vec::new();
+    for new in events {
+        if let Some(state_key) = &new.state_key {
+            snapshot.state.insert(
+                (new.event_type.clone(), state_key.clone()),
+                crate::storage::StateEntry {
+                    event_id: new.event_id.clone(),
+                    sender: new.sender.clone(),
+                    origin_server_ts: new.origin_server_ts,
+                    content: serde_json::from_str(&new.content).unwrap_or_default(),
+                },
+            );
+        }
+        if let Ok(event) = module_event(new) {
+            work.push((event, state_map(&snapshot)));
+        }
+    }
+    let callbacks = state.callbacks.clone();
+    tokio::spawn(async move {
+        for (event, state_after) in work {
+            callbacks
+                .third_party_rules
+                .on_new_event(&event, &state_after)
+                .await;
+        }
+    });
+}
+
+/// Changes `target`'s membership in a room as `actor` (join, invite, leave,
+/// kick, ban, unban). Joins and invites of local users carry their profile,
+/// as Synapse's do; joins and invites go through the spam checker unless
+/// the actor is a server admin.
 pub async fn update_membership(
     state: &AppState,
-    sender: &str,
+    actor: &Actor,
     target: &str,
     room_id: &str,
     membership: &str,
     reason: Option<String>,
 ) -> Result<String, MatrixError> {
+    let sender = actor.user_id.as_str();
     let snapshot = state
         .storage
         .room_snapshot(room_id)
         .await?
         .ok_or_else(not_found_room)?;
-    if membership == "join" && membership_of(&snapshot, target) == "join" {
+    let current = membership_of(&snapshot, target).to_string();
+    if membership == "join" && current == "join" {
         if let Some(entry) = snapshot
             .state
             .get(&("m.room.member".to_string(), target.to_string()))
@@ -107,6 +265,46 @@ pub async fn update_membership(
         }
         _ => {}
     }
+    if !actor.admin {
+        let spam = &state.callbacks.spam_checker;
+        if let (Ok(user), Ok(room), Ok(target_id)) = (
+            ruma::UserId::parse(sender),
+            ruma::RoomId::parse(room_id),
+            ruma::UserId::parse(target),
+        ) {
+            match membership {
+                "join" if sender == target => {
+                    if let SpamCheck::Deny {
+                        errcode,
+                        extra_fields,
+                    } = spam
+                        .user_may_join_room(&user, &room, current == "invite")
+                        .await?
+                    {
+                        return Err(spam_denial(
+                            "Not allowed to join this room",
+                            errcode,
+                            extra_fields,
+                        ));
+                    }
+                }
+                "invite" => {
+                    if let SpamCheck::Deny {
+                        errcode,
+                        extra_fields,
+                    } = spam.user_may_invite(&user, &target_id, &room).await?
+                    {
+                        return Err(spam_denial(
+                            "Invites have been disabled on this server",
+                            errcode,
+                            extra_fields,
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
     let mut content = Map::new();
     content.insert("membership".into(), json!(membership));
     if let Some(reason) = reason {
@@ -128,7 +326,7 @@ pub async fn update_membership(
         state_key: Some(target.to_string()),
         content,
     };
-    send_event(state, room_id, draft, None).await
+    send_event(state, room_id, draft, SendOptions::default()).await
 }
 
 /// The body of `POST /createRoom`.
@@ -156,9 +354,6 @@ pub struct CreateRoomRequest {
     pub is_direct: bool,
     #[serde(default)]
     pub power_level_content_override: Option<Map<String, Value>>,
-    /// The request body as the client sent it, for the modules that see it.
-    #[serde(skip)]
-    pub raw: Option<Map<String, Value>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,12 +365,46 @@ pub struct InitialState {
     pub content: Map<String, Value>,
 }
 
-/// Creates a room as `creator`; returns its ID and alias.
+/// Creates a room as `actor` from a `POST /createRoom` body; returns its ID
+/// and alias. `on_create_room` may change the body first; then the spam
+/// checks (`user_may_create_room`, `user_may_publish_room`,
+/// `user_may_create_room_alias`, `user_may_invite`, skipped for admins) and
+/// `check_visibility_can_be_modified` run before anything is stored, and
+/// `check_event_allowed` runs on each event the room starts with.
 pub async fn create_room(
     state: &AppState,
-    creator: &str,
-    request: CreateRoomRequest,
+    actor: &Actor,
+    mut body: Map<String, Value>,
 ) -> Result<(String, Option<String>), MatrixError> {
+    let user =
+        ruma::UserId::parse(&actor.user_id).map_err(|e| MatrixError::internal(e.to_string()))?;
+    let rules = &state.callbacks.third_party_rules;
+    if !rules.on_create_room.is_empty() {
+        let requester = crate::callbacks::Requester {
+            user_id: user.clone(),
+            device_id: actor.device_id.as_deref().map(Into::into),
+            is_guest: false,
+            shadow_banned: actor.shadow_banned,
+        };
+        rules
+            .on_create_room(&requester, &mut body, actor.admin)
+            .await?;
+    }
+    let request: CreateRoomRequest = super::extract::parse_json(Value::Object(body.clone()))?;
+    let spam = &state.callbacks.spam_checker;
+    if !actor.admin {
+        if let SpamCheck::Deny {
+            errcode,
+            extra_fields,
+        } = spam.user_may_create_room(&user, &body).await?
+        {
+            return Err(spam_denial(
+                "You are not permitted to create rooms",
+                errcode,
+                extra_fields,
+            ));
+        }
+    }
     let room_version = request.room_version.clone().unwrap_or_else(|| "10".into());
     if !SUPPORTED_ROOM_VERSIONS.contains(&room_version.as_str()) {
         return Err(MatrixError::new(
@@ -183,21 +412,6 @@ pub async fn create_room(
             ErrCode::Custom("M_UNSUPPORTED_ROOM_VERSION".into()),
             format!("Your homeserver does not support the features required to join this room (room version {room_version})"),
         ));
-    }
-    if let (Ok(user), Some(raw)) = (ruma::UserId::parse(creator), request.raw.as_ref()) {
-        if let crate::callbacks::SpamCheck::Deny {
-            errcode,
-            extra_fields,
-        } = state
-            .callbacks
-            .spam_checker
-            .user_may_create_room(&user, raw)
-            .await?
-        {
-            let mut error = MatrixError::new(403, errcode, "You are not permitted to create rooms");
-            error.extra_fields = extra_fields;
-            return Err(error);
-        }
     }
     let public = request.visibility.as_deref() == Some("public");
     let preset = request.preset.clone().unwrap_or_else(|| {
@@ -217,13 +431,17 @@ pub async fn create_room(
             format!("unknown preset `{preset}`"),
         ));
     }
+    let mut invitees = Vec::new();
     for invitee in &request.invite {
-        if ruma::UserId::parse(invitee).is_err() {
-            return Err(MatrixError::new(
-                400,
-                ErrCode::InvalidParam,
-                format!("invalid user ID in invite: {invitee}"),
-            ));
+        match ruma::UserId::parse(invitee) {
+            Ok(id) => invitees.push(id),
+            Err(_) => {
+                return Err(MatrixError::new(
+                    400,
+                    ErrCode::InvalidParam,
+                    format!("invalid user ID in invite: {invitee}"),
+                ))
+            }
         }
     }
     let alias = match &request.room_alias_name {
@@ -236,20 +454,85 @@ pub async fn create_room(
                 ));
             }
             let alias = format!("#{local}:{}", state.server_name());
-            if ruma::RoomAliasId::parse(&alias).is_err() {
-                return Err(MatrixError::new(
-                    400,
-                    ErrCode::InvalidParam,
-                    "Invalid characters in room alias",
-                ));
+            match ruma::RoomAliasId::parse(&alias) {
+                Ok(parsed) => Some((alias, parsed)),
+                Err(_) => {
+                    return Err(MatrixError::new(
+                        400,
+                        ErrCode::InvalidParam,
+                        "Invalid characters in room alias",
+                    ))
+                }
             }
-            Some(alias)
         }
         None => None,
     };
     let room_id = format!("!{}:{}", random_string(18), state.server_name());
+    let room = ruma::RoomId::parse(&room_id).map_err(|e| MatrixError::internal(e.to_string()))?;
+    if public {
+        if !actor.admin {
+            if let SpamCheck::Deny {
+                errcode,
+                extra_fields,
+            } = spam.user_may_publish_room(&user, &room).await?
+            {
+                return Err(spam_denial(
+                    "Not allowed to publish room",
+                    errcode,
+                    extra_fields,
+                ));
+            }
+        }
+        let allowed = rules
+            .check_visibility_can_be_modified(
+                &room,
+                &Default::default(),
+                crate::callbacks::Visibility::Public,
+            )
+            .await;
+        if !allowed {
+            return Err(MatrixError::new(
+                403,
+                ErrCode::Unknown,
+                "Room visibility value not allowed.",
+            ));
+        }
+    }
+    if let Some((_, parsed)) = &alias {
+        if let SpamCheck::Deny {
+            errcode,
+            extra_fields,
+        } = spam.user_may_create_room_alias(&user, parsed).await?
+        {
+            return Err(spam_denial(
+                "This user is not permitted to create this alias",
+                errcode,
+                extra_fields,
+            ));
+        }
+    }
+    if !actor.admin {
+        for invitee in &invitees {
+            if let SpamCheck::Deny {
+                errcode,
+                extra_fields,
+            } = spam.user_may_invite(&user, invitee, &room).await?
+            {
+                return Err(spam_denial(
+                    "Invites have been disabled on this server",
+                    errcode,
+                    extra_fields,
+                ));
+            }
+        }
+    }
+    let alias = alias.map(|(a, _)| a);
     if let Some(alias) = &alias {
-        match state.storage.create_alias(alias, &room_id, creator).await {
+        match state
+            .storage
+            .create_alias(alias, &room_id, &actor.user_id)
+            .await
+        {
             Ok(()) => {}
             Err(crate::storage::StorageError::Conflict(_)) => {
                 return Err(MatrixError::new(
@@ -263,7 +546,7 @@ pub async fn create_room(
     }
     let created = create_room_events(
         state,
-        creator,
+        actor,
         &room_id,
         &room_version,
         &preset,
@@ -284,7 +567,7 @@ pub async fn create_room(
 #[allow(clippy::too_many_arguments)]
 async fn create_room_events(
     state: &AppState,
-    creator: &str,
+    actor: &Actor,
     room_id: &str,
     room_version: &str,
     preset: &str,
@@ -292,7 +575,8 @@ async fn create_room_events(
     alias: Option<&str>,
     request: &CreateRoomRequest,
 ) -> Result<(), MatrixError> {
-    let mut snapshot = crate::storage::RoomSnapshot {
+    let creator = actor.user_id.as_str();
+    let empty = RoomSnapshot {
         room_id: room_id.to_string(),
         room_version: room_version.to_string(),
         is_public: public,
@@ -300,6 +584,7 @@ async fn create_room_events(
         extremities: Vec::new(),
         max_depth: 0,
     };
+    let mut snapshot = empty.clone();
     let state_event = |event_type: &str, state_key: &str, content: Value| EventDraft {
         sender: creator.to_string(),
         event_type: event_type.into(),
@@ -399,26 +684,30 @@ async fn create_room_events(
     if let Some(topic) = &request.topic {
         drafts.push(state_event("m.room.topic", "", json!({ "topic": topic })));
     }
-    for invitee in &request.invite {
-        let mut content = json!({ "membership": "invite" });
-        if request.is_direct {
-            content["is_direct"] = json!(true);
-        }
-        if let Some(user) = state.storage.get_user(invitee).await? {
-            if let Some(name) = user.displayname {
-                content["displayname"] = json!(name);
+    // A shadow-banned creator's invites are silently dropped, as in Synapse.
+    if !actor.shadow_banned {
+        for invitee in &request.invite {
+            let mut content = json!({ "membership": "invite" });
+            if request.is_direct {
+                content["is_direct"] = json!(true);
             }
+            if let Some(user) = state.storage.get_user(invitee).await? {
+                if let Some(name) = user.displayname {
+                    content["displayname"] = json!(name);
+                }
+            }
+            drafts.push(state_event("m.room.member", invitee, content));
         }
-        drafts.push(state_event("m.room.member", invitee, content));
     }
     let now = now_ms();
     let mut events = Vec::with_capacity(drafts.len());
-    for (i, draft) in drafts.iter().enumerate() {
+    for (i, draft) in drafts.into_iter().enumerate() {
         if i >= trusted {
-            check_auth(&snapshot, draft)?;
+            check_auth(&snapshot, &draft)?;
         }
-        let built = build_event(&snapshot, draft, now)?;
-        crate::events::apply_to_snapshot(&mut snapshot, &built, draft);
+        let built = build_event(&snapshot, &draft, now)?;
+        let (built, draft) = allow_event(state, &snapshot, built, draft).await?;
+        crate::events::apply_to_snapshot(&mut snapshot, &built, &draft);
         events.push(built.new);
     }
     let room = NewRoom {
@@ -428,7 +717,11 @@ async fn create_room_events(
         is_public: public,
         created_ts: now,
     };
-    let stored = state.storage.persist_events(Some(room), events).await?;
+    let stored = state
+        .storage
+        .persist_events(Some(room), events.clone())
+        .await?;
     debug_assert!(stored.iter().all(|p| matches!(p, Persisted::New { .. })));
+    after_persist(state, &empty, &events);
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Rooms: creation, memberships, sending, state, members, history.
 
 use super::extract::{ApiPath, ApiQuery, Auth, JsonBody, Requester};
-use super::room_ops::{create_room, send_event, update_membership, CreateRoomRequest};
+use super::room_ops::{create_room, send_event, update_membership, Actor, SendOptions};
 use super::{now_ms, ApiResult, AppState, MatrixError};
 use crate::error::ErrCode;
 use crate::events::{client_event, EventDraft};
@@ -42,6 +42,12 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/rooms/{room}/joined_members", get(joined_members))
         .route("/rooms/{room}/messages", get(messages))
         .route("/rooms/{room}/event/{event_id}", get(event))
+}
+
+/// What a shadow-banned user's send answers with: an event ID that looks
+/// real, for an event nobody else sees (as Synapse does).
+fn shadow_event_id() -> String {
+    format!("${}", super::random_string(43))
 }
 
 fn check_room_id(room: &str) -> Result<(), MatrixError> {
@@ -119,11 +125,9 @@ pub(crate) async fn serve_events(
 async fn create(
     State(state): State<Arc<AppState>>,
     Auth(requester): Auth,
-    JsonBody(body): JsonBody<Value>,
+    JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> ApiResult {
-    let mut request: CreateRoomRequest = super::extract::parse_json(body.clone())?;
-    request.raw = body.as_object().cloned();
-    let (room_id, alias) = create_room(&state, &requester.user_id, request).await?;
+    let (room_id, alias) = create_room(&state, &Actor::from(&requester), body).await?;
     let mut response = json!({ "room_id": room_id });
     if let Some(alias) = alias {
         response["room_alias"] = json!(alias);
@@ -167,7 +171,7 @@ async fn join_by_id_or_alias(
     };
     update_membership(
         &state,
-        &requester.user_id,
+        &Actor::from(&requester),
         &requester.user_id,
         &room_id,
         "join",
@@ -186,7 +190,7 @@ async fn join(
     check_room_id(&room)?;
     update_membership(
         &state,
-        &requester.user_id,
+        &Actor::from(&requester),
         &requester.user_id,
         &room,
         "join",
@@ -221,6 +225,10 @@ async fn targeted(
             )));
         }
     }
+    if membership == "invite" && requester.shadow_banned {
+        // A shadow-banned user's invites vanish silently, as in Synapse.
+        return Ok(Json(json!({})));
+    }
     let membership = if membership == "unban" || membership == "kick" {
         "leave"
     } else {
@@ -228,7 +236,7 @@ async fn targeted(
     };
     update_membership(
         state,
-        &requester.user_id,
+        &Actor::from(requester),
         &body.user_id,
         room,
         membership,
@@ -291,7 +299,7 @@ async fn leave(
     check_room_id(&room)?;
     update_membership(
         &state,
-        &requester.user_id,
+        &Actor::from(&requester),
         &requester.user_id,
         &room,
         "leave",
@@ -329,13 +337,14 @@ async fn send(
         state_key: None,
         content,
     };
-    let event_id = send_event(
-        &state,
-        &room,
-        draft,
-        Some((requester.device_id.clone(), txn_id)),
-    )
-    .await?;
+    if requester.shadow_banned {
+        return Ok(Json(json!({ "event_id": shadow_event_id() })));
+    }
+    let options = SendOptions {
+        txn: Some((requester.device_id.clone(), txn_id)),
+        spam_check: true,
+    };
+    let event_id = send_event(&state, &room, draft, options).await?;
     Ok(Json(json!({ "event_id": event_id })))
 }
 
@@ -361,7 +370,7 @@ async fn put_state_impl(
             .map(str::to_string);
         let event_id = update_membership(
             state,
-            &requester.user_id,
+            &Actor::from(requester),
             &state_key,
             &room,
             &membership,
@@ -373,13 +382,43 @@ async fn put_state_impl(
     state
         .ratelimit_user("rc_message", &requester.user_id, state.config.rc_message)
         .await?;
+    let spam = &state.callbacks.spam_checker;
+    if !requester.admin && !spam.user_may_send_state_event.is_empty() {
+        if let (Ok(user), Ok(room_id)) = (
+            ruma::UserId::parse(&requester.user_id),
+            ruma::RoomId::parse(&room),
+        ) {
+            if let crate::callbacks::SpamCheck::Deny {
+                errcode,
+                extra_fields,
+            } = spam
+                .user_may_send_state_event(&user, &room_id, &event_type, &state_key, &content)
+                .await?
+            {
+                let mut error = MatrixError::new(
+                    403,
+                    errcode,
+                    "You are not permitted to send the state event",
+                );
+                error.extra_fields = extra_fields;
+                return Err(error);
+            }
+        }
+    }
+    if requester.shadow_banned {
+        return Ok(Json(json!({ "event_id": shadow_event_id() })));
+    }
     let draft = EventDraft {
         sender: requester.user_id.clone(),
         event_type,
         state_key: Some(state_key),
         content,
     };
-    let event_id = send_event(state, &room, draft, None).await?;
+    let options = SendOptions {
+        txn: None,
+        spam_check: true,
+    };
+    let event_id = send_event(state, &room, draft, options).await?;
     Ok(Json(json!({ "event_id": event_id })))
 }
 

@@ -272,14 +272,45 @@ async fn presence_events(
             }
         }
     }
-    let rows = if everyone {
+    let mut rows = if everyone {
         state.storage.presence_changed_since(after, upto).await?
     } else {
         state
             .storage
-            .presence_since(users.into_iter().collect(), after, upto)
+            .presence_since(users.iter().cloned().collect(), after, upto)
             .await?
     };
+    // Modules may route other users' presence to this user.
+    if !everyone && !router.get_users_for_states.is_empty() {
+        if let Ok(me) = ruma::UserId::parse(user) {
+            let changed = state.storage.presence_changed_since(after, upto).await?;
+            let states: Vec<crate::callbacks::PresenceState> = changed
+                .iter()
+                .filter(|p| !users.contains(&p.user_id))
+                .filter_map(|p| {
+                    Some(crate::callbacks::PresenceState {
+                        user_id: ruma::UserId::parse(&p.user_id).ok()?,
+                        presence: match p.presence.as_str() {
+                            "online" => crate::callbacks::Presence::Online,
+                            "unavailable" => crate::callbacks::Presence::Unavailable,
+                            _ => crate::callbacks::Presence::Offline,
+                        },
+                        status_msg: p.status_msg.clone(),
+                        last_active_ts: p.last_active_ts.max(0) as u64,
+                        currently_active: p.presence == "online",
+                    })
+                })
+                .collect();
+            if !states.is_empty() {
+                let routed = router.get_users_for_states(&states).await;
+                if let Some(mine) = routed.get(&me) {
+                    let wanted: BTreeSet<String> =
+                        mine.iter().map(|s| s.user_id.to_string()).collect();
+                    rows.extend(changed.into_iter().filter(|p| wanted.contains(&p.user_id)));
+                }
+            }
+        }
+    }
     let now = now_ms();
     Ok(rows
         .into_iter()

@@ -310,6 +310,20 @@ impl Storage {
         .await
     }
 
+    /// Bytes `user` uploaded since `since_ms`.
+    pub async fn uploaded_bytes_since(&self, user: &str, since_ms: i64) -> StorageResult<u64> {
+        let user = user.to_string();
+        self.read(move |c| {
+            let total: i64 = c.query_row(
+                "SELECT COALESCE(SUM(size), 0) FROM media WHERE uploader = ?1 AND created_ts > ?2",
+                params![user, since_ms],
+                |r| r.get(0),
+            )?;
+            Ok(total.max(0) as u64)
+        })
+        .await
+    }
+
     pub async fn get_media(&self, media_id: &str) -> StorageResult<Option<MediaRow>> {
         let media_id = media_id.to_string();
         self.read(move |c| {

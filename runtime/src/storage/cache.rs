@@ -39,6 +39,7 @@ pub(crate) struct AppliedEvent {
     pub event_type: String,
     pub state_key: Option<String>,
     pub depth: i64,
+    pub origin_server_ts: i64,
     pub content: serde_json::Value,
     pub prev_events: Vec<String>,
 }
@@ -126,6 +127,7 @@ impl Caches {
                     StateEntry {
                         event_id: event.event_id.clone(),
                         sender: event.sender.clone(),
+                        origin_server_ts: event.origin_server_ts,
                         content: event.content.clone(),
                     },
                 );

@@ -72,6 +72,7 @@ impl StoredEvent {
 pub struct StateEntry {
     pub event_id: String,
     pub sender: String,
+    pub origin_server_ts: i64,
     pub content: serde_json::Value,
 }
 
@@ -189,6 +190,7 @@ impl Storage {
                 event_type: e.event_type.clone(),
                 state_key: e.state_key.clone(),
                 depth: e.depth,
+                origin_server_ts: e.origin_server_ts,
                 content: if e.state_key.is_some() {
                     serde_json::from_str(&e.content).unwrap_or_default()
                 } else {
@@ -437,7 +439,7 @@ fn room_snapshot(c: &Connection, room_id: &str) -> StorageResult<Option<RoomSnap
     };
     let mut state = BTreeMap::new();
     let mut stmt = c.prepare_cached(
-        "SELECT s.type, s.state_key, e.event_id, e.sender, e.content
+        "SELECT s.type, s.state_key, e.event_id, e.sender, e.content, e.origin_server_ts
          FROM current_state s JOIN events e ON e.event_id = s.event_id WHERE s.room_id = ?1",
     )?;
     let mut rows = stmt.query([room_id])?;
@@ -448,6 +450,7 @@ fn room_snapshot(c: &Connection, room_id: &str) -> StorageResult<Option<RoomSnap
             StateEntry {
                 event_id: r.get(2)?,
                 sender: r.get(3)?,
+                origin_server_ts: r.get(5)?,
                 content: serde_json::from_str(&content)?,
             },
         );
