@@ -110,33 +110,33 @@ pub static CATALOG: &[Category] = &[
         name: "spam_checker",
         doc: "Spam checker: veto users' actions. Synapse's `register_spam_checker_callbacks`.",
         callbacks: &[
-            callback!("An event a local user sends (message or state, not membership), or an event received over federation. Deny → 403 with the module's errcode."
+            callback!("A client's message or state event (not memberships, not the events `createRoom` makes). Deny → 403 \"This message has been rejected as probable spam\" with the module's errcode and fields; nothing is stored."
                 check_event_for_spam(event: "&Event") -> "SpamCheck", FirstNonAllow, Propagate),
-            callback!("An event received over federation: `true` drops it silently. Fires on the federation receive path."
+            callback!("An event received over federation: `true` drops it silently. Never fires yet: Axon has no federation."
                 should_drop_federated_event(event: "&Event") -> "bool", AnyTrue, Propagate),
-            callback!("A local user joins a room (not the creator's join at creation; skipped for server admins). Deny → 403."
+            callback!("A local join (not the creator's own join at creation; skipped for server admins). Deny → 403 \"Not allowed to join this room\"."
                 user_may_join_room(user: "&UserId", room: "&RoomId", is_invited: "bool") -> "SpamCheck", FirstNonAllow, Propagate),
-            callback!("A local user invites another user (skipped for server admins). Deny → 403."
+            callback!("A local invite, `createRoom`'s `invite` list included (skipped for server admins). Deny → 403 \"Invites have been disabled on this server\"."
                 user_may_invite(inviter: "&UserId", invitee: "&UserId", room: "&RoomId") -> "SpamCheck", FirstNonAllow, Propagate),
-            callback!("An invite received over federation, before `user_may_invite`. Fires on the federation receive path."
+            callback!("An invite received over federation, before `user_may_invite`. Never fires yet: Axon has no federation."
                 federated_user_may_invite(event: "&Event") -> "SpamCheck", FirstNonAllow, Propagate),
-            callback!("A local user invites a third-party identifier not bound to a Matrix ID. Deny → 403."
+            callback!("A third-party identifier invite. Never fires: such invites need an identity server, which Axon does not support (they are refused with 400)."
                 user_may_send_3pid_invite(inviter: "&UserId", medium: "&str", address: "&str", room: "&RoomId") -> "SpamCheck", FirstNonAllow, Propagate),
-            callback!("A local user creates a room; `room_config` is a copy of the request body. Deny → 403."
+            callback!("`POST /createRoom`, with the body as `on_create_room` left it (skipped for server admins). Deny → 403 \"You are not permitted to create rooms\"."
                 user_may_create_room(user: "&UserId", room_config: "&JsonObject") -> "SpamCheck", FirstNonAllow, Propagate),
-            callback!("A local user creates a room alias. Deny → 403."
+            callback!("`PUT /directory/room/{alias}` and `createRoom`'s `room_alias_name`. Deny → 403 \"This user is not permitted to create this alias\"."
                 user_may_create_room_alias(user: "&UserId", alias: "&RoomAliasId") -> "SpamCheck", FirstNonAllow, Propagate),
-            callback!("A local user publishes a room to the room directory. Deny → 403."
+            callback!("`PUT /directory/list/room/{id}` to public and `createRoom` with `visibility: public` (skipped for server admins). Deny → 403 \"Not allowed to publish room\"."
                 user_may_publish_room(user: "&UserId", room: "&RoomId") -> "SpamCheck", FirstNonAllow, Propagate),
-            callback!("A local user sends a state event (skipped for server admins). Deny → 403."
+            callback!("`PUT /rooms/{id}/state/…` (skipped for server admins). Deny → 403 \"You are not permitted to send the state event\"."
                 user_may_send_state_event(user: "&UserId", room: "&RoomId", event_type: "&str", state_key: "&str", content: "&JsonObject") -> "SpamCheck", FirstNonAllow, Propagate),
-            callback!("A user directory search result: `true` hides `profile` from `requester`."
+            callback!("Each `POST /user_directory/search` result: `true` leaves the user out of the results."
                 check_username_for_spam(profile: "&UserProfile", requester: "&UserId") -> "bool", AnyTrue, Propagate),
-            callback!("A registration: Allow, ShadowBan, or Deny (→ 429, deliberately disguised as rate limiting)."
+            callback!("`POST /register`. Deny → 429 `M_UNKNOWN` \"Rate limited\" (disguised as rate limiting); ShadowBan → registered, but their messages and invites silently go nowhere."
                 check_registration_for_spam(email: "Option<&str>", username: "Option<&str>", request_info: "&[RequestInfo]", auth_provider_id: "Option<&str>") -> "RegistrationBehaviour", FirstNonAllow, Propagate),
-            callback!("An uploaded media file, before it is stored. Deny → 400, nothing stored."
+            callback!("An upload, before it is stored. Deny → 400 `M_UNKNOWN` \"Bad content\"; nothing is stored."
                 check_media_file_for_spam(content: "&[u8]", info: "&FileInfo") -> "SpamCheck", FirstNonAllow, Propagate),
-            callback!("A login whose credentials are valid, before the device is created. Deny → 403."
+            callback!("`POST /login`, once the credentials are valid and before the device exists. Deny → 403 \"Login was blocked by the server\"."
                 check_login_for_spam(user: "&UserId", device_id: "Option<&DeviceId>", initial_display_name: "Option<&str>", request_info: "&[RequestInfo]", auth_provider_id: "Option<&str>") -> "SpamCheck", FirstNonAllow, Propagate),
         ],
     },
@@ -144,30 +144,30 @@ pub static CATALOG: &[Category] = &[
         name: "third_party_rules",
         doc: "Third-party event rules: allow, refuse or rewrite events and room settings. Synapse's `register_third_party_rules_callbacks`.",
         callbacks: &[
-            callback!("Every event a local user creates, with the room state before it. Deny → 403; Replace → the replacement is stored and served."
+            callback!("Every event a local user creates, memberships and `createRoom`'s included, with the room state before it. Deny → 403 `M_FORBIDDEN` \"This event is not allowed in this context\"; Replace → the replacement is authorised, stored and served."
                 check_event_allowed(event: "&Event", state: "&StateMap") -> "EventAllowed", FirstNonAllow, Propagate),
-            callback!("A room creation request, before anything is created; the module may change the request. `Err` refuses it."
+            callback!("`POST /createRoom`, before anything is checked or created; the module may change the request. `Err` → the module's error."
                 on_create_room(requester: "&Requester", request: "&mut JsonObject", is_requester_admin: "bool") -> "()", All,
                 Failure::Refuse { status: 403, errcode: "M_UNKNOWN", message: "Room creation forbidden with these parameters" }),
-            callback!("A third-party identifier invite. `false` → 403."
+            callback!("A third-party identifier invite: `false` → 403. Never fires: Axon has no third-party invites."
                 check_threepid_can_be_invited(medium: "&str", address: "&str", state: "&StateMap") -> "bool", AllTrue, FailOpen),
-            callback!("A change to a room's directory visibility. `false` → 403."
+            callback!("`PUT /directory/list/room/{id}` and `createRoom` with `visibility: public`: `false` → 403 `M_UNKNOWN` \"Not allowed to publish room\" (\"Room visibility value not allowed.\" at creation)."
                 check_visibility_can_be_modified(room: "&RoomId", state: "&StateMap", new_visibility: "Visibility") -> "bool", AllTrue, FailOpen),
-            callback!("After an event is persisted, with the room state after it. Cannot refuse."
+            callback!("After each event is stored, in the background, with the room state after it. Cannot refuse."
                 on_new_event(event: "&Event", state: "&StateMap") -> "()", All, FailOpen),
-            callback!("A room shutdown (`user` is None when not user-initiated). `false` → 403."
+            callback!("An admin room shutdown (`user` None when not user-initiated): `false` → 403. Never fires yet: Axon has no room deletion API."
                 check_can_shutdown_room(user: "Option<&UserId>", room: "&RoomId") -> "bool", AllTrue, FailOpen),
-            callback!("A user deactivation. `false` → 403."
+            callback!("`POST /account/deactivate`: `false` → 403 \"Deactivation of this user is forbidden\"."
                 check_can_deactivate_user(user: "&UserId", by_admin: "bool") -> "bool", AllTrue, FailOpen),
-            callback!("After a user's global display name or avatar changed."
+            callback!("After a user's display name or avatar changed, and at deactivation (name blanked, `deactivation` true)."
                 on_profile_update(user: "&UserId", profile: "&ProfileInfo", by_admin: "bool", deactivation: "bool") -> "()", All, FailOpen),
-            callback!("After a user was deactivated or reactivated."
+            callback!("After `POST /account/deactivate`."
                 on_user_deactivation_status_changed(user: "&UserId", deactivated: "bool", by_admin: "bool") -> "()", All, FailOpen),
-            callback!("Deprecated in Synapse: after a local third-party identifier association was stored."
+            callback!("Deprecated in Synapse: after a third-party identifier was bound. Never fires: Axon has no third-party identifiers."
                 on_threepid_bind(user: "&UserId", medium: "&str", address: "&str") -> "()", All, FailOpen),
-            callback!("After a third-party identifier was added to a local user."
+            callback!("After a third-party identifier was added. Never fires: Axon has no third-party identifiers."
                 on_add_user_third_party_identifier(user: "&UserId", medium: "&str", address: "&str") -> "()", All, FailOpen),
-            callback!("After a third-party identifier was removed from a local user."
+            callback!("After a third-party identifier was removed. Never fires: Axon has no third-party identifiers."
                 on_remove_user_third_party_identifier(user: "&UserId", medium: "&str", address: "&str") -> "()", All, FailOpen),
         ],
     },
@@ -175,9 +175,9 @@ pub static CATALOG: &[Category] = &[
         name: "presence_router",
         doc: "Presence router: who receives whose presence. Both callbacks or neither. Synapse's `register_presence_router_callbacks`.",
         callbacks: &[
-            callback!("Extra recipients for presence updates: users → the states they should receive. Results are unioned."
+            callback!("`/sync` presence: other users' presence changes a module routes to this user. Results are unioned."
                 get_users_for_states(states: "&[PresenceState]") -> "UsersForStates", Merge, FailOpen, Some("get_interested_users")),
-            callback!("Whose presence `user` receives besides the usual: a set of users, or all users. Results are unioned; All wins."
+            callback!("`/sync` presence: whose presence a user receives besides their room-mates; All → everyone's. Results are unioned; All wins."
                 get_interested_users(user: "&UserId") -> "InterestedUsers", Merge, FailOpen, Some("get_users_for_states")),
         ],
     },
@@ -185,11 +185,11 @@ pub static CATALOG: &[Category] = &[
         name: "account_validity",
         doc: "Account validity: expire accounts. Synapse's `register_account_validity_callbacks`.",
         callbacks: &[
-            callback!("Every authenticated request but logout: `Some(true)` → 403 `ORG_MATRIX_EXPIRED_ACCOUNT`. The first `Some` wins."
+            callback!("Every authenticated request but logout: `Some(true)` → 403 `ORG_MATRIX_EXPIRED_ACCOUNT` \"User account has expired\" (the token stays valid)."
                 is_user_expired(user: "&UserId") -> "Option<bool>", FirstSome, Propagate),
-            callback!("After a user registered."
+            callback!("After `POST /register` created the user."
                 on_user_registration(user: "&UserId") -> "()", All, Propagate),
-            callback!("After a user logged in or registered."
+            callback!("After `POST /login`, and after a registration that logs in (type None)."
                 on_user_login(user: "&UserId", auth_provider_type: "Option<&str>", auth_provider_id: "Option<&str>") -> "()", All, Propagate),
         ],
     },
@@ -197,17 +197,17 @@ pub static CATALOG: &[Category] = &[
         name: "password_auth_provider",
         doc: "Password auth providers: extra login types and registration hooks. Synapse's `register_password_auth_provider_callbacks`.",
         callbacks: &[
-            callback!("A login of a type this module registered with `ModuleApi::register_login_type`. `None` → not handled by this module."
+            callback!("`POST /login` of a type this module declared with `ModuleApi::register_login_type` (listed by `GET /login`); for `m.login.password`, before the local password. All `None` → 403 \"Invalid username or password\"."
                 check_auth(user: "&str", login_type: "&str", login: "&JsonObject") -> "Option<AuthResult>", FirstSome, FailOpen),
-            callback!("A login with a third-party identifier and password. `None` → not handled by this module."
+            callback!("`POST /login` with an `m.id.thirdparty` identifier and a password. All `None` → 403."
                 check_3pid_auth(medium: "&str", address: "&str", password: "&str") -> "Option<AuthResult>", FirstSome, FailOpen),
-            callback!("A logout, before the access token is invalidated."
+            callback!("After `POST /logout`, and for each device at `POST /logout/all`."
                 on_logged_out(user: "&UserId", device_id: "Option<&DeviceId>", access_token: "&str") -> "()", All, FailOpen),
-            callback!("The localpart for a new registration; the first `Some` wins."
+            callback!("`POST /register` after its auth stages: `Some(localpart)` replaces the requested username."
                 get_username_for_registration(uia_results: "&JsonObject", params: "&JsonObject") -> "Option<String>", FirstSome, Propagate),
-            callback!("The display name for a new registration; the first `Some` wins."
+            callback!("`POST /register` after its auth stages: `Some(name)` is the new user's display name (default: the localpart)."
                 get_displayname_for_registration(uia_results: "&JsonObject", params: "&JsonObject") -> "Option<String>", FirstSome, Propagate),
-            callback!("Whether a third-party identifier may be used. `false` → 403 `M_THREEPID_DENIED`."
+            callback!("Whether a third-party identifier may be used: `false` → 403 `M_THREEPID_DENIED`. Never fires: Axon has no third-party identifiers."
                 is_3pid_allowed(medium: "&str", address: "&str", registration: "bool") -> "bool", AllTrue, Propagate),
         ],
     },
@@ -215,11 +215,11 @@ pub static CATALOG: &[Category] = &[
         name: "background_update_controller",
         doc: "Background update controller: pace the server's background work. Only the first module in config order is used. Synapse's `register_background_update_controller_callbacks`.",
         callbacks: &[
-            callback!("Before an iteration of a background update: how long the iteration should take."
+            callback!("Before an iteration of a background update: how long it should take. Never fires yet: Axon runs no background updates."
                 on_update(update_name: "&str", database_name: "&str", one_shot: "bool") -> "Duration", FirstRegistered, FailOpen),
-            callback!("The batch size of an update's first iteration."
+            callback!("The batch size of a background update's first iteration. Never fires yet: Axon runs no background updates."
                 default_batch_size(update_name: "&str", database_name: "&str") -> "u32", FirstRegistered, FailOpen),
-            callback!("The smallest batch size of an update."
+            callback!("The smallest batch size of a background update. Never fires yet: Axon runs no background updates."
                 min_batch_size(update_name: "&str", database_name: "&str") -> "u32", FirstRegistered, FailOpen),
         ],
     },
@@ -227,7 +227,7 @@ pub static CATALOG: &[Category] = &[
         name: "account_data",
         doc: "Account data: observe writes. Synapse's `register_account_data_callbacks`.",
         callbacks: &[
-            callback!("After global (`room` None) or per-room account data was written."
+            callback!("After `PUT /user/{id}/account_data/…`, global (`room` None) and per room."
                 on_account_data_updated(user: "&UserId", room: "Option<&RoomId>", account_data_type: "&str", content: "&JsonObject") -> "()", All, FailOpen),
         ],
     },
@@ -235,7 +235,7 @@ pub static CATALOG: &[Category] = &[
         name: "add_extra_fields_to_unsigned_client_event",
         doc: "Extra `unsigned` fields on every event served to clients. Synapse's `register_add_extra_fields_to_unsigned_client_event_callbacks`.",
         callbacks: &[
-            callback!("Fields to add to an event's `unsigned` object. Results are merged; the last module wins a key."
+            callback!("Every event served to a client: `/sync`, `/messages`, `/event`, `/state`, `/members`. Results are merged; the last module wins a key; the server's own fields cannot be replaced."
                 add_field_to_unsigned_callback(event: "&Event") -> "JsonObject", Merge, Propagate),
         ],
     },
@@ -243,7 +243,7 @@ pub static CATALOG: &[Category] = &[
         name: "ratelimit",
         doc: "Rate limits per user. Synapse's `register_ratelimit_callbacks`.",
         callbacks: &[
-            callback!("A rate limit for `user` on `limiter_name` (such as `rc_invites.per_user`) replacing the configured one."
+            callback!("The `rc_message`, `rc_joins.local` and `rc_invites.*` checks: `Some` replaces the configured limit for that user (`per_second: 0` lifts it)."
                 get_ratelimit_override_for_user(user: "&UserId", limiter_name: "&str") -> "Option<RatelimitOverride>", FirstSome, Propagate),
         ],
     },
@@ -251,13 +251,13 @@ pub static CATALOG: &[Category] = &[
         name: "media_repository",
         doc: "Media repository: per-user media configuration and upload limits. Synapse's `register_media_repository_callbacks`.",
         callbacks: &[
-            callback!("The body of `GET /media/config` for `user`; the first `Some` wins."
+            callback!("`GET /media/config`: `Some` is the body."
                 get_media_config_for_user(user: "&UserId") -> "Option<JsonObject>", FirstSome, Propagate),
-            callback!("An upload of `size` bytes. `false` → 413 `M_TOO_LARGE`."
+            callback!("An upload: `false` → 413 `M_TOO_LARGE` \"Upload request body is too large\"."
                 is_user_allowed_to_upload_media_of_size(user: "&UserId", size: "u64") -> "bool", AllTrue, Propagate),
-            callback!("The upload limits for `user`, replacing the configured ones; `Some(vec![])` is unlimited."
+            callback!("An upload: the user's limits, replacing `media_upload_limits`; `Some(vec![])` is unlimited."
                 get_media_upload_limits_for_user(user: "&UserId") -> "Option<Vec<MediaUploadLimit>>", FirstSome, Propagate),
-            callback!("Before an upload is refused for exceeding `limit` (→ 400 `M_RESOURCE_LIMIT_EXCEEDED`)."
+            callback!("An upload over a limit, before it is refused with 400 `M_RESOURCE_LIMIT_EXCEEDED` \"Media upload limit exceeded\"."
                 on_media_upload_limit_exceeded(user: "&UserId", limit: "&MediaUploadLimit", sent_bytes: "u64", attempted_bytes: "u64") -> "()", All, Propagate),
         ],
     },

@@ -9,8 +9,8 @@ const END: &str = "<!-- catalog:end -->";
 
 fn table() -> String {
     let mut out = String::new();
-    out.push_str("| category | callback | several modules | on error, panic or timeout |\n");
-    out.push_str("|---|---|---|---|\n");
+    out.push_str("| category | callback | fires on, and what the client sees | several modules | on error, panic or timeout |\n");
+    out.push_str("|---|---|---|---|---|\n");
     for category in CATALOG {
         for cb in category.callbacks {
             let combine = match cb.combine {
@@ -35,8 +35,12 @@ fn table() -> String {
                 }
             };
             out.push_str(&format!(
-                "| `{}` | `{}` | {} | {} |\n",
-                category.name, cb.signature, combine, failure
+                "| `{}` | `{}` | {} | {} | {} |\n",
+                category.name,
+                cb.signature,
+                cb.doc.replace('|', "\\|"),
+                combine,
+                failure
             ));
         }
     }

@@ -89,7 +89,7 @@ async fn check_upload(
             })
             .collect(),
     };
-    limits.sort_by(|a, b| b.time_period_ms.cmp(&a.time_period_ms));
+    limits.sort_by_key(|l| std::cmp::Reverse(l.time_period_ms));
     for limit in &limits {
         let since = now_ms() - limit.time_period_ms as i64;
         let sent = state
