@@ -100,14 +100,15 @@ pub async fn send_event(
         new.device_id = Some(device);
         new.txn_id = Some(txn_id);
     }
-    let stored = new.clone();
+    let work = new_event_work(state, &snapshot, std::slice::from_ref(&new));
+    drop(snapshot);
     let persisted = state.storage.persist_events(None, vec![new]).await?;
     let persisted = persisted
         .into_iter()
         .next()
         .ok_or_else(|| MatrixError::internal("the event was not stored"))?;
     if let Persisted::New { .. } = persisted {
-        after_persist(state, &snapshot, &[stored]);
+        announce_new_events(state, work);
     }
     Ok(persisted.event_id().to_string())
 }
@@ -182,12 +183,17 @@ pub(crate) async fn allow_event(
     }
 }
 
-/// After events are stored: `on_new_event` for each, with the state after
-/// it, in the background (it cannot refuse, and must not delay the reply).
-fn after_persist(state: &AppState, before: &RoomSnapshot, events: &[NewEvent]) {
-    let rules = &state.callbacks.third_party_rules;
-    if rules.on_new_event.is_empty() {
-        return;
+/// What `on_new_event` will need once `events` are stored: each event with
+/// the room state after it. Computed before the commit so nothing holds the
+/// room snapshot across it (the writer then updates the cached one in
+/// place instead of copying it); `None` when no module listens.
+fn new_event_work(
+    state: &AppState,
+    before: &RoomSnapshot,
+    events: &[NewEvent],
+) -> Option<Vec<(crate::callbacks::Event, crate::callbacks::StateMap)>> {
+    if state.callbacks.third_party_rules.on_new_event.is_empty() {
+        return None;
     }
     let mut snapshot = before.clone();
     let mut work = Vec::new();
@@ -207,6 +213,16 @@ fn after_persist(state: &AppState, before: &RoomSnapshot, events: &[NewEvent]) {
             work.push((event, state_map(&snapshot)));
         }
     }
+    Some(work)
+}
+
+/// After events are stored: `on_new_event` for each, in the background (it
+/// cannot refuse, and must not delay the reply).
+fn announce_new_events(
+    state: &AppState,
+    work: Option<Vec<(crate::callbacks::Event, crate::callbacks::StateMap)>>,
+) {
+    let Some(work) = work else { return };
     let callbacks = state.callbacks.clone();
     tokio::spawn(async move {
         for (event, state_after) in work {
@@ -717,11 +733,9 @@ async fn create_room_events(
         is_public: public,
         created_ts: now,
     };
-    let stored = state
-        .storage
-        .persist_events(Some(room), events.clone())
-        .await?;
+    let work = new_event_work(state, &empty, &events);
+    let stored = state.storage.persist_events(Some(room), events).await?;
     debug_assert!(stored.iter().all(|p| matches!(p, Persisted::New { .. })));
-    after_persist(state, &empty, &events);
+    announce_new_events(state, work);
     Ok(())
 }
