@@ -436,6 +436,50 @@ async fn password_auth_providers_add_login_types() {
 }
 
 #[tokio::test]
+async fn a_module_can_take_over_password_logins() {
+    let log = "password_module";
+    let types = ", login_types: [['m.login.password', ['password']]]";
+    let entry = rules_with(log, "a", &[("check_auth", "some:@alice:test.local")], types);
+    let s = TestServer::start_with(&modules(&[
+        entry.replace("'some:@alice:test.local'", "'some:@bob:test.local'")
+    ]))
+    .await;
+    s.register("alice").await;
+    s.register("bob").await;
+    // The module answers first: alice's password logs in... as bob, the module's choice.
+    let login = json!({ "type": "m.login.password", "user": "alice", "password": "anything" });
+    let (status, body) = s.request(Method::POST, "/login", None, Some(login)).await;
+    assert_eq!(
+        (status, body["user_id"].as_str()),
+        (StatusCode::OK, Some("@bob:test.local"))
+    );
+    assert!(only(log, "check_auth").contains(&"a:check_auth:alice:m.login.password".to_string()));
+
+    // A module that says no: the local password is tried next, unless the operator turned it off.
+    let declines = rules_with("password_declines", "a", &[], types);
+    let s = TestServer::start_with(&modules(&[declines.clone()])).await;
+    s.register("alice").await;
+    let local = json!({ "type": "m.login.password", "user": "alice", "password": "correct horse" });
+    assert_eq!(
+        s.request(Method::POST, "/login", None, Some(local.clone()))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let s = TestServer::start_with(&format!(
+        "password_config: {{localdb_enabled: false}}\n{}",
+        modules(&[declines])
+    ))
+    .await;
+    s.register("alice").await;
+    assert_error(
+        &s.request(Method::POST, "/login", None, Some(local)).await,
+        403,
+        "M_FORBIDDEN",
+    );
+}
+
+#[tokio::test]
 async fn two_modules_claiming_one_login_type_differently_stop_startup() {
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(

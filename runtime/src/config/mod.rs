@@ -44,6 +44,8 @@ pub struct HomeserverConfig {
     pub rc_joins: JoinRateLimits,
     #[serde(default)]
     pub rc_invites: InviteRateLimits,
+    #[serde(default)]
+    pub password_config: PasswordConfig,
     /// Loaded by the module loader, which reports its own errors.
     #[serde(default)]
     pub modules: serde_yaml::Value,
@@ -104,6 +106,30 @@ impl Default for DatabaseArgs {
             database: default_database_path(),
         }
     }
+}
+
+/// Synapse's `password_config`: whether password logins and the local
+/// password database are used (modules may handle `m.login.password`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "yes")]
+    pub localdb_enabled: bool,
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        PasswordConfig {
+            enabled: true,
+            localdb_enabled: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// At most `max_size` bytes uploaded per `time_period`.

@@ -326,7 +326,10 @@ async fn register_available(
 }
 
 async fn login_flows(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let mut flows = vec![json!({ "type": "m.login.password" })];
+    let mut flows = Vec::new();
+    if state.config.password_config.enabled {
+        flows.push(json!({ "type": "m.login.password" }));
+    }
     for login_type in state.login_types.keys() {
         if login_type != "m.login.password" {
             flows.push(json!({ "type": login_type }));
@@ -440,6 +443,13 @@ async fn login(
     )?;
     let body: LoginBody = parse_json(Value::Object(raw.clone()))?;
     let login_type = body.login_type.as_str();
+    if login_type == "m.login.password" && !state.config.password_config.enabled {
+        return Err(MatrixError::new(
+            400,
+            ErrCode::Unknown,
+            "Password login has been disabled.",
+        ));
+    }
     let user_id = if login_type == "m.login.password" {
         let password = body.password.clone().ok_or_else(|| {
             MatrixError::new(400, ErrCode::MissingParam, "Missing param: password")
@@ -455,6 +465,9 @@ async fn login(
                 // Modules that declared m.login.password answer first; then the local password.
                 match module_login(&state, login_type, &user, &raw).await? {
                     Some(user_id) => user_id,
+                    None if !state.config.password_config.localdb_enabled => {
+                        return Err(invalid_login())
+                    }
                     None => {
                         let row = state.storage.get_user(&user_id).await?;
                         let verified = match row.and_then(|r| r.password_hash) {
