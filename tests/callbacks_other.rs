@@ -457,7 +457,7 @@ async fn a_module_can_take_over_password_logins() {
 
     // A module that says no: the local password is tried next, unless the operator turned it off.
     let declines = rules_with("password_declines", "a", &[], types);
-    let s = TestServer::start_with(&modules(&[declines.clone()])).await;
+    let s = TestServer::start_with(&modules(std::slice::from_ref(&declines))).await;
     s.register("alice").await;
     let local = json!({ "type": "m.login.password", "user": "alice", "password": "correct horse" });
     assert_eq!(
