@@ -43,6 +43,12 @@ pub mod storage;
 pub use axon_macros::{callback, module};
 pub use error::{ConfigError, ErrCode, ModuleError};
 
+/// Module storage: the transaction handle and the rusqlite types queries use.
+pub mod db {
+    pub use crate::storage::ModuleTxn;
+    pub use rusqlite::{self, params, Row};
+}
+
 /// Everything a module usually needs: `use axon::prelude::*;`.
 pub mod prelude {
     pub use crate::callbacks::{

@@ -33,6 +33,8 @@ rc_invites:
 
 pub struct TestServer {
     pub base: String,
+    /// The config it runs with, for restarting it on the same data.
+    pub yaml: String,
     pub http: reqwest::Client,
     pub server: Option<RunningServer>,
     pub dir: tempfile::TempDir,
@@ -99,10 +101,23 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("server starts: {e}"));
         TestServer {
             base: server.base_url(),
+            yaml,
             http: reqwest::Client::new(),
             server: Some(server),
             dir,
         }
+    }
+
+    /// Stops the server and starts it again on the same data directory.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let parsed =
+            HomeserverConfig::parse(&self.yaml).unwrap_or_else(|e| panic!("test config: {e:?}"));
+        let server = RunningServer::start(parsed.config)
+            .await
+            .unwrap_or_else(|e| panic!("server restarts: {e}"));
+        self.base = server.base_url();
+        self.server = Some(server);
     }
 
     /// Sends a request; returns the status and the JSON body (`Null` if none).

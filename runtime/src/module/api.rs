@@ -19,6 +19,12 @@ pub struct ServerInfo {
 /// State shared by every module's `ModuleApi`.
 pub(crate) struct ApiShared {
     server: ServerInfo,
+    /// The running server, once it exists (before the start hooks run).
+    pub(crate) app: std::sync::OnceLock<std::sync::Weak<crate::server::AppState>>,
+    /// Tasks modules started; aborted at shutdown.
+    pub(crate) tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Tasks asked for before the server ran; spawned when it does.
+    pub(crate) pending: Mutex<Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>>,
     /// Registrations made while modules are constructed; locked only then.
     registrations: Mutex<Registrations>,
     /// Set once the modules are loaded: late registrations are refused.
@@ -28,6 +34,8 @@ pub(crate) struct ApiShared {
 #[derive(Default)]
 struct Registrations {
     web: WebResources,
+    /// `(module path, migrations)`, in config order.
+    migrations: Vec<(String, Vec<String>)>,
     login_types: std::collections::BTreeMap<String, LoginType>,
     errors: Vec<(usize, LoadError)>,
 }
@@ -45,6 +53,9 @@ impl ApiShared {
     pub(crate) fn new(server: ServerInfo) -> Self {
         ApiShared {
             server,
+            app: std::sync::OnceLock::new(),
+            tasks: Mutex::new(Vec::new()),
+            pending: Mutex::new(Vec::new()),
             registrations: Mutex::new(Registrations::default()),
             sealed: AtomicBool::new(false),
         }
@@ -74,8 +85,20 @@ impl ApiShared {
         std::mem::take(&mut self.registrations().login_types)
     }
 
+    pub(crate) fn take_migrations(&self) -> Vec<(String, Vec<String>)> {
+        std::mem::take(&mut self.registrations().migrations)
+    }
+
     pub(crate) fn take_web(&self) -> WebResources {
         std::mem::take(&mut self.registrations().web)
+    }
+
+    /// Stops every task modules started.
+    pub(crate) fn abort_tasks(&self) {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            task.abort();
+        }
     }
 
     pub(crate) fn seal(&self) {
@@ -94,6 +117,10 @@ pub struct ModuleApi {
 impl ModuleApi {
     pub(crate) fn new(shared: Arc<ApiShared>, module: Arc<ModuleRef>) -> Self {
         ModuleApi { shared, module }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<ApiShared> {
+        &self.shared
     }
 
     pub(crate) fn module(&self) -> &Arc<ModuleRef> {
@@ -194,6 +221,36 @@ impl ModuleApi {
                 ),
             ));
         }
+    }
+
+    /// Declares this module's tables: SQL migrations, applied in order, each
+    /// once, before the start hooks run (and so before the server listens).
+    /// `{prefix}` in them stands for the module's table prefix: a module
+    /// may only touch tables whose names start with it. Append new
+    /// migrations; never change applied ones. Call it from the constructor.
+    ///
+    /// ```
+    /// # fn demo(api: &axon::module::ModuleApi) {
+    /// api.database_migrations(&[
+    ///     "CREATE TABLE {prefix}expiry (user_id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)",
+    ///     "CREATE INDEX {prefix}expiry_by_time ON {prefix}expiry (expires_at)",
+    /// ]);
+    /// # }
+    /// ```
+    pub fn database_migrations(&self, migrations: &[&str]) {
+        let mut regs = self.shared.registrations();
+        let path = self.module.path.clone();
+        if regs.migrations.iter().any(|(p, _)| *p == path) {
+            // The module is listed twice: one namespace, migrated once.
+            return;
+        }
+        regs.migrations
+            .push((path, migrations.iter().map(|m| m.to_string()).collect()));
+    }
+
+    /// The prefix of this module's table names (`{prefix}` in its SQL).
+    pub fn table_prefix(&self) -> String {
+        crate::storage::table_prefix(&self.module.path)
     }
 
     /// Serves `resource` at `path` on the client listener. Call it from the

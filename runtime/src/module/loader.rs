@@ -205,6 +205,8 @@ pub struct LoadedModules {
     pub modules: Vec<LoadedModule>,
     pub callbacks: Arc<Callbacks>,
     pub web: WebResources,
+    /// `(module path, migrations)` the modules declared.
+    pub migrations: Vec<(String, Vec<String>)>,
     /// Login types modules handle, by type.
     pub login_types: std::collections::BTreeMap<String, super::api::LoginType>,
     /// Problems that do not stop the server, also logged.
@@ -272,6 +274,7 @@ impl LoadedModules {
         for module in &modules {
             tracing::info!("loaded {}", module.module);
         }
+        let migrations = api.take_migrations();
         let login_types = api.take_login_types();
         for (login_type, declared) in &login_types {
             for index in &declared.modules {
@@ -303,11 +306,23 @@ impl LoadedModules {
             modules,
             callbacks: Arc::new(callbacks),
             web,
+            migrations,
             login_types,
             warnings,
             api,
             started: 0,
         })
+    }
+
+    /// Connects the modules' `ModuleApi` handles to the running server.
+    pub(crate) fn bind(&self, app: &Arc<crate::server::AppState>) {
+        let _ = self.api.app.set(Arc::downgrade(app));
+        let pending =
+            std::mem::take(&mut *self.api.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut tasks = self.api.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        for task in pending {
+            tasks.push(tokio::spawn(task));
+        }
     }
 
     /// Runs the start hooks in config order. If one fails, the modules
@@ -333,8 +348,10 @@ impl LoadedModules {
         Ok(())
     }
 
-    /// Runs the stop hooks of the started modules in reverse config order.
+    /// Runs the stop hooks of the started modules in reverse config order,
+    /// after stopping the tasks they started.
     pub async fn stop(&mut self) {
+        self.api.abort_tasks();
         for module in self.modules[..self.started].iter().rev() {
             if let Some(stop) = module.stop {
                 if let Err(failure) = run_hook(module, "stop", stop).await {

@@ -2,16 +2,20 @@
 //! config, the `ModuleApi` they receive, and the web resources they serve.
 
 mod api;
+mod api_server;
 mod descriptor;
 mod error;
 mod loader;
+mod tasks;
 mod web;
 
 pub use api::{LoginType, ModuleApi, ServerInfo};
+pub use api_server::{AuthenticatedUser, NewEventContent, UserInfo};
 pub use descriptor::{compiled_modules, CompiledModules, ModuleDescriptor};
 pub use error::{LoadError, LoadErrors};
 pub use loader::{
     parse_entries, LoadContext, LoadedModule, LoadedModules, ModuleConfig, ModuleEntry, Registrar,
     DEFAULT_CALLBACK_TIMEOUT,
 };
+pub use tasks::Cache;
 pub use web::{IntoWebResource, WebResource};

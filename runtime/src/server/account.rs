@@ -35,7 +35,7 @@ pub fn admin_routes() -> Router<Arc<AppState>> {
 }
 
 /// Checks a localpart as Synapse does; `M_INVALID_USERNAME` if it is not allowed.
-fn check_localpart(state: &AppState, localpart: &str) -> Result<String, MatrixError> {
+pub(crate) fn check_localpart(state: &AppState, localpart: &str) -> Result<String, MatrixError> {
     let invalid = |m: &str| MatrixError::new(400, ErrCode::InvalidUsername, m);
     if localpart.is_empty() {
         return Err(invalid("User ID cannot be empty"));
@@ -89,7 +89,11 @@ async fn verify_password(password: String, hash: String) -> bool {
     .unwrap_or(false)
 }
 
-fn new_device(user_id: &str, device_id: Option<String>, display_name: Option<String>) -> NewDevice {
+pub(crate) fn new_device(
+    user_id: &str,
+    device_id: Option<String>,
+    display_name: Option<String>,
+) -> NewDevice {
     NewDevice {
         user_id: user_id.to_string(),
         device_id: device_id.unwrap_or_else(|| random_string(10).to_uppercase()),

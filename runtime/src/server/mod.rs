@@ -11,7 +11,10 @@ pub(crate) mod room_ops;
 mod rooms;
 mod sync;
 
+pub(crate) use account::{check_localpart, deactivate_account, new_device};
+pub(crate) use extract::authenticate;
 pub use extract::{Auth, AuthAllowExpired, Requester};
+pub(crate) use profile::profile_changed;
 pub use room_ops::{create_room, send_event, update_membership, Actor, SendOptions};
 
 use crate::callbacks::Callbacks;
@@ -241,7 +244,6 @@ impl RunningServer {
                 config.media_store_path.display()
             ))
         })?;
-        modules.start().await.map_err(StartError::Modules)?;
         let state = Arc::new(AppState {
             server_name: config.server_name.clone(),
             callbacks: modules.callbacks.clone(),
@@ -251,6 +253,26 @@ impl RunningServer {
             registration_nonces: Default::default(),
             config,
         });
+        // Modules' tables exist before their start hooks run.
+        for (module, migrations) in &modules.migrations {
+            let prefix = crate::storage::table_prefix(module);
+            if let Err(e) = state
+                .storage
+                .migrate_module(module.clone(), prefix, migrations.clone())
+                .await
+            {
+                let error = crate::module::LoadError::new(
+                    None,
+                    Some(module),
+                    "modules",
+                    format!("database migration failed: {e}"),
+                );
+                return Err(StartError::Modules(crate::module::LoadErrors(vec![error])));
+            }
+        }
+        // Modules may use the server from their start hooks on.
+        modules.bind(&state);
+        modules.start().await.map_err(StartError::Modules)?;
         let app = router(state.clone(), modules.web.router());
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let mut addrs = Vec::new();

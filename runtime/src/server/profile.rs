@@ -112,7 +112,7 @@ fn only_self(requester: &Requester, user: &str, what: &str) -> Result<(), Matrix
 
 /// After a profile change: it shows in every room the user is in (as in
 /// Synapse), and `on_profile_update` hears of it.
-async fn profile_changed(state: &AppState, user: &str) -> Result<(), MatrixError> {
+pub(crate) async fn profile_changed(state: &AppState, user: &str) -> Result<(), MatrixError> {
     refresh_member_events(state, user).await?;
     let rules = &state.callbacks.third_party_rules;
     if !rules.on_profile_update.is_empty() {

@@ -12,11 +12,13 @@
 mod account;
 mod cache;
 mod events;
+mod modules;
 mod schema;
 mod users;
 
 pub use account::*;
 pub use events::*;
+pub use modules::{table_prefix, ModuleTxn};
 pub use users::*;
 
 use rusqlite::{Connection, OpenFlags};
@@ -34,6 +36,8 @@ pub enum StorageError {
     Closed(String),
     /// A write refused for a reason the caller handles (such as a taken name).
     Conflict(String),
+    /// A module's own query failed (its SQL, or a table it may not touch).
+    Module(String),
 }
 
 impl fmt::Display for StorageError {
@@ -42,6 +46,7 @@ impl fmt::Display for StorageError {
             StorageError::Sqlite(e) => write!(f, "database error: {e}"),
             StorageError::Closed(what) => write!(f, "database unavailable: {what}"),
             StorageError::Conflict(what) => write!(f, "conflict: {what}"),
+            StorageError::Module(what) => write!(f, "module query failed: {what}"),
         }
     }
 }

@@ -3,8 +3,9 @@
 use rusqlite::Connection;
 use rusqlite_migration::{Migrations, M};
 
-const MIGRATIONS: &[M<'static>] = &[M::up(
-    r#"
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(
+        r#"
 CREATE TABLE users (
     user_id TEXT PRIMARY KEY NOT NULL,
     password_hash TEXT,
@@ -113,7 +114,17 @@ CREATE TABLE filters (
     PRIMARY KEY (user_id, filter_id)
 );
 "#,
-)];
+    ),
+    // Which of its migrations each module has applied.
+    M::up(
+        r#"
+CREATE TABLE module_schema (
+    module TEXT PRIMARY KEY NOT NULL,
+    version INTEGER NOT NULL
+);
+"#,
+    ),
+];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {
     Migrations::from_slice(MIGRATIONS)
