@@ -335,3 +335,116 @@ async fn a_module_cannot_touch_tables_that_are_not_its_own() {
         .await;
     assert_eq!(own["refused"], false, "its own table: {own}");
 }
+
+#[path = "support/smtp_sink.rs"]
+mod smtp_sink;
+
+#[tokio::test]
+async fn a_module_sends_mail_through_the_configured_smtp_server() {
+    let sink = smtp_sink::SmtpSink::start().await;
+    let s = TestServer::start_with(&format!(
+        "email: {{smtp_host: 127.0.0.1, smtp_port: {}, enable_tls: false, notif_from: '%(app)s <noreply@test.local>', app_name: Axon Test}}\nmodules:\n  - module: test.Outbound\n",
+        sink.port
+    ))
+    .await;
+    let (status, body) = s
+        .request(
+            Method::POST,
+            "/_synapse/client/outbound/mail?to=alice%40example.org",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mails = sink.mails();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].to, ["<alice@example.org>"]);
+    assert_eq!(mails[0].from, "<noreply@test.local>");
+    assert!(
+        mails[0].data.contains("Subject: Your Axon Test account"),
+        "{}",
+        mails[0].data
+    );
+    assert!(
+        mails[0]
+            .data
+            .contains("From: \"Axon Test\" <noreply@test.local>")
+            || mails[0]
+                .data
+                .contains("From: Axon Test <noreply@test.local>"),
+        "{}",
+        mails[0].data
+    );
+    assert!(
+        mails[0].data.contains("Renew now") && mails[0].data.contains("text/html"),
+        "{}",
+        mails[0].data
+    );
+    // A bad recipient is the module's 400, not a crash.
+    assert_error(
+        &s.request(
+            Method::POST,
+            "/_synapse/client/outbound/mail?to=nobody",
+            None,
+            None,
+        )
+        .await,
+        400,
+        "M_INVALID_PARAM",
+    );
+}
+
+#[tokio::test]
+async fn without_an_email_section_sending_mail_fails_clearly() {
+    let s = TestServer::start_with("modules:\n  - module: test.Outbound\n").await;
+    let (status, body) = s
+        .request(
+            Method::POST,
+            "/_synapse/client/outbound/mail?to=a%40example.org",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        body["error"],
+        "mail is not configured: add an `email:` section to the config"
+    );
+}
+
+#[tokio::test]
+async fn a_module_calls_out_over_http_with_a_timeout() {
+    let s = TestServer::start_with("modules:\n  - module: test.Outbound\n").await;
+    let url = format!("{}/_matrix/client/versions", s.base);
+    let (status, body) = s
+        .request(
+            Method::GET,
+            &format!("/_synapse/client/outbound/fetch?url={}", enc(&url)),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["got"]["versions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("v1.11")));
+    // A server that accepts and never answers: the timeout ends the wait.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/", silent.local_addr().unwrap());
+    let started = std::time::Instant::now();
+    let timed_out = s
+        .request(
+            Method::GET,
+            &format!(
+                "/_synapse/client/outbound/fetch?timeout_ms=300&url={}",
+                enc(&silent_url)
+            ),
+            None,
+            None,
+        )
+        .await;
+    assert_error(&timed_out, 504, "M_UNKNOWN");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(silent);
+}

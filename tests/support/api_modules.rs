@@ -343,3 +343,48 @@ impl Notes {
         Ok(())
     }
 }
+
+/// Sends mail and fetches URLs through the API.
+pub struct Outbound;
+
+#[module(name = "test.Outbound")]
+impl Outbound {
+    fn new(api: &ModuleApi) -> Self {
+        let a = api.clone();
+        api.register_web_resource(
+            "/_synapse/client/outbound/mail",
+            post(move |Query(q): Query<HashMap<String, String>>| {
+                let api = a.clone();
+                async move {
+                    let to = q.get("to").cloned().unwrap_or_default();
+                    let app = api.email_app_name().unwrap_or_default();
+                    let subject = format!("Your {app} account");
+                    reply(
+                        api.send_mail(&to, &subject, "<p>Renew <b>now</b></p>", "Renew now")
+                            .await
+                            .map(|_| json!({})),
+                    )
+                }
+            }),
+        );
+        let a = api.clone();
+        api.register_web_resource(
+            "/_synapse/client/outbound/fetch",
+            get(move |Query(q): Query<HashMap<String, String>>| {
+                let api = a.clone();
+                async move {
+                    let url = q.get("url").cloned().unwrap_or_default();
+                    let timeout = q
+                        .get("timeout_ms")
+                        .and_then(|t| t.parse().ok())
+                        .unwrap_or(30_000);
+                    let client = api
+                        .http_client()
+                        .with_timeout(Duration::from_millis(timeout));
+                    reply(client.get_json(&url).await.map(|got| json!({ "got": got })))
+                }
+            }),
+        );
+        Outbound
+    }
+}

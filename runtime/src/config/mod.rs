@@ -46,6 +46,9 @@ pub struct HomeserverConfig {
     pub rc_invites: InviteRateLimits,
     #[serde(default)]
     pub password_config: PasswordConfig,
+    /// Synapse's `email:` section: the SMTP server modules send mail through.
+    #[serde(default)]
+    pub email: Option<EmailConfig>,
     /// Loaded by the module loader, which reports its own errors.
     #[serde(default)]
     pub modules: serde_yaml::Value,
@@ -106,6 +109,47 @@ impl Default for DatabaseArgs {
             database: default_database_path(),
         }
     }
+}
+
+/// How the server sends mail (Synapse's `email:` keys).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    #[serde(default = "default_smtp_host")]
+    pub smtp_host: String,
+    #[serde(default = "default_smtp_port")]
+    pub smtp_port: u16,
+    #[serde(default)]
+    pub smtp_user: Option<String>,
+    #[serde(default)]
+    pub smtp_pass: Option<String>,
+    /// TLS from the first byte (port 465).
+    #[serde(default)]
+    pub force_tls: bool,
+    /// Refuse to send unless STARTTLS succeeds.
+    #[serde(default)]
+    pub require_transport_security: bool,
+    /// Use STARTTLS when the server offers it.
+    #[serde(default = "yes")]
+    pub enable_tls: bool,
+    /// The sender; `%(app)s` becomes `app_name`.
+    #[serde(default = "default_notif_from")]
+    pub notif_from: String,
+    #[serde(default = "default_app_name")]
+    pub app_name: String,
+}
+
+fn default_smtp_host() -> String {
+    "localhost".into()
+}
+fn default_smtp_port() -> u16 {
+    25
+}
+fn default_notif_from() -> String {
+    "%(app)s <noreply@localhost>".into()
+}
+fn default_app_name() -> String {
+    "Matrix".into()
 }
 
 /// Synapse's `password_config`: whether password logins and the local

@@ -6,6 +6,7 @@ mod api_server;
 mod descriptor;
 mod error;
 mod loader;
+mod outbound;
 mod tasks;
 mod web;
 
@@ -17,5 +18,6 @@ pub use loader::{
     parse_entries, LoadContext, LoadedModule, LoadedModules, ModuleConfig, ModuleEntry, Registrar,
     DEFAULT_CALLBACK_TIMEOUT,
 };
+pub use outbound::HttpClient;
 pub use tasks::Cache;
 pub use web::{IntoWebResource, WebResource};
