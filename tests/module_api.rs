@@ -448,3 +448,52 @@ async fn a_module_calls_out_over_http_with_a_timeout() {
     assert!(started.elapsed() < Duration::from_secs(5));
     drop(silent);
 }
+
+#[tokio::test]
+async fn a_module_sends_events_from_inside_check_event_allowed_without_deadlock() {
+    let s = TestServer::start_with("modules:\n  - module: test.Freezer\n").await;
+    let alice = s.register("alice").await;
+    let room = s.create_room(&alice, json!({})).await;
+    let sent = tokio::time::timeout(
+        Duration::from_secs(10),
+        s.send_text(&alice, &room, "freeze"),
+    )
+    .await;
+    assert!(sent.is_ok(), "the send completed");
+    let (_, topic) = s
+        .get(
+            &format!("/rooms/{}/state/m.room.topic/", enc(&room)),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(topic["topic"], "frozen");
+    // The module's own event went through the same callback.
+    let (_, seen) = s
+        .request(Method::GET, "/_synapse/client/freezer/seen", None, None)
+        .await;
+    let seen: Vec<&str> = seen["seen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(&seen[seen.len() - 2..], ["m.room.message", "m.room.topic"]);
+    // Both events are in the room, and the room goes on.
+    let (_, messages) = s
+        .get(
+            &format!("/rooms/{}/messages?dir=b&limit=3", enc(&room)),
+            &alice.token,
+        )
+        .await;
+    let types: Vec<&str> = messages["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"m.room.message") && types.contains(&"m.room.topic"),
+        "{types:?}"
+    );
+    s.send_text(&alice, &room, "after").await;
+}

@@ -388,3 +388,53 @@ impl Outbound {
         Outbound
     }
 }
+
+/// Re-entrant like synapse-freeze-room: a message saying "freeze" makes the
+/// module send a topic event from inside `check_event_allowed`, which goes
+/// back through `check_event_allowed` itself.
+pub struct Freezer {
+    api: ModuleApi,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[module(name = "test.Freezer")]
+impl Freezer {
+    fn new(api: &ModuleApi) -> Self {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        api.register_web_resource(
+            "/_synapse/client/freezer/seen",
+            get(move || {
+                let log = log.clone();
+                async move { Json(json!({ "seen": *log.lock().unwrap() })) }
+            }),
+        );
+        Freezer {
+            api: api.clone(),
+            seen,
+        }
+    }
+
+    #[callback(third_party_rules)]
+    async fn check_event_allowed(
+        &self,
+        event: &Event,
+        _state: &StateMap,
+    ) -> Result<EventAllowed, ModuleError> {
+        self.seen.lock().unwrap().push(event.event_type.clone());
+        if event.content.get("body").and_then(|b| b.as_str()) == Some("freeze") {
+            let mut content = JsonObject::new();
+            content.insert("topic".into(), "frozen".into());
+            self.api
+                .create_and_send_event_into_room(NewEventContent {
+                    room_id: event.room_id.clone(),
+                    sender: event.sender.clone(),
+                    event_type: "m.room.topic".into(),
+                    state_key: Some(String::new()),
+                    content,
+                })
+                .await?;
+        }
+        Ok(EventAllowed::Allow)
+    }
+}
