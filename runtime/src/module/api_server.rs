@@ -90,6 +90,7 @@ impl ModuleApi {
             .map(|info| info.user_id))
     }
 
+    /// What the server knows of a user (local or not), or `None`.
     pub async fn get_userinfo_by_id(&self, user: &UserId) -> Result<Option<UserInfo>, ModuleError> {
         let app = self.app()?;
         let Some(row) = app.storage.get_user(user.as_str()).await? else {
@@ -106,6 +107,7 @@ impl ModuleApi {
         }))
     }
 
+    /// Whether the user is a server admin.
     pub async fn is_user_admin(&self, user: &UserId) -> Result<bool, ModuleError> {
         Ok(self
             .get_userinfo_by_id(user)
@@ -113,6 +115,7 @@ impl ModuleApi {
             .is_some_and(|u| u.is_admin))
     }
 
+    /// Makes a local user a server admin, or not.
     pub async fn set_user_admin(&self, user: &UserId, admin: bool) -> Result<(), ModuleError> {
         self.local(user)?;
         Ok(self.app()?.storage.set_admin(user.as_str(), admin).await?)
@@ -187,6 +190,7 @@ impl ModuleApi {
         Ok((device.device_id.as_str().into(), device.access_token))
     }
 
+    /// A user's display name and avatar (404 for an unknown user).
     pub async fn get_profile(&self, user: &UserId) -> Result<ProfileInfo, ModuleError> {
         let info = self
             .get_userinfo_by_id(user)
@@ -393,6 +397,7 @@ impl ModuleApi {
         })
     }
 
+    /// Whether the room is listed in the public room directory.
     pub async fn room_is_in_public_room_list(&self, room: &RoomId) -> Result<bool, ModuleError> {
         let app = self.app()?;
         Ok(app
@@ -402,6 +407,7 @@ impl ModuleApi {
             .is_some_and(|s| s.is_public))
     }
 
+    /// Lists the room in the public room directory.
     pub async fn add_room_to_public_room_list(&self, room: &RoomId) -> Result<(), ModuleError> {
         Ok(self
             .app()?
@@ -410,6 +416,7 @@ impl ModuleApi {
             .await?)
     }
 
+    /// Removes the room from the public room directory.
     pub async fn remove_room_from_public_room_list(
         &self,
         room: &RoomId,

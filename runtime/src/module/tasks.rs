@@ -18,6 +18,7 @@ impl ModuleApi {
         crate::server::now_ms().max(0) as u64
     }
 
+    /// Waits `duration` without blocking the server.
     pub async fn sleep(&self, duration: Duration) {
         tokio::time::sleep(duration).await
     }
@@ -147,6 +148,7 @@ struct CacheInner<K, V> {
 }
 
 impl<K: Hash + Eq + Clone + Send, V: Clone + Send> Cache<K, V> {
+    /// An empty cache holding at most `max_entries` values.
     pub fn new(max_entries: usize) -> Self {
         Cache {
             inner: Arc::new(Mutex::new(CacheInner {
@@ -162,6 +164,7 @@ impl<K: Hash + Eq + Clone + Send, V: Clone + Send> Cache<K, V> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The cached value, without loading it.
     pub fn get(&self, key: &K) -> Option<V> {
         let mut inner = self.lock();
         inner.clock += 1;
@@ -203,22 +206,26 @@ impl<K: Hash + Eq + Clone + Send, V: Clone + Send> Cache<K, V> {
         Ok(value)
     }
 
+    /// Forgets one value (Synapse's `invalidate_cache`).
     pub fn invalidate(&self, key: &K) {
         let mut inner = self.lock();
         inner.entries.remove(key);
         inner.generation += 1;
     }
 
+    /// Forgets every value.
     pub fn invalidate_all(&self) {
         let mut inner = self.lock();
         inner.entries.clear();
         inner.generation += 1;
     }
 
+    /// How many values are cached.
     pub fn len(&self) -> usize {
         self.lock().entries.len()
     }
 
+    /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
