@@ -7,36 +7,10 @@
 mod rules;
 mod support;
 use reqwest::{Method, StatusCode};
-use rules::{calls, wait_for_call};
+use rules::{modules, only, rules, rules_with, wait_for_call};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use support::*;
-
-fn rules_with(log: &str, name: &str, verdicts: &[(&str, &str)], extra: &str) -> String {
-    let verdicts: Vec<String> = verdicts
-        .iter()
-        .map(|(k, v)| format!("{k}: '{v}'"))
-        .collect();
-    format!(
-        "  - module: test.Rules\n    callback_timeout: 300ms\n    config: {{log: {log}, name: {name}, verdicts: {{{}}}{extra}}}\n",
-        verdicts.join(", ")
-    )
-}
-
-fn rules(log: &str, name: &str, verdicts: &[(&str, &str)]) -> String {
-    rules_with(log, name, verdicts, "")
-}
-
-fn modules(entries: &[String]) -> String {
-    format!("modules:\n{}", entries.concat())
-}
-
-fn only(log: &str, callback: &str) -> Vec<String> {
-    calls(log)
-        .into_iter()
-        .filter(|c| c.contains(&format!(":{callback}")))
-        .collect()
-}
 
 #[tokio::test]
 async fn check_event_allowed_denies_or_replaces_every_local_event() {

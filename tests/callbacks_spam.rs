@@ -5,32 +5,9 @@
 mod rules;
 mod support;
 use reqwest::{Method, StatusCode};
-use rules::calls;
+use rules::{modules, only, rules};
 use serde_json::json;
 use support::*;
-
-/// A `test.Rules` entry of the `modules:` list.
-fn rules(log: &str, name: &str, verdicts: &[(&str, &str)]) -> String {
-    let verdicts: Vec<String> = verdicts
-        .iter()
-        .map(|(k, v)| format!("{k}: '{v}'"))
-        .collect();
-    format!(
-        "  - module: test.Rules\n    callback_timeout: 300ms\n    config: {{log: {log}, name: {name}, verdicts: {{{}}}}}\n",
-        verdicts.join(", ")
-    )
-}
-
-fn modules(entries: &[String]) -> String {
-    format!("modules:\n{}", entries.concat())
-}
-
-fn only(log: &str, callback: &str) -> Vec<String> {
-    calls(log)
-        .into_iter()
-        .filter(|c| c.contains(&format!(":{callback}")))
-        .collect()
-}
 
 #[tokio::test]
 async fn check_event_for_spam_denies_with_the_modules_code_and_fields() {
@@ -154,31 +131,6 @@ async fn joins_and_invites_can_be_refused_except_for_admins() {
         .await;
     assert_eq!(s.join(&admin, &admin_room).await.0, StatusCode::OK);
     assert!(!room2.is_empty());
-}
-
-async fn register_admin(s: &TestServer, name: &str) -> User {
-    use hmac::{Hmac, Mac};
-    let (_, nonce) = s
-        .request(Method::GET, "/_synapse/admin/v1/register", None, None)
-        .await;
-    let nonce = nonce["nonce"].as_str().unwrap().to_string();
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(b"test-shared-secret").unwrap();
-    mac.update(format!("{nonce}\0{name}\0pw\0admin").as_bytes());
-    let body = json!({ "nonce": nonce, "username": name, "password": "pw", "admin": true, "mac": hex::encode(mac.finalize().into_bytes()) });
-    let (status, created) = s
-        .request(
-            Method::POST,
-            "/_synapse/admin/v1/register",
-            None,
-            Some(body),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{created}");
-    User {
-        user_id: created["user_id"].as_str().unwrap().into(),
-        token: created["access_token"].as_str().unwrap().into(),
-        device_id: created["device_id"].as_str().unwrap().into(),
-    }
 }
 
 #[tokio::test]

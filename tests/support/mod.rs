@@ -286,3 +286,29 @@ pub fn assert_error(response: &(StatusCode, Value), status: u16, errcode: &str) 
         response.1
     );
 }
+
+/// Registers a server admin through shared-secret registration.
+pub async fn register_admin(s: &TestServer, name: &str) -> User {
+    use hmac::{Hmac, Mac};
+    let (_, nonce) = s
+        .request(Method::GET, "/_synapse/admin/v1/register", None, None)
+        .await;
+    let nonce = nonce["nonce"].as_str().unwrap().to_string();
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(b"test-shared-secret").unwrap();
+    mac.update(format!("{nonce}\0{name}\0pw\0admin").as_bytes());
+    let body = json!({ "nonce": nonce, "username": name, "password": "pw", "admin": true, "mac": hex::encode(mac.finalize().into_bytes()) });
+    let (status, created) = s
+        .request(
+            Method::POST,
+            "/_synapse/admin/v1/register",
+            None,
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    User {
+        user_id: created["user_id"].as_str().unwrap().into(),
+        token: created["access_token"].as_str().unwrap().into(),
+        device_id: created["device_id"].as_str().unwrap().into(),
+    }
+}

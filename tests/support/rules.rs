@@ -28,6 +28,36 @@ pub fn calls(log: &str) -> Vec<String> {
         .collect()
 }
 
+/// A `test.Rules` entry of the `modules:` list, with more config keys in `extra`.
+pub fn rules_with(log: &str, name: &str, verdicts: &[(&str, &str)], extra: &str) -> String {
+    let verdicts: Vec<String> = verdicts
+        .iter()
+        .map(|(k, v)| format!("{k}: '{v}'"))
+        .collect();
+    format!(
+        "  - module: test.Rules\n    callback_timeout: 300ms\n    config: {{log: {log}, name: {name}, verdicts: {{{}}}{extra}}}\n",
+        verdicts.join(", ")
+    )
+}
+
+/// A `test.Rules` entry of the `modules:` list.
+pub fn rules(log: &str, name: &str, verdicts: &[(&str, &str)]) -> String {
+    rules_with(log, name, verdicts, "")
+}
+
+/// A `modules:` list of these entries.
+pub fn modules(entries: &[String]) -> String {
+    format!("modules:\n{}", entries.concat())
+}
+
+/// The calls of one callback logged under `log`.
+pub fn only(log: &str, callback: &str) -> Vec<String> {
+    calls(log)
+        .into_iter()
+        .filter(|c| c.contains(&format!(":{callback}")))
+        .collect()
+}
+
 /// Waits (at most 5 s) for a call that happens in the background.
 pub async fn wait_for_call(log: &str, entry: &str) -> Vec<String> {
     for _ in 0..100 {
