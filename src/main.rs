@@ -1,9 +1,6 @@
 //! The stock Axon homeserver: the runtime and the bundled modules.
+//!
+//! `cargo xtask new-module` adds new module crates here;
+//! `cargo xtask build-server --modules a,b` builds a homeserver with others.
 
-// Each bundled module crate is named here so the linker keeps its
-// registration (a crate nothing refers to is dropped, module and all).
-use axon_demo as _;
-
-fn main() -> std::process::ExitCode {
-    axon::cli::main()
-}
+axon::homeserver_main!(axon_demo);

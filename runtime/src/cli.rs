@@ -25,6 +25,10 @@ pub struct Cli {
     /// Print the module paths compiled into this binary, one per line.
     #[arg(long)]
     pub list_modules: bool,
+    /// With --list-modules: print each module's path, crate, version,
+    /// callbacks and description as JSON.
+    #[arg(long, requires = "list_modules")]
+    pub json: bool,
     /// Write a commented sample config to --config (or standard output).
     #[arg(long, requires = "server_name")]
     pub generate_config: bool,
@@ -37,8 +41,29 @@ pub struct Cli {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.list_modules {
-        for path in compiled_modules().paths() {
-            println!("{path}");
+        if cli.json {
+            let modules: Vec<serde_json::Value> = compiled_modules()
+                .iter()
+                .map(|d| {
+                    let callbacks: Vec<String> = d
+                        .callbacks
+                        .iter()
+                        .map(|(c, n)| format!("{c}.{n}"))
+                        .collect();
+                    serde_json::json!({
+                        "path": d.path,
+                        "crate": d.crate_name,
+                        "version": d.crate_version,
+                        "callbacks": callbacks,
+                        "description": d.description,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::Value::Array(modules));
+        } else {
+            for path in compiled_modules().paths() {
+                println!("{path}");
+            }
         }
         return ExitCode::SUCCESS;
     }

@@ -41,6 +41,28 @@ pub mod server;
 pub mod storage;
 
 pub use axon_macros::{callback, module};
+
+/// The `main` of a homeserver binary with these module crates.
+///
+/// A crate that nothing refers to is left out by the linker, and its
+/// modules with it, silently. This macro names each crate, so every module
+/// listed here is in the binary:
+///
+/// ```ignore
+/// axon::homeserver_main!(axon_demo, my_module);
+/// ```
+#[macro_export]
+macro_rules! homeserver_main {
+    ($($module_crate:ident),* $(,)?) => {
+        $(
+            #[allow(unused_imports)]
+            use $module_crate as _;
+        )*
+        fn main() -> ::std::process::ExitCode {
+            $crate::cli::main()
+        }
+    };
+}
 pub use error::{ConfigError, ErrCode, ModuleError};
 
 /// Module storage: the transaction handle and the rusqlite types queries use.
