@@ -3,4 +3,4 @@
 //! `cargo xtask new-module` adds new module crates here;
 //! `cargo xtask build-server --modules a,b` builds a homeserver with others.
 
-axon::homeserver_main!(axon_demo);
+axon::homeserver_main!(axon_demo, shared_secret_auth, user_restrictions);

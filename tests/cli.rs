@@ -32,7 +32,10 @@ fn write_config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
 fn list_modules_prints_the_compiled_in_paths() {
     let out = axon(&["--list-modules"]);
     assert!(out.status.success());
-    assert_eq!(stdout(&out), "axon_demo::DemoModule\n");
+    assert_eq!(
+        stdout(&out),
+        "axon_demo::DemoModule\nshared_secret_auth::SharedSecretAuthProvider\nuser_restrictions::UserRestrictionsModule\n"
+    );
 }
 
 #[test]

@@ -6,6 +6,8 @@
 // Name the bundled module crates, so the linker keeps their registrations
 // in every test binary (as the stock binary's main.rs does).
 use axon_demo as _;
+use shared_secret_auth as _;
+use user_restrictions as _;
 
 use axon::config::HomeserverConfig;
 use axon::server::RunningServer;

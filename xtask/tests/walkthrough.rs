@@ -1,7 +1,8 @@
 //! The xtask subcommands as the README walks through them, run against a
-//! temporary copy of the workspace (they write files). Builds share this
-//! workspace's build directory, so only the changed crates compile, but put
-//! their binaries in a target directory of their own.
+//! temporary copy of the workspace (they write files). These builds share a
+//! build directory of their own (`target/xtask-tests`): cargo names a path
+//! crate's artifacts the same wherever it lives, so sharing this
+//! workspace's would overwrite its artifacts with the copy's.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -34,7 +35,7 @@ fn copy_workspace(from: &Path, to: &Path) {
 fn cargo(dir: &Path, args: &[&str]) -> Output {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(dir)
-        .env("CARGO_BUILD_BUILD_DIR", repo().join("target"))
+        .env("CARGO_BUILD_BUILD_DIR", repo().join("target/xtask-tests"))
         .env("CARGO_TARGET_DIR", dir.parent().unwrap().join("target"))
         .args(args)
         .output()
