@@ -246,6 +246,32 @@ pub async fn update_membership(
     membership: &str,
     reason: Option<String>,
 ) -> Result<String, MatrixError> {
+    update_membership_with(
+        state,
+        actor,
+        target,
+        room_id,
+        membership,
+        reason,
+        Map::new(),
+        true,
+    )
+    .await
+}
+
+/// `update_membership` with extra content (such as `is_direct`) and rate
+/// limits optional (`createRoom`'s invites are not rate-limited, as in Synapse).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn update_membership_with(
+    state: &AppState,
+    actor: &Actor,
+    target: &str,
+    room_id: &str,
+    membership: &str,
+    reason: Option<String>,
+    extra: Map<String, Value>,
+    ratelimit: bool,
+) -> Result<String, MatrixError> {
     let sender = actor.user_id.as_str();
     let snapshot = state
         .storage
@@ -262,6 +288,7 @@ pub async fn update_membership(
         }
     }
     match membership {
+        _ if !ratelimit => {}
         "join" => {
             state
                 .ratelimit_user("rc_joins.local", sender, state.config.rc_joins.local)
@@ -321,7 +348,7 @@ pub async fn update_membership(
             }
         }
     }
-    let mut content = Map::new();
+    let mut content = extra;
     content.insert("membership".into(), json!(membership));
     if let Some(reason) = reason {
         content.insert("reason".into(), json!(reason));
@@ -447,17 +474,13 @@ pub async fn create_room(
             format!("unknown preset `{preset}`"),
         ));
     }
-    let mut invitees = Vec::new();
     for invitee in &request.invite {
-        match ruma::UserId::parse(invitee) {
-            Ok(id) => invitees.push(id),
-            Err(_) => {
-                return Err(MatrixError::new(
-                    400,
-                    ErrCode::InvalidParam,
-                    format!("invalid user ID in invite: {invitee}"),
-                ))
-            }
+        if ruma::UserId::parse(invitee).is_err() {
+            return Err(MatrixError::new(
+                400,
+                ErrCode::InvalidParam,
+                format!("invalid user ID in invite: {invitee}"),
+            ));
         }
     }
     let alias = match &request.room_alias_name {
@@ -525,21 +548,6 @@ pub async fn create_room(
                 errcode,
                 extra_fields,
             ));
-        }
-    }
-    if !actor.admin {
-        for invitee in &invitees {
-            if let SpamCheck::Deny {
-                errcode,
-                extra_fields,
-            } = spam.user_may_invite(&user, invitee, &room).await?
-            {
-                return Err(spam_denial(
-                    "Invites have been disabled on this server",
-                    errcode,
-                    extra_fields,
-                ));
-            }
         }
     }
     let alias = alias.map(|(a, _)| a);
@@ -700,21 +708,6 @@ async fn create_room_events(
     if let Some(topic) = &request.topic {
         drafts.push(state_event("m.room.topic", "", json!({ "topic": topic })));
     }
-    // A shadow-banned creator's invites are silently dropped, as in Synapse.
-    if !actor.shadow_banned {
-        for invitee in &request.invite {
-            let mut content = json!({ "membership": "invite" });
-            if request.is_direct {
-                content["is_direct"] = json!(true);
-            }
-            if let Some(user) = state.storage.get_user(invitee).await? {
-                if let Some(name) = user.displayname {
-                    content["displayname"] = json!(name);
-                }
-            }
-            drafts.push(state_event("m.room.member", invitee, content));
-        }
-    }
     let now = now_ms();
     let mut events = Vec::with_capacity(drafts.len());
     for (i, draft) in drafts.into_iter().enumerate() {
@@ -737,5 +730,18 @@ async fn create_room_events(
     let stored = state.storage.persist_events(Some(room), events).await?;
     debug_assert!(stored.iter().all(|p| matches!(p, Persisted::New { .. })));
     announce_new_events(state, work);
+    // Then the invites, one by one through the usual invite path (spam
+    // checks included), as Synapse sends them: modules see the new room.
+    // A shadow-banned creator's invites are silently dropped.
+    if !actor.shadow_banned {
+        for invitee in &request.invite {
+            let mut extra = Map::new();
+            if request.is_direct {
+                extra.insert("is_direct".into(), json!(true));
+            }
+            update_membership_with(state, actor, invitee, room_id, "invite", None, extra, false)
+                .await?;
+        }
+    }
     Ok(())
 }
