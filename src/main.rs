@@ -3,4 +3,9 @@
 //! `cargo xtask new-module` adds new module crates here;
 //! `cargo xtask build-server --modules a,b` builds a homeserver with others.
 
-axon::homeserver_main!(axon_demo, shared_secret_auth, user_restrictions);
+axon::homeserver_main!(
+    axon_demo,
+    domain_rule_checker,
+    shared_secret_auth,
+    user_restrictions
+);
