@@ -4,6 +4,7 @@
 //! `cargo xtask build-server --modules a,b` builds a homeserver with others.
 
 axon::homeserver_main!(
+    auto_accept_invite,
     axon_demo,
     domain_rule_checker,
     shared_secret_auth,

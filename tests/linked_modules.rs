@@ -47,7 +47,12 @@ fn list_modules_json_describes_each_module() {
         .output()
         .unwrap();
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let demo = &listed[0];
+    let demo = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["crate"] == "axon_demo")
+        .unwrap();
     assert_eq!(demo["path"], "axon_demo::DemoModule");
     assert_eq!(demo["crate"], "axon_demo");
     assert_eq!(

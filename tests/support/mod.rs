@@ -5,6 +5,7 @@
 
 // Name the bundled module crates, so the linker keeps their registrations
 // in every test binary (as the stock binary's main.rs does).
+use auto_accept_invite as _;
 use axon_demo as _;
 use domain_rule_checker as _;
 use shared_secret_auth as _;

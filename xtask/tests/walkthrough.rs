@@ -95,10 +95,14 @@ fn new_module_list_modules_and_build_server() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("created modules/no_spam: module path `no_spam::NoSpam`"));
     let main = std::fs::read_to_string(ws.join("src/main.rs")).unwrap();
-    assert!(
-        main.contains("axon::homeserver_main!(axon_demo, no_spam);"),
-        "{main}"
-    );
+    let linked = main
+        .split("axon::homeserver_main!(")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap();
+    assert!(linked.split(", ").any(|c| c == "no_spam"), "{main}");
     let manifest = std::fs::read_to_string(ws.join("Cargo.toml")).unwrap();
     assert!(manifest.contains("no_spam = { path = \"modules/no_spam\" }"));
     let sample = std::fs::read_to_string(ws.join("homeserver.yaml")).unwrap();
@@ -152,13 +156,12 @@ fn new_module_list_modules_and_build_server() {
 
     let out = xtask(&ws, &["build-server", "--modules", "nope"]);
     assert!(!out.status.success());
+    let stderr = text(&out.stderr);
     assert!(
-        text(&out.stderr).contains(
-            "unknown module crate `nope`; the crates under modules/ are: axon_demo, no_spam"
-        ),
-        "{}",
-        text(&out.stderr)
+        stderr.contains("unknown module crate `nope`; the crates under modules/ are: axon_demo, "),
+        "{stderr}"
     );
+    assert!(stderr.contains(", no_spam"), "{stderr}");
     let out = xtask(&ws, &["build-server"]);
     assert!(text(&out.stderr).contains("build-server needs --modules a,b"));
 }
