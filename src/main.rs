@@ -7,6 +7,7 @@ axon::homeserver_main!(
     auto_accept_invite,
     axon_demo,
     domain_rule_checker,
+    freeze_room,
     shared_secret_auth,
     user_restrictions
 );

@@ -147,7 +147,9 @@ async fn prepare_event(
 }
 
 /// `check_event_allowed` with the state before the event: allowed as is,
-/// refused, or replaced (the replacement is authorised and built anew).
+/// refused, or replaced. A replacement is authorised and built anew on the
+/// room as it is now (as Synapse rebuilds it): a module may have sent events
+/// of its own first (synapse-freeze-room does).
 pub(crate) async fn allow_event(
     state: &AppState,
     snapshot: &RoomSnapshot,
@@ -174,10 +176,13 @@ pub(crate) async fn allow_event(
                 state_key: replacement.state_key,
                 content: replacement.content,
             };
+            // During createRoom the room is not stored yet: build on the snapshot.
+            let current = state.storage.room_snapshot(&snapshot.room_id).await?;
+            let base = current.as_deref().unwrap_or(snapshot);
             if draft.event_type != "m.room.create" {
-                check_auth(snapshot, &draft)?;
+                check_auth(base, &draft)?;
             }
-            let built = build_event(snapshot, &draft, built.new.origin_server_ts)?;
+            let built = build_event(base, &draft, built.new.origin_server_ts)?;
             Ok((built, draft))
         }
     }
