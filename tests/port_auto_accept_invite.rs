@@ -147,16 +147,7 @@ async fn a_worker_to_run_on_turns_the_module_off_on_this_single_process() {
 
 #[test]
 fn unknown_config_keys_stop_startup() {
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&config("      accept_only_dms: true\n")).unwrap();
-    let server = axon::module::ServerInfo {
-        server_name: "test.local".try_into().unwrap(),
-        public_baseurl: "http://x/".into(),
-    };
-    let error = axon::module::LoadedModules::load(doc.get("modules"), server)
-        .err()
-        .unwrap()
-        .to_string();
+    let error = modules_load_error(&config("      accept_only_dms: true\n"));
     assert!(
         error.contains("at `modules[0].config.accept_only_dms`: unknown field `accept_only_dms`"),
         "{error}"

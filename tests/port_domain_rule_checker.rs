@@ -122,17 +122,7 @@ async fn some_domains_may_not_be_invited_to_published_rooms() {
 
 #[test]
 fn config_errors_stop_startup() {
-    let errors = |body: &str| -> String {
-        let doc: serde_yaml::Value = serde_yaml::from_str(&config(body)).unwrap();
-        let server = axon::module::ServerInfo {
-            server_name: "test.local".try_into().unwrap(),
-            public_baseurl: "http://x/".into(),
-        };
-        match axon::module::LoadedModules::load(doc.get("modules"), server) {
-            Err(e) => e.to_string(),
-            Ok(_) => panic!("refused: {body}"),
-        }
-    };
+    let errors = |body: &str| modules_load_error(&config(body));
     assert!(errors("      can_only_join_rooms_with_invite: true\n")
         .contains("at `modules[0].config`: missing field `can_invite_if_not_in_domain_mapping`"));
     assert!(errors(

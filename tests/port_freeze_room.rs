@@ -274,15 +274,6 @@ async fn bad_freeze_events_and_blacklisted_unfreezes_are_refused() {
 
 #[test]
 fn unknown_config_keys_stop_startup() {
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&config("      promote_mods: true\n")).unwrap();
-    let server = axon::module::ServerInfo {
-        server_name: "test.local".try_into().unwrap(),
-        public_baseurl: "http://x/".into(),
-    };
-    let error = axon::module::LoadedModules::load(doc.get("modules"), server)
-        .err()
-        .unwrap()
-        .to_string();
+    let error = modules_load_error(&config("      promote_mods: true\n"));
     assert!(error.contains("unknown field `promote_mods`"), "{error}");
 }

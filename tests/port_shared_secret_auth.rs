@@ -128,17 +128,7 @@ async fn the_custom_login_type_can_be_turned_off() {
 
 #[test]
 fn config_errors_stop_startup() {
-    let errors = |yaml: &str| -> String {
-        let doc: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
-        let server = axon::module::ServerInfo {
-            server_name: "test.local".try_into().unwrap(),
-            public_baseurl: "http://x/".into(),
-        };
-        match axon::module::LoadedModules::load(doc.get("modules"), server) {
-            Err(e) => e.to_string(),
-            Ok(_) => panic!("refused: {yaml}"),
-        }
-    };
+    let errors = |yaml: &str| modules_load_error(yaml);
     let missing = "modules:\n  - module: shared_secret_auth::SharedSecretAuthProvider\n    config: {m_login_password_support_enabled: true}\n";
     assert!(
         errors(missing).contains("at `modules[0].config`: missing field `shared_secret`"),

@@ -127,17 +127,7 @@ async fn invites_are_judged_by_the_inviter_only() {
 
 #[test]
 fn config_errors_stop_startup() {
-    let errors = |body: &str| -> String {
-        let doc: serde_yaml::Value = serde_yaml::from_str(&config(body)).unwrap();
-        let server = axon::module::ServerInfo {
-            server_name: "test.local".try_into().unwrap(),
-            public_baseurl: "http://x/".into(),
-        };
-        match axon::module::LoadedModules::load(doc.get("modules"), server) {
-            Err(e) => e.to_string(),
-            Ok(_) => panic!("refused: {body}"),
-        }
-    };
+    let errors = |body: &str| modules_load_error(&config(body));
     assert!(errors("      rules: []\n      default_deny: [fly]\n")
         .contains("at `modules[0].config.default_deny[0]`: unknown variant `fly`, expected `invite` or `create_room`"));
     assert!(errors("      default_deny: [invite]\n")

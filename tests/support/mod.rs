@@ -317,3 +317,17 @@ pub async fn register_admin(s: &TestServer, name: &str) -> User {
         device_id: created["device_id"].as_str().unwrap().into(),
     }
 }
+
+/// The errors of loading a `modules:` list without a server (as
+/// `--check-config` does); panics if it loads.
+pub fn modules_load_error(yaml: &str) -> String {
+    let doc: serde_yaml::Value = serde_yaml::from_str(yaml).expect("test YAML parses");
+    let server = axon::module::ServerInfo {
+        server_name: SERVER_NAME.try_into().unwrap(),
+        public_baseurl: "http://127.0.0.1/".into(),
+    };
+    match axon::module::LoadedModules::load(doc.get("modules"), server) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("expected the modules to be refused:\n{yaml}"),
+    }
+}
