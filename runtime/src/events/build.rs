@@ -155,25 +155,3 @@ fn auth_event_ids(snapshot: &RoomSnapshot, draft: &EventDraft) -> Vec<String> {
     }
     ids
 }
-
-/// Applies a stored event to a snapshot, so the next event of a batch (room
-/// creation) builds on it.
-pub(crate) fn apply_to_snapshot(
-    snapshot: &mut RoomSnapshot,
-    built: &BuiltEvent,
-    draft: &EventDraft,
-) {
-    snapshot.extremities = vec![built.new.event_id.clone()];
-    snapshot.max_depth = built.new.depth;
-    if let Some(state_key) = &draft.state_key {
-        snapshot.state.insert(
-            (draft.event_type.clone(), state_key.clone()),
-            crate::storage::StateEntry {
-                event_id: built.new.event_id.clone(),
-                sender: draft.sender.clone(),
-                origin_server_ts: built.new.origin_server_ts,
-                content: Value::Object(draft.content.clone()),
-            },
-        );
-    }
-}

@@ -8,7 +8,7 @@ use crate::events::{
     build_event, check_auth, membership_of, module_event, state_map, BuiltEvent, EventDraft,
     SUPPORTED_ROOM_VERSIONS,
 };
-use crate::storage::{NewEvent, NewRoom, Persisted, RoomSnapshot};
+use crate::storage::{NewEvent, NewRoom, Persisted, RoomSnapshot, SnapshotUpdate};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -126,7 +126,7 @@ async fn prepare_event(
     })?;
     check_auth(&snapshot, &draft)?;
     let built = build_event(&snapshot, &draft, now_ms())?;
-    let (built, _) = allow_event(state, &snapshot, built, draft).await?;
+    let built = allow_event(state, &snapshot, built, draft).await?;
     let spam = &state.callbacks.spam_checker;
     if spam_check && !spam.check_event_for_spam.is_empty() {
         if let SpamCheck::Deny {
@@ -155,17 +155,17 @@ pub(crate) async fn allow_event(
     snapshot: &RoomSnapshot,
     built: BuiltEvent,
     draft: EventDraft,
-) -> Result<(BuiltEvent, EventDraft), MatrixError> {
+) -> Result<BuiltEvent, MatrixError> {
     let rules = &state.callbacks.third_party_rules;
     if rules.check_event_allowed.is_empty() {
-        return Ok((built, draft));
+        return Ok(built);
     }
     let event = module_event(&built.new)?;
     match rules
         .check_event_allowed(&event, &state_map(snapshot))
         .await?
     {
-        EventAllowed::Allow => Ok((built, draft)),
+        EventAllowed::Allow => Ok(built),
         EventAllowed::Deny => Err(MatrixError::forbidden(
             "This event is not allowed in this context",
         )),
@@ -182,8 +182,7 @@ pub(crate) async fn allow_event(
             if draft.event_type != "m.room.create" {
                 check_auth(base, &draft)?;
             }
-            let built = build_event(base, &draft, built.new.origin_server_ts)?;
-            Ok((built, draft))
+            build_event(base, &draft, built.new.origin_server_ts)
         }
     }
 }
@@ -203,17 +202,7 @@ fn new_event_work(
     let mut snapshot = before.clone();
     let mut work = Vec::new();
     for new in events {
-        if let Some(state_key) = &new.state_key {
-            snapshot.state.insert(
-                (new.event_type.clone(), state_key.clone()),
-                crate::storage::StateEntry {
-                    event_id: new.event_id.clone(),
-                    sender: new.sender.clone(),
-                    origin_server_ts: new.origin_server_ts,
-                    content: serde_json::from_str(&new.content).unwrap_or_default(),
-                },
-            );
-        }
+        snapshot.apply(&SnapshotUpdate::from(new));
         if let Ok(event) = module_event(new) {
             work.push((event, state_map(&snapshot)));
         }
@@ -720,8 +709,8 @@ async fn create_room_events(
             check_auth(&snapshot, &draft)?;
         }
         let built = build_event(&snapshot, &draft, now)?;
-        let (built, draft) = allow_event(state, &snapshot, built, draft).await?;
-        crate::events::apply_to_snapshot(&mut snapshot, &built, &draft);
+        let built = allow_event(state, &snapshot, built, draft).await?;
+        snapshot.apply(&SnapshotUpdate::from(&built.new));
         events.push(built.new);
     }
     let room = NewRoom {

@@ -4,7 +4,7 @@
 //! if no commit touched that entry since it started reading (a generation
 //! check under the same lock), so a stale read never outlives a commit.
 
-use super::events::{RoomSnapshot, StateEntry};
+use super::events::{RoomSnapshot, SnapshotUpdate};
 use super::users::TokenOwner;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,19 +29,6 @@ struct TokenCache {
 struct RoomCache {
     snapshots: HashMap<String, Arc<RoomSnapshot>>,
     generations: HashMap<String, u64>,
-}
-
-/// A stored event, as far as the room snapshot cares.
-pub(crate) struct AppliedEvent {
-    pub room_id: String,
-    pub event_id: String,
-    pub sender: String,
-    pub event_type: String,
-    pub state_key: Option<String>,
-    pub depth: i64,
-    pub origin_server_ts: i64,
-    pub content: serde_json::Value,
-    pub prev_events: Vec<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -106,31 +93,12 @@ impl Caches {
     }
 
     /// After a commit: events were stored, in this order.
-    pub fn apply_events(&self, events: &[AppliedEvent]) {
+    pub fn apply_events(&self, events: &[SnapshotUpdate]) {
         let mut cache = lock(&self.rooms);
         for event in events {
             *cache.generations.entry(event.room_id.clone()).or_default() += 1;
-            let Some(snapshot) = cache.snapshots.get_mut(&event.room_id) else {
-                continue;
-            };
-            let snapshot = Arc::make_mut(snapshot);
-            snapshot
-                .extremities
-                .retain(|e| !event.prev_events.contains(e));
-            if !snapshot.extremities.contains(&event.event_id) {
-                snapshot.extremities.push(event.event_id.clone());
-            }
-            snapshot.max_depth = snapshot.max_depth.max(event.depth);
-            if let Some(state_key) = &event.state_key {
-                snapshot.state.insert(
-                    (event.event_type.clone(), state_key.clone()),
-                    StateEntry {
-                        event_id: event.event_id.clone(),
-                        sender: event.sender.clone(),
-                        origin_server_ts: event.origin_server_ts,
-                        content: event.content.clone(),
-                    },
-                );
+            if let Some(snapshot) = cache.snapshots.get_mut(&event.room_id) {
+                Arc::make_mut(snapshot).apply(event);
             }
         }
     }

@@ -1,6 +1,5 @@
 //! Rooms, events and room state.
 
-use super::cache::AppliedEvent;
 use super::{Storage, StorageError, StorageResult};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::value::RawValue;
@@ -86,6 +85,64 @@ pub struct RoomSnapshot {
     /// The room's latest events, which the next event follows.
     pub extremities: Vec<String>,
     pub max_depth: i64,
+}
+
+/// What storing an event changes in a room's snapshot, content parsed once.
+#[derive(Debug, Clone)]
+pub(crate) struct SnapshotUpdate {
+    pub room_id: String,
+    event_id: String,
+    sender: String,
+    event_type: String,
+    state_key: Option<String>,
+    depth: i64,
+    origin_server_ts: i64,
+    /// Parsed only for state events.
+    content: serde_json::Value,
+    prev_events: Vec<String>,
+}
+
+impl From<&NewEvent> for SnapshotUpdate {
+    fn from(e: &NewEvent) -> Self {
+        SnapshotUpdate {
+            room_id: e.room_id.clone(),
+            event_id: e.event_id.clone(),
+            sender: e.sender.clone(),
+            event_type: e.event_type.clone(),
+            state_key: e.state_key.clone(),
+            depth: e.depth,
+            origin_server_ts: e.origin_server_ts,
+            content: if e.state_key.is_some() {
+                serde_json::from_str(&e.content).unwrap_or_default()
+            } else {
+                serde_json::Value::Null
+            },
+            prev_events: e.prev_events.clone(),
+        }
+    }
+}
+
+impl RoomSnapshot {
+    /// The room after `event` is stored: it follows the events it names, and
+    /// a state event replaces its key's state. Applying it twice changes nothing.
+    pub(crate) fn apply(&mut self, event: &SnapshotUpdate) {
+        self.extremities.retain(|e| !event.prev_events.contains(e));
+        if !self.extremities.contains(&event.event_id) {
+            self.extremities.push(event.event_id.clone());
+        }
+        self.max_depth = self.max_depth.max(event.depth);
+        if let Some(state_key) = &event.state_key {
+            self.state.insert(
+                (event.event_type.clone(), state_key.clone()),
+                StateEntry {
+                    event_id: event.event_id.clone(),
+                    sender: event.sender.clone(),
+                    origin_server_ts: event.origin_server_ts,
+                    content: event.content.clone(),
+                },
+            );
+        }
+    }
 }
 
 /// A room being created, stored with its first events.
@@ -181,24 +238,7 @@ impl Storage {
         room: Option<NewRoom>,
         events: Vec<NewEvent>,
     ) -> StorageResult<Vec<Persisted>> {
-        let applied: Vec<AppliedEvent> = events
-            .iter()
-            .map(|e| AppliedEvent {
-                room_id: e.room_id.clone(),
-                event_id: e.event_id.clone(),
-                sender: e.sender.clone(),
-                event_type: e.event_type.clone(),
-                state_key: e.state_key.clone(),
-                depth: e.depth,
-                origin_server_ts: e.origin_server_ts,
-                content: if e.state_key.is_some() {
-                    serde_json::from_str(&e.content).unwrap_or_default()
-                } else {
-                    serde_json::Value::Null
-                },
-                prev_events: e.prev_events.clone(),
-            })
-            .collect();
+        let applied: Vec<SnapshotUpdate> = events.iter().map(SnapshotUpdate::from).collect();
         self.write_then(move |w| {
             if let Some(room) = &room {
                 w.conn.execute(
@@ -223,7 +263,7 @@ impl Storage {
             }
             Ok(outcomes)
         }, move |caches, outcomes: &Vec<Persisted>| {
-            let stored: Vec<AppliedEvent> = applied
+            let stored: Vec<SnapshotUpdate> = applied
                 .into_iter()
                 .zip(outcomes)
                 .filter(|(_, o)| matches!(o, Persisted::New { .. }))
