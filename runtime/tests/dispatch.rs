@@ -423,12 +423,24 @@ async fn a_hanging_callback_does_not_block_other_calls() {
                 .await
         })
     };
-    // Meanwhile a callback of another module-free slot answers at once.
+    while calls("concurrent").is_empty() {
+        tokio::task::yield_now().await; // until the spawned call is inside the module
+    }
+    // Meanwhile another callback of the same module instance answers at once:
+    // the hang holds no lock on the module or the chain.
     let quick = callbacks
-        .spam_checker
-        .user_may_join_room(&alice(), "!r:test.local".try_into().unwrap(), false)
+        .background_update_controller
+        .default_batch_size("u", "main")
         .await;
-    assert_eq!(quick, Ok(SpamCheck::NotSpam));
+    assert_eq!(quick, Some(1), "module `a` answers with its name's length");
+    assert!(
+        !hanging.is_finished(),
+        "the quick answer came while the other call still hangs"
+    );
+    assert_eq!(
+        calls("concurrent"),
+        ["a:user_may_create_room", "a:default_batch_size"]
+    );
     assert!(
         hanging.await.unwrap().is_err(),
         "the hanging call ends in a timeout"
