@@ -159,19 +159,7 @@ impl Storage {
     pub async fn delete_all_devices(&self, user_id: &str) -> StorageResult<Vec<(String, String)>> {
         let user_id = user_id.to_string();
         self.write_then(
-            move |w| {
-                let mut stmt = w
-                    .conn
-                    .prepare("SELECT device_id, token FROM access_tokens WHERE user_id = ?1")?;
-                let tokens = stmt
-                    .query_map([&user_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<Result<Vec<_>, _>>()?;
-                w.conn
-                    .execute("DELETE FROM access_tokens WHERE user_id = ?1", [&user_id])?;
-                w.conn
-                    .execute("DELETE FROM devices WHERE user_id = ?1", [&user_id])?;
-                Ok(tokens)
-            },
+            move |w| log_out_everywhere(w.conn, &user_id),
             |caches, _| caches.forget_tokens(),
         )
         .await
@@ -180,19 +168,17 @@ impl Storage {
     /// Marks a user deactivated, logs every device out and clears the profile.
     pub async fn deactivate_user(&self, user_id: &str) -> StorageResult<Vec<(String, String)>> {
         let user_id = user_id.to_string();
-        self.write_then(move |w| {
-            let mut stmt = w.conn.prepare("SELECT device_id, token FROM access_tokens WHERE user_id = ?1")?;
-            let tokens = stmt
-                .query_map([&user_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<Vec<_>, _>>()?;
-            w.conn.execute("DELETE FROM access_tokens WHERE user_id = ?1", [&user_id])?;
-            w.conn.execute("DELETE FROM devices WHERE user_id = ?1", [&user_id])?;
-            w.conn.execute(
-                "UPDATE users SET deactivated = 1, password_hash = NULL, displayname = NULL, avatar_url = NULL WHERE user_id = ?1",
-                [&user_id],
-            )?;
-            Ok(tokens)
-        }, |caches, _| caches.forget_tokens())
+        self.write_then(
+            move |w| {
+                let tokens = log_out_everywhere(w.conn, &user_id)?;
+                w.conn.execute(
+                    "UPDATE users SET deactivated = 1, password_hash = NULL, displayname = NULL, avatar_url = NULL WHERE user_id = ?1",
+                    [&user_id],
+                )?;
+                Ok(tokens)
+            },
+            |caches, _| caches.forget_tokens(),
+        )
         .await
     }
 
@@ -297,4 +283,19 @@ fn insert_device(conn: &rusqlite::Connection, device: &NewDevice) -> StorageResu
         params![device.access_token, device.user_id, device.device_id],
     )?;
     Ok(())
+}
+
+/// Deletes every device and access token of a user; returns the
+/// `(device_id, token)` pairs that were live, for the logged-out callbacks.
+fn log_out_everywhere(
+    conn: &rusqlite::Connection,
+    user_id: &str,
+) -> StorageResult<Vec<(String, String)>> {
+    let tokens = conn
+        .prepare("SELECT device_id, token FROM access_tokens WHERE user_id = ?1")?
+        .query_map([user_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    conn.execute("DELETE FROM access_tokens WHERE user_id = ?1", [user_id])?;
+    conn.execute("DELETE FROM devices WHERE user_id = ?1", [user_id])?;
+    Ok(tokens)
 }
