@@ -432,18 +432,28 @@ impl LoadContext<'_> {
         )
     }
 
+    /// The YAML path of the entry's `config:`, or of a place inside it
+    /// (`name`, `rules[2].domain`, `[0]`).
+    fn config_path(&self, inner: Option<&str>) -> String {
+        let mut path = format!("modules[{}].config", self.entry.index);
+        if let Some(inner) = inner {
+            if !inner.starts_with('[') {
+                path.push('.');
+            }
+            path.push_str(inner);
+        }
+        path
+    }
+
     /// Deserializes the entry's `config:` into the module's config type.
     pub fn config<C: ModuleConfig>(&self) -> Result<C, LoadError> {
         serde_path_to_error::deserialize(self.entry.config.clone()).map_err(|e| {
             let inner = e.path().to_string();
-            let mut path = format!("modules[{}].config", self.entry.index);
-            if inner != "." {
-                if !inner.starts_with('[') {
-                    path.push('.');
-                }
-                path.push_str(&inner);
-            }
-            self.error(path, e.into_inner().to_string())
+            let inner = (inner != ".").then_some(inner);
+            self.error(
+                self.config_path(inner.as_deref()),
+                e.into_inner().to_string(),
+            )
         })
     }
 
@@ -452,7 +462,7 @@ impl LoadContext<'_> {
         match &self.entry.config {
             Value::Mapping(m) if m.is_empty() => Ok(()),
             other => Err(self.error(
-                format!("modules[{}].config", self.entry.index),
+                self.config_path(None),
                 format!(
                     "this module takes no config, found {}; remove `config:`",
                     describe(other)
@@ -467,16 +477,9 @@ impl LoadContext<'_> {
 
     /// The constructor's result; its `ConfigError` gets the entry's context.
     pub fn constructed<M, R: ConstructorResult<M>>(&self, result: R) -> Result<M, LoadError> {
-        result.into_constructor_result().map_err(|e| {
-            let mut path = format!("modules[{}].config", self.entry.index);
-            if let Some(inner) = &e.path {
-                if !inner.starts_with('[') {
-                    path.push('.');
-                }
-                path.push_str(inner);
-            }
-            self.error(path, e.message)
-        })
+        result
+            .into_constructor_result()
+            .map_err(|e| self.error(self.config_path(e.path.as_deref()), e.message))
     }
 
     /// Keeps the constructed module; its callbacks are registered next.
