@@ -242,7 +242,7 @@ async fn media_upload_and_download() {
     let response = s
         .http
         .post(format!(
-            "{}/_matrix/media/v3/upload?filename=hello.txt",
+            "{}/_matrix/media/v3/upload?filename=my%20hello.txt",
             s.base
         ))
         .bearer_auth(&alice.token)
@@ -277,7 +277,7 @@ async fn media_upload_and_download() {
         assert!(got.headers()["content-disposition"]
             .to_str()
             .unwrap()
-            .contains("hello.txt"));
+            .contains("filename=\"my hello.txt\""));
         assert_eq!(got.text().await.unwrap(), "hello world");
     }
     // Authenticated media needs a token.
