@@ -42,8 +42,22 @@ pub fn expand() -> TokenStream {
         });
         quote!(CategoryInfo { name: #name, doc: #doc, callbacks: &[#(#callbacks),*] })
     });
+    // Every concrete output type is a `CallbackOutput`; `Option<T>` has one
+    // blanket impl in the runtime.
+    let mut outputs: Vec<&str> = CATALOG
+        .iter()
+        .flat_map(|c| c.callbacks.iter().map(|cb| cb.output))
+        .filter(|output| !output.starts_with("Option<"))
+        .collect();
+    outputs.sort_unstable();
+    outputs.dedup();
+    let output_impls = outputs.iter().map(|output| {
+        let ty = parse_type(output);
+        quote!(impl crate::__private::CallbackOutput for #ty {})
+    });
     quote! {
         #(#categories)*
+        #(#output_impls)*
 
         /// Every callback registered by the loaded modules, in config order.
         /// Built once at startup; read-only afterwards.

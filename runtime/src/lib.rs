@@ -150,18 +150,9 @@ pub mod __private {
     }
 
     /// The output types of the catalog (a marker keeping the two
-    /// `IntoCallbackResult` impls apart).
+    /// `IntoCallbackResult` impls apart); the catalog generates one impl per
+    /// concrete output type.
     pub trait CallbackOutput {}
-    impl CallbackOutput for () {}
-    impl CallbackOutput for bool {}
-    impl CallbackOutput for u32 {}
-    impl CallbackOutput for std::time::Duration {}
-    impl CallbackOutput for crate::callbacks::SpamCheck {}
-    impl CallbackOutput for crate::callbacks::RegistrationBehaviour {}
-    impl CallbackOutput for crate::callbacks::EventAllowed {}
-    impl CallbackOutput for crate::callbacks::JsonObject {}
-    impl CallbackOutput for crate::callbacks::UsersForStates {}
-    impl CallbackOutput for crate::callbacks::InterestedUsers {}
     impl<T> CallbackOutput for Option<T> {}
 
     /// What a `start` or `stop` hook may return.
