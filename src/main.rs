@@ -8,6 +8,7 @@ axon::homeserver_main!(
     axon_demo,
     domain_rule_checker,
     freeze_room,
+    mjolnir_antispam,
     shared_secret_auth,
     user_restrictions
 );

@@ -9,6 +9,7 @@ use auto_accept_invite as _;
 use axon_demo as _;
 use domain_rule_checker as _;
 use freeze_room as _;
+use mjolnir_antispam as _;
 use shared_secret_auth as _;
 use user_restrictions as _;
 
@@ -123,6 +124,13 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("server restarts: {e}"));
         self.base = server.base_url();
         self.server = Some(server);
+    }
+
+    /// Restarts on the same data with `extra` on top of the config, as an
+    /// operator does after naming a room that now exists in the config.
+    pub async fn restart_with(&mut self, extra: &str) {
+        self.yaml = merged(&self.yaml, extra);
+        self.restart().await;
     }
 
     /// Sends a request; returns the status and the JSON body (`Null` if none).
@@ -274,7 +282,8 @@ pub fn enc(segment: &str) -> String {
     out
 }
 
-fn rand_suffix() -> u64 {
+/// A number not handed out before in this test process (for unique names and transaction IDs).
+pub fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
