@@ -26,6 +26,17 @@ pub struct UserInfo {
     pub creation_ts: u64,
 }
 
+/// A third-party identifier bound to an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Threepid {
+    /// `email` or `msisdn`.
+    pub medium: String,
+    pub address: String,
+    /// Milliseconds since the epoch.
+    pub validated_at: u64,
+    pub added_at: u64,
+}
+
 /// The user a request to a module's web resource comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthenticatedUser {
@@ -163,6 +174,43 @@ impl ModuleApi {
             .on_user_registration(&id)
             .await?;
         Ok(id)
+    }
+
+    /// The third-party identifiers bound to a user, oldest first (Synapse's
+    /// `get_threepids_for_user`); none for an unknown user.
+    pub async fn get_threepids_for_user(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<Threepid>, ModuleError> {
+        let app = self.app()?;
+        Ok(app
+            .storage
+            .threepids(user.as_str())
+            .await?
+            .into_iter()
+            .map(|t| Threepid {
+                medium: t.medium,
+                address: t.address,
+                validated_at: t.validated_at.max(0) as u64,
+                added_at: t.added_at.max(0) as u64,
+            })
+            .collect())
+    }
+
+    /// Local users, deactivated ones included, in user ID order: up to
+    /// `limit` after `after` (a page; pass the last one to get the next).
+    pub async fn get_local_users(
+        &self,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<OwnedUserId>, ModuleError> {
+        let app = self.app()?;
+        app.storage
+            .list_users(after.map(|u| u.to_string()), limit)
+            .await?
+            .into_iter()
+            .map(|id| parse_id("user ID", id))
+            .collect()
     }
 
     /// A new device with an access token for a local user.

@@ -11,7 +11,7 @@ mod tasks;
 mod web;
 
 pub use api::{LoginType, ModuleApi, ServerInfo};
-pub use api_server::{AuthenticatedUser, NewEventContent, UserInfo};
+pub use api_server::{AuthenticatedUser, NewEventContent, Threepid, UserInfo};
 pub use descriptor::{compiled_modules, CompiledModules, ModuleDescriptor};
 pub use error::{LoadError, LoadErrors};
 pub use loader::{

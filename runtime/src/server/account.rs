@@ -24,6 +24,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/logout", post(logout))
         .route("/logout/all", post(logout_all))
         .route("/account/whoami", get(whoami))
+        .route("/account/3pid", get(threepids))
         .route("/account/deactivate", post(deactivate))
 }
 
@@ -61,7 +62,7 @@ pub(crate) fn check_localpart(state: &AppState, localpart: &str) -> Result<Strin
     Ok(user_id)
 }
 
-async fn hash_password(password: String) -> Result<String, MatrixError> {
+pub(crate) async fn hash_password(password: String) -> Result<String, MatrixError> {
     tokio::task::spawn_blocking(move || {
         use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
         let salt = SaltString::generate(&mut OsRng);
@@ -618,6 +619,13 @@ async fn whoami(Auth(requester): Auth) -> ApiResult {
     })))
 }
 
+/// The third-party identifiers bound to the account (an admin binds them:
+/// Axon has no identity-server validation flow).
+async fn threepids(State(state): State<Arc<AppState>>, Auth(requester): Auth) -> ApiResult {
+    let threepids = state.storage.threepids(&requester.user_id).await?;
+    Ok(Json(json!({ "threepids": threepids })))
+}
+
 #[derive(Deserialize)]
 struct DeactivateBody {
     #[serde(default)]
@@ -820,12 +828,23 @@ async fn admin_register(
         created_ts: now_ms(),
     };
     match state.storage.create_user(user, Some(device.clone())).await {
-        Ok(()) => Ok(Json(login_response(&state, &device))),
-        Err(StorageError::Conflict(_)) => Err(MatrixError::new(
-            400,
-            ErrCode::UserInUse,
-            "User ID already taken.",
-        )),
-        Err(e) => Err(e.into()),
+        Ok(()) => {}
+        Err(StorageError::Conflict(_)) => {
+            return Err(MatrixError::new(
+                400,
+                ErrCode::UserInUse,
+                "User ID already taken.",
+            ))
+        }
+        Err(e) => return Err(e.into()),
     }
+    // Every way of registering tells the account validity modules, as in Synapse.
+    if let Ok(id) = ruma::UserId::parse(&user_id) {
+        state
+            .callbacks
+            .account_validity
+            .on_user_registration(&id)
+            .await?;
+    }
+    Ok(Json(login_response(&state, &device)))
 }

@@ -2,6 +2,7 @@
 //! with the modules' callbacks and web resources.
 
 mod account;
+mod admin;
 mod directory;
 mod extract;
 mod media;
@@ -135,6 +136,7 @@ pub fn router(state: Arc<AppState>, module_resources: Router) -> Router {
         .nest("/_matrix/client/r0", client)
         .merge(media::routes(&state))
         .merge(account::admin_routes())
+        .merge(admin::routes())
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);

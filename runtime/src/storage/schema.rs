@@ -124,6 +124,20 @@ CREATE TABLE module_schema (
 );
 "#,
     ),
+    // Third-party identifiers bound to accounts (emails, phone numbers).
+    M::up(
+        r#"
+CREATE TABLE user_threepids (
+    user_id TEXT NOT NULL,
+    medium TEXT NOT NULL,
+    address TEXT NOT NULL,
+    validated_at INTEGER NOT NULL,
+    added_at INTEGER NOT NULL,
+    PRIMARY KEY (medium, address)
+);
+CREATE INDEX user_threepids_by_user ON user_threepids (user_id);
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {

@@ -35,6 +35,15 @@ pub struct TokenOwner {
     pub shadow_banned: bool,
 }
 
+/// A third-party identifier bound to an account.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ThreepidRow {
+    pub medium: String,
+    pub address: String,
+    pub validated_at: i64,
+    pub added_at: i64,
+}
+
 /// A login: a device and its access token.
 #[derive(Debug, Clone)]
 pub struct NewDevice {
@@ -171,11 +180,102 @@ impl Storage {
         self.write_then(
             move |w| {
                 let tokens = log_out_everywhere(w.conn, &user_id)?;
+                // As Synapse does: a deactivated account keeps no identifiers.
+                w.conn.execute("DELETE FROM user_threepids WHERE user_id = ?1", [&user_id])?;
                 w.conn.execute(
                     "UPDATE users SET deactivated = 1, password_hash = NULL, displayname = NULL, avatar_url = NULL WHERE user_id = ?1",
                     [&user_id],
                 )?;
                 Ok(tokens)
+            },
+            |caches, _| caches.forget_tokens(),
+        )
+        .await
+    }
+
+    /// User IDs in order, up to `limit` after `after`.
+    pub async fn list_users(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> StorageResult<Vec<String>> {
+        self.read(move |c| {
+            Ok(
+                c.prepare(
+                    "SELECT user_id FROM users WHERE user_id > ?1 ORDER BY user_id LIMIT ?2",
+                )?
+                .query_map(params![after.unwrap_or_default(), limit as i64], |r| {
+                    r.get(0)
+                })?
+                .collect::<Result<Vec<String>, _>>()?,
+            )
+        })
+        .await
+    }
+
+    /// The third-party identifiers bound to a user, in the order they were added.
+    pub async fn threepids(&self, user_id: &str) -> StorageResult<Vec<ThreepidRow>> {
+        let user_id = user_id.to_string();
+        self.read(move |c| threepids_of(c, &user_id)).await
+    }
+
+    /// Replaces a user's third-party identifiers with `wanted` (`(medium,
+    /// address)` pairs); those kept keep their timestamps. `Conflict` if one
+    /// is bound to another user, and then nothing changes.
+    pub async fn set_threepids(
+        &self,
+        user_id: &str,
+        wanted: Vec<(String, String)>,
+    ) -> StorageResult<()> {
+        let user_id = user_id.to_string();
+        self.write(move |w| {
+            let now = crate::server::now_ms();
+            for (medium, address) in &wanted {
+                let owner: Option<String> = w
+                    .conn
+                    .query_row(
+                        "SELECT user_id FROM user_threepids WHERE medium = ?1 AND address = ?2",
+                        params![medium, address],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if owner.as_ref().is_some_and(|o| *o != user_id) {
+                    return Err(StorageError::Conflict(format!("{medium} {address}")));
+                }
+            }
+            let current = threepids_of(w.conn, &user_id)?;
+            for old in &current {
+                if !wanted.iter().any(|(m, a)| *m == old.medium && *a == old.address) {
+                    w.conn.execute(
+                        "DELETE FROM user_threepids WHERE medium = ?1 AND address = ?2",
+                        params![old.medium, old.address],
+                    )?;
+                }
+            }
+            for (medium, address) in &wanted {
+                w.conn.execute(
+                    "INSERT OR IGNORE INTO user_threepids (user_id, medium, address, validated_at, added_at)
+                     VALUES (?1, ?2, ?3, ?4, ?4)",
+                    params![user_id, medium, address, now],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Sets a new password and logs every device out (as Synapse's admin API
+    /// does by default).
+    pub async fn set_password_hash(&self, user_id: &str, hash: &str) -> StorageResult<()> {
+        let (user_id, hash) = (user_id.to_string(), hash.to_string());
+        self.write_then(
+            move |w| {
+                w.conn.execute(
+                    "UPDATE users SET password_hash = ?2 WHERE user_id = ?1",
+                    params![user_id, hash],
+                )?;
+                log_out_everywhere(w.conn, &user_id)?;
+                Ok(())
             },
             |caches, _| caches.forget_tokens(),
         )
@@ -298,4 +398,21 @@ fn log_out_everywhere(
     conn.execute("DELETE FROM access_tokens WHERE user_id = ?1", [user_id])?;
     conn.execute("DELETE FROM devices WHERE user_id = ?1", [user_id])?;
     Ok(tokens)
+}
+
+fn threepids_of(conn: &rusqlite::Connection, user_id: &str) -> StorageResult<Vec<ThreepidRow>> {
+    Ok(conn
+        .prepare(
+            "SELECT medium, address, validated_at, added_at FROM user_threepids
+             WHERE user_id = ?1 ORDER BY added_at, medium, address",
+        )?
+        .query_map([user_id], |r| {
+            Ok(ThreepidRow {
+                medium: r.get(0)?,
+                address: r.get(1)?,
+                validated_at: r.get(2)?,
+                added_at: r.get(3)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?)
 }
