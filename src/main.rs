@@ -7,6 +7,7 @@ axon::homeserver_main!(
     auto_accept_invite,
     axon_demo,
     domain_rule_checker,
+    email_account_validity,
     freeze_room,
     mjolnir_antispam,
     shared_secret_auth,

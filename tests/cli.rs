@@ -34,7 +34,7 @@ fn list_modules_prints_the_compiled_in_paths() {
     assert!(out.status.success());
     assert_eq!(
         stdout(&out),
-        "auto_accept_invite::InviteAutoAccepter\naxon_demo::DemoModule\ndomain_rule_checker::DomainRuleChecker\nfreeze_room::FreezeRoom\nmjolnir_antispam::Module\nshared_secret_auth::SharedSecretAuthProvider\nuser_restrictions::UserRestrictionsModule\n"
+        "auto_accept_invite::InviteAutoAccepter\naxon_demo::DemoModule\ndomain_rule_checker::DomainRuleChecker\nemail_account_validity::EmailAccountValidity\nfreeze_room::FreezeRoom\nmjolnir_antispam::Module\nshared_secret_auth::SharedSecretAuthProvider\nuser_restrictions::UserRestrictionsModule\n"
     );
 }
 

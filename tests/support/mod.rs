@@ -8,6 +8,7 @@
 use auto_accept_invite as _;
 use axon_demo as _;
 use domain_rule_checker as _;
+use email_account_validity as _;
 use freeze_room as _;
 use mjolnir_antispam as _;
 use shared_secret_auth as _;
