@@ -39,6 +39,171 @@ fn list_modules_prints_the_compiled_in_paths() {
 }
 
 #[test]
+fn list_modules_verbose_and_json_describe_each_module() {
+    let out = axon(&["--list-modules", "--verbose"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    let block: String = text
+        .split_inclusive('\n')
+        .skip_while(|l| *l != "mjolnir_antispam::Module\n")
+        .take(8)
+        .collect();
+    assert_eq!(
+        block,
+        "mjolnir_antispam::Module
+  crate:          mjolnir_antispam 0.1.0 (license: Apache-2.0)
+  status:         stable
+  description:    Enforces Mjolnir ban lists kept in list rooms' state.
+  callbacks:      spam_checker: check_event_for_spam, user_may_invite, check_username_for_spam
+                  third_party_rules: on_new_event
+  web resources:  no
+  hooks:          start
+"
+    );
+
+    let out = axon(&["--list-modules", "--json"]);
+    let modules: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let paths: Vec<&str> = modules
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["path"].as_str().unwrap())
+        .collect();
+    let mut sorted = paths.clone();
+    sorted.sort();
+    assert_eq!(paths, sorted, "sorted by path");
+    let email = modules
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["path"] == "email_account_validity::EmailAccountValidity")
+        .unwrap();
+    assert_eq!(email["crate"], "email_account_validity");
+    assert_eq!(email["license"], "Apache-2.0");
+    assert_eq!(email["status"], "stable");
+    assert_eq!(
+        email["callbacks"],
+        json!({ "account_validity": ["is_user_expired", "on_user_registration"] })
+    );
+    assert_eq!(email["web_resources"], true);
+    assert_eq!(email["hooks"], json!({ "start": true, "stop": false }));
+}
+
+/// Each example is checked through the module's real config type and
+/// constructor, so an example cannot drift from the code.
+#[test]
+fn every_bundled_module_ships_an_example_config_that_checks() {
+    let out = axon(&["--list-modules", "--json"]);
+    let modules: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for module in modules.as_array().unwrap() {
+        let path = module["path"].as_str().unwrap();
+        let example = module["example"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{path}: add an example.yaml to its crate"));
+        assert!(
+            example.contains(&format!("module: {path}")),
+            "{path}: {example}"
+        );
+        let config = write_config(dir.path(), example);
+        let out = axon(&[
+            "--check-config",
+            "--deny-warnings",
+            "--config",
+            config.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{path}'s example.yaml does not check:\n{}",
+            stderr(&out)
+        );
+        assert!(
+            stdout(&out).contains("(1 module loaded)"),
+            "{path}: {}",
+            stdout(&out)
+        );
+    }
+}
+
+#[test]
+fn build_info_names_the_version_and_the_modules_baked_in() {
+    let out = axon(&["--build-info"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!("axon {}\n", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    assert!(text.contains("8 modules compiled in:\n"), "{text}");
+    assert!(
+        text.contains("  freeze_room::FreezeRoom (freeze_room 0.1.0, stable)\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn show_order_lists_each_callbacks_modules_in_the_order_they_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "modules:\n  - module: mjolnir_antispam::Module\n  - module: auto_accept_invite::InviteAutoAccepter\n  - module: axon_demo::DemoModule\n    enabled: false\n  - module: domain_rule_checker::DomainRuleChecker\n    config: {can_invite_if_not_in_domain_mapping: true}\n",
+    );
+    let out = axon(&["--show-order", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("spam_checker.user_may_invite: mjolnir_antispam::Module, domain_rule_checker::DomainRuleChecker\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("third_party_rules.on_new_event: mjolnir_antispam::Module, auto_accept_invite::InviteAutoAccepter\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("user_may_create_room"),
+        "the disabled module is left out: {text}"
+    );
+
+    let bad = write_config(dir.path(), "modules:\n  - module: nope::Nope\n");
+    let out = axon(&["--show-order", "--config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("unknown module `nope::Nope`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn check_config_fails_on_warnings_only_when_they_are_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "report_stats: true\n");
+    let path = path.to_str().unwrap();
+    assert!(axon(&["--check-config", "--config", path]).status.success());
+    let out = axon(&["--check-config", "--deny-warnings", "--config", path]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("config key `report_stats` is not supported"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error: warnings are denied (--deny-warnings)"),
+        "{err}"
+    );
+
+    let clean = write_config(dir.path(), "");
+    assert!(axon(&[
+        "--check-config",
+        "--deny-warnings",
+        "--config",
+        clean.to_str().unwrap()
+    ])
+    .status
+    .success());
+}
+
+#[test]
 fn generate_config_writes_a_sample_that_checks() {
     let dir = tempfile::tempdir().unwrap();
     let out = axon(&["--generate-config", "--server-name", "example.org"]);

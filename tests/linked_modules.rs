@@ -57,7 +57,7 @@ fn list_modules_json_describes_each_module() {
     assert_eq!(demo["crate"], "axon_demo");
     assert_eq!(
         demo["callbacks"],
-        serde_json::json!(["spam_checker.user_may_create_room"])
+        serde_json::json!({ "spam_checker": ["user_may_create_room"] })
     );
     assert_eq!(
         demo["description"],

@@ -2,7 +2,7 @@
 //! compiled-in modules, generate a sample config.
 
 use crate::config::{self, HomeserverConfig};
-use crate::module::{compiled_modules, LoadedModules, ServerInfo};
+use crate::module::{compiled_modules, LoadedModules, ModuleDescriptor, ServerInfo};
 use crate::server::RunningServer;
 use clap::Parser;
 use std::path::PathBuf;
@@ -26,9 +26,23 @@ pub struct Cli {
     #[arg(long)]
     pub list_modules: bool,
     /// With --list-modules: print each module's path, crate, version,
-    /// callbacks and description as JSON.
+    /// license, status, callbacks by category, web resources and
+    /// description as JSON.
     #[arg(long, requires = "list_modules")]
     pub json: bool,
+    /// With --list-modules: the same, for people.
+    #[arg(long, requires = "list_modules")]
+    pub verbose: bool,
+    /// Print Axon's version and the modules compiled into this binary.
+    #[arg(long)]
+    pub build_info: bool,
+    /// With --config: for each callback, the modules that implement it, in
+    /// the order they run.
+    #[arg(long, requires = "config")]
+    pub show_order: bool,
+    /// With --check-config: warnings (such as unsupported keys) fail the check too.
+    #[arg(long, requires = "check_config")]
+    pub deny_warnings: bool,
     /// Write a commented sample config to --config (or standard output).
     #[arg(long, requires = "server_name")]
     pub generate_config: bool,
@@ -42,29 +56,22 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.list_modules {
         if cli.json {
-            let modules: Vec<serde_json::Value> = compiled_modules()
-                .iter()
-                .map(|d| {
-                    let callbacks: Vec<String> = d
-                        .callbacks
-                        .iter()
-                        .map(|(c, n)| format!("{c}.{n}"))
-                        .collect();
-                    serde_json::json!({
-                        "path": d.path,
-                        "crate": d.crate_name,
-                        "version": d.crate_version,
-                        "callbacks": callbacks,
-                        "description": d.description,
-                    })
-                })
-                .collect();
+            let modules: Vec<serde_json::Value> =
+                compiled_modules().iter().map(module_json).collect();
             println!("{}", serde_json::Value::Array(modules));
+        } else if cli.verbose {
+            for descriptor in compiled_modules().iter() {
+                print!("{}", module_text(descriptor));
+            }
         } else {
             for path in compiled_modules().paths() {
                 println!("{path}");
             }
         }
+        return ExitCode::SUCCESS;
+    }
+    if cli.build_info {
+        print!("{}", build_info());
         return ExitCode::SUCCESS;
     }
     if cli.generate_config {
@@ -93,8 +100,12 @@ pub fn main() -> ExitCode {
     for warning in &parsed.warnings {
         tracing::warn!("{warning}");
     }
+    if cli.show_order {
+        return show_order(parsed.config);
+    }
     if cli.check_config {
-        return check(&path, parsed.config);
+        let warned = !parsed.warnings.is_empty();
+        return check(&path, parsed.config, warned, cli.deny_warnings);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -133,7 +144,9 @@ fn generate(cli: &Cli) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn check(path: &std::path::Path, config: HomeserverConfig) -> ExitCode {
+/// Loads the modules of a config as the server would (each validated and
+/// constructed), without opening the database or a listener.
+fn load_modules(config: &HomeserverConfig) -> Result<LoadedModules, crate::module::LoadErrors> {
     let server = ServerInfo {
         server_name: config.server_name.clone(),
         public_baseurl: config.public_baseurl(),
@@ -142,10 +155,24 @@ fn check(path: &std::path::Path, config: HomeserverConfig) -> ExitCode {
         serde_yaml::Value::Null => None,
         other => Some(other),
     };
-    match LoadedModules::load(modules, server) {
+    LoadedModules::load(modules, server)
+}
+
+fn check(
+    path: &std::path::Path,
+    config: HomeserverConfig,
+    mut warned: bool,
+    deny_warnings: bool,
+) -> ExitCode {
+    match load_modules(&config) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
                 eprintln!("warning: {warning}");
+                warned = true;
+            }
+            if warned && deny_warnings {
+                eprintln!("error: warnings are denied (--deny-warnings)");
+                return ExitCode::FAILURE;
             }
             println!(
                 "{}: config OK ({} module{} loaded)",
@@ -160,6 +187,114 @@ fn check(path: &std::path::Path, config: HomeserverConfig) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn show_order(config: HomeserverConfig) -> ExitCode {
+    let loaded = match load_modules(&config) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("error: {errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut any = false;
+    loaded.callbacks.for_each_callback(|name, modules| {
+        if !modules.is_empty() {
+            any = true;
+            let names: Vec<String> = modules.iter().map(|m| m.path.clone()).collect();
+            println!("{name}: {}", names.join(", "));
+        }
+    });
+    if !any {
+        println!("no callbacks: no module in the config implements one");
+    }
+    ExitCode::SUCCESS
+}
+
+/// The callbacks a module implements, by category, in catalog order.
+fn callbacks_by_category(d: &ModuleDescriptor) -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    for (category, name) in d.callbacks {
+        match out.iter_mut().find(|(c, _)| c == category) {
+            Some((_, names)) => names.push(name),
+            None => out.push((category, vec![name])),
+        }
+    }
+    out
+}
+
+fn module_json(d: &ModuleDescriptor) -> serde_json::Value {
+    let callbacks: serde_json::Map<String, serde_json::Value> = callbacks_by_category(d)
+        .into_iter()
+        .map(|(category, names)| (category.to_string(), serde_json::json!(names)))
+        .collect();
+    serde_json::json!({
+        "path": d.path,
+        "crate": d.crate_name,
+        "version": d.crate_version,
+        "license": d.license,
+        "status": d.status,
+        "callbacks": callbacks,
+        "web_resources": d.serves_web,
+        "hooks": { "start": d.has_start, "stop": d.has_stop },
+        "description": d.description,
+        "example": d.example,
+    })
+}
+
+fn module_text(d: &ModuleDescriptor) -> String {
+    let mut out = format!("{}\n", d.path);
+    let license = if d.license.is_empty() {
+        "none given"
+    } else {
+        d.license
+    };
+    out += &format!(
+        "  crate:          {} {} (license: {license})\n",
+        d.crate_name, d.crate_version
+    );
+    out += &format!("  status:         {}\n", d.status);
+    if !d.description.is_empty() {
+        let first = d.description.lines().next().unwrap_or_default();
+        out += &format!("  description:    {first}\n");
+    }
+    let callbacks = callbacks_by_category(d);
+    if callbacks.is_empty() {
+        out += "  callbacks:      none\n";
+    }
+    for (i, (category, names)) in callbacks.iter().enumerate() {
+        let label = if i == 0 { "callbacks:" } else { "" };
+        out += &format!("  {label:<15} {category}: {}\n", names.join(", "));
+    }
+    out += &format!(
+        "  web resources:  {}\n",
+        if d.serves_web { "yes" } else { "no" }
+    );
+    let hooks: Vec<&str> = [("start", d.has_start), ("stop", d.has_stop)]
+        .into_iter()
+        .filter_map(|(name, has)| has.then_some(name))
+        .collect();
+    if !hooks.is_empty() {
+        out += &format!("  hooks:          {}\n", hooks.join(", "));
+    }
+    out
+}
+
+fn build_info() -> String {
+    let modules = compiled_modules();
+    let mut out = format!("axon {}\n", env!("CARGO_PKG_VERSION"));
+    let count = modules.iter().count();
+    out += &format!(
+        "{count} module{} compiled in:\n",
+        if count == 1 { "" } else { "s" }
+    );
+    for d in modules.iter() {
+        out += &format!(
+            "  {} ({} {}, {})\n",
+            d.path, d.crate_name, d.crate_version, d.status
+        );
+    }
+    out
 }
 
 async fn run(config: HomeserverConfig) -> ExitCode {

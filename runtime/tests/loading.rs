@@ -42,7 +42,46 @@ fn an_entry_needs_a_module_key_holding_a_string() {
 fn unknown_entry_keys_are_refused() {
     assert_eq!(
         load_errors("modules:\n  - module: test.Bare\n    confg: {}\n"),
-        ["module `test.Bare` at `modules[0].confg`: unknown key; an entry has `module`, `config` and `callback_timeout`"]
+        ["module `test.Bare` at `modules[0].confg`: unknown key; an entry has `module`, `config`, `callback_timeout` and `enabled`"]
+    );
+}
+
+#[test]
+fn a_module_in_the_workspace_but_not_in_this_binary_gets_the_build_command() {
+    // This test binary links only the test modules, not `modules/*`.
+    let errors = load_errors("modules:\n  - module: freeze_room::FreezeRoom\n");
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].starts_with("at `modules[0].module`: unknown module `freeze_room::FreezeRoom`: it is in crate `freeze_room` under modules/, but this binary was not built with it; build one that is: `cargo xtask build-server --modules "),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[0].contains("freeze_room`") || errors[0].contains("freeze_room,"),
+        "{}",
+        errors[0]
+    );
+    // A typo is not mistaken for it.
+    let typo = load_errors("modules:\n  - module: freeze_room::FreezeRom\n");
+    assert!(!typo[0].contains("xtask"), "{}", typo[0]);
+}
+
+#[test]
+fn enabled_false_keeps_the_block_but_skips_the_module() {
+    // The disabled entry's config is not read, and its path not resolved:
+    // a block for a module this binary lacks may stay in the file.
+    let loaded = load(
+        "modules:\n  - module: test.Bare\n    enabled: false\n    config: {nonsense: 1}\n  - module: not.Built\n    enabled: false\n  - module: test.Bare\n    enabled: true\n",
+    )
+    .unwrap();
+    assert_eq!(loaded.modules.len(), 1);
+    assert_eq!(
+        loaded.modules[0].module.index, 2,
+        "its place in the list is kept"
+    );
+    assert_eq!(
+        load_errors("modules:\n  - module: test.Bare\n    enabled: no thanks\n"),
+        ["module `test.Bare` at `modules[0].enabled`: expected `true` or `false`, found string \"no thanks\""]
     );
 }
 

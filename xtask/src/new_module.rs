@@ -99,6 +99,10 @@ fn insert_in_main(main: &str, name: &str) -> Result<String, String> {
     ))
 }
 
+/// The module's example config: shown by `axon --list-modules`, and checked
+/// through its config type by the workspace's tests.
+const EXAMPLE_YAML: &str = "modules:\n  - module: __NAME__::__TYPE__\n    config:\n      blocked: [\"@spammer:example.com\"]\n";
+
 fn sample_entry(name: &str, type_name: &str) -> String {
     format!(
         "\n# {name}: refuses room creation to the users in `blocked`.\n#modules:\n#  - module: {name}::{type_name}\n#    config:\n#      blocked: [\"@spammer:example.com\"]\n"
@@ -139,6 +143,7 @@ fn plan(root: &Path, name: &str) -> Result<Plan, String> {
         writes: vec![
             (dir.join("Cargo.toml"), fill(CARGO_TOML)),
             (dir.join("src/lib.rs"), fill(LIB_RS)),
+            (dir.join("example.yaml"), fill(EXAMPLE_YAML)),
             (dir.join("tests/e2e.rs"), fill(E2E_RS)),
             (
                 manifest_path.clone(),

@@ -15,6 +15,10 @@ pub struct Module<'a> {
     pub self_ty: &'a Type,
     /// `#[module(name = "...")]`
     pub name: Option<LitStr>,
+    /// `#[module(status = "...")]`: stable (the default), experimental or deprecated.
+    pub status: Option<LitStr>,
+    /// Whether the impl calls `register_web_resource` (what `--list-modules` reports).
+    pub serves_web: bool,
     pub doc: String,
     pub constructor: Option<&'a ImplItemFn>,
     pub start: Option<&'a ImplItemFn>,
@@ -32,7 +36,7 @@ pub struct Callback<'a> {
 
 impl<'a> Module<'a> {
     pub fn parse(cx: &Ctxt, args: TokenStream, item: &'a ItemImpl) -> Option<Module<'a>> {
-        let name = parse_module_args(cx, args);
+        let ModuleArgs { name, status } = parse_module_args(cx, args);
         if let Some((_, path, _)) = &item.trait_ {
             cx.error_spanned_by(
                 path,
@@ -52,6 +56,11 @@ impl<'a> Module<'a> {
         let mut module = Module {
             self_ty: &item.self_ty,
             name,
+            status,
+            serves_web: mentions(
+                quote::ToTokens::to_token_stream(item),
+                "register_web_resource",
+            ),
             doc: doc_string(&item.attrs),
             constructor: None,
             start: None,
@@ -118,35 +127,59 @@ impl<'a> Module<'a> {
     }
 }
 
-fn parse_module_args(cx: &Ctxt, args: TokenStream) -> Option<LitStr> {
+/// The arguments of `#[module(...)]`.
+#[derive(Default)]
+pub struct ModuleArgs {
+    pub name: Option<LitStr>,
+    pub status: Option<LitStr>,
+}
+
+/// What `status = "..."` may say.
+pub const STATUSES: &[&str] = &["stable", "experimental", "deprecated"];
+
+fn parse_module_args(cx: &Ctxt, args: TokenStream) -> ModuleArgs {
+    let mut parsed = ModuleArgs::default();
     if args.is_empty() {
-        return None;
+        return parsed;
     }
-    let mut name = None;
     let parser = syn::meta::parser(|meta| {
-        if meta.path.is_ident("name") {
-            let value: LitStr = meta.value()?.parse()?;
-            if name.is_some() {
-                return Err(meta.error("duplicate `name` argument"));
-            }
-            if value.value().trim().is_empty() {
-                return Err(syn::Error::new(
-                    value.span(),
-                    "the module name cannot be empty",
-                ));
-            }
-            name = Some(value);
-            Ok(())
+        let slot = if meta.path.is_ident("name") {
+            &mut parsed.name
+        } else if meta.path.is_ident("status") {
+            &mut parsed.status
         } else {
-            Err(meta.error(
-                "unknown #[module] argument\nhelp: the only argument is `name`: `#[module(name = \"my_modules.MyModule\")]`",
-            ))
+            return Err(meta.error(
+                "unknown #[module] argument\nhelp: the arguments are `name` and `status`: `#[module(name = \"my_modules.MyModule\", status = \"experimental\")]`",
+            ));
+        };
+        let value: LitStr = meta.value()?.parse()?;
+        if slot.is_some() {
+            return Err(meta.error("duplicate argument"));
         }
+        if value.value().trim().is_empty() {
+            return Err(syn::Error::new(value.span(), "the value cannot be empty"));
+        }
+        if meta.path.is_ident("status") && !STATUSES.contains(&value.value().as_str()) {
+            return Err(syn::Error::new(
+                value.span(),
+                format!(
+                    "unknown module status `{}`\nhelp: write one of {}",
+                    value.value(),
+                    STATUSES
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        *slot = Some(value);
+        Ok(())
     });
     if let Err(e) = syn::parse::Parser::parse2(parser, args) {
         cx.error(e);
     }
-    name
+    parsed
 }
 
 fn parse_callback_attr(cx: &Ctxt, attr: &syn::Attribute) -> Option<syn::Ident> {
@@ -201,4 +234,13 @@ pub fn strip_helper_attrs(item: &ItemImpl) -> ItemImpl {
         }
     }
     item
+}
+
+/// Whether `ident` appears anywhere in `tokens`.
+fn mentions(tokens: TokenStream, ident: &str) -> bool {
+    tokens.into_iter().any(|tree| match tree {
+        proc_macro2::TokenTree::Ident(i) => i == ident,
+        proc_macro2::TokenTree::Group(g) => mentions(g.stream(), ident),
+        _ => false,
+    })
 }

@@ -32,6 +32,21 @@ pub fn registration(module: &Module) -> TokenStream {
     let has_config = module.config_type().is_some();
     let has_start = module.start.is_some();
     let has_stop = module.stop.is_some();
+    let status = match &module.status {
+        Some(status) => quote!(#status),
+        None => quote!("stable"),
+    };
+    let serves_web = module.serves_web;
+    // A module crate's `example.yaml`, if it has one, goes into the binary.
+    let has_example = std::env::var_os("CARGO_MANIFEST_DIR")
+        .is_some_and(|dir| std::path::Path::new(&dir).join("example.yaml").is_file());
+    let example = if has_example {
+        quote!(::core::option::Option::Some(::core::include_str!(
+            ::core::concat!(::core::env!("CARGO_MANIFEST_DIR"), "/example.yaml")
+        )))
+    } else {
+        quote!(::core::option::Option::None)
+    };
     quote! {
         const _: () = {
             fn __axon_load(
@@ -49,6 +64,10 @@ pub fn registration(module: &Module) -> TokenStream {
                     type_name: #type_name,
                     crate_name: ::core::env!("CARGO_PKG_NAME"),
                     crate_version: ::core::env!("CARGO_PKG_VERSION"),
+                    license: ::core::env!("CARGO_PKG_LICENSE"),
+                    status: #status,
+                    serves_web: #serves_web,
+                    example: #example,
                     description: #doc,
                     callbacks: &[#(#meta),*],
                     has_config: #has_config,

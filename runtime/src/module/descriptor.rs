@@ -14,6 +14,14 @@ pub struct ModuleDescriptor {
     pub type_name: &'static str,
     pub crate_name: &'static str,
     pub crate_version: &'static str,
+    /// Its crate's `license` (empty if none).
+    pub license: &'static str,
+    /// `stable`, `experimental` or `deprecated` (`#[module(status = "...")]`).
+    pub status: &'static str,
+    /// Whether it registers web resources (it calls `register_web_resource`).
+    pub serves_web: bool,
+    /// Its crate's `example.yaml`: a `modules:` list using it.
+    pub example: Option<&'static str>,
     /// The doc comment on its `#[module]` impl.
     pub description: &'static str,
     /// `(category, callback)` for each callback it implements.
@@ -80,6 +88,20 @@ impl CompiledModules {
             return Ok(descriptor);
         }
         let mut message = format!("unknown module `{path}`");
+        if let Some(krate) = source_modules()
+            .into_iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, krate)| krate)
+        {
+            let mut crates: Vec<&str> = self.iter().map(|d| d.crate_name).collect();
+            crates.push(&krate);
+            crates.sort_unstable();
+            crates.dedup();
+            return Err(format!(
+                "{message}: it is in crate `{krate}` under modules/, but this binary was not built with it; build one that is: `cargo xtask build-server --modules {}`",
+                crates.join(",")
+            ));
+        }
         if let Some(close) = closest(path, self.paths()) {
             message += &format!("; did you mean `{close}`?");
         }
@@ -114,4 +136,126 @@ fn closest<'a>(path: &str, candidates: impl Iterator<Item = &'a str>) -> Option<
         .filter(|(score, _)| *score >= 0.6)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
+}
+
+/// The `modules/` directory of the workspace this binary was built from.
+const SOURCE_MODULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../modules");
+
+/// `(module path, crate)` of each `#[module]` in the crates under
+/// `modules/`, read from their source, if that tree is still where this
+/// binary was built (so an unknown module can be told apart from one that
+/// exists but was not built in). Read only when a path is unknown.
+pub fn source_modules() -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let Ok(dirs) = std::fs::read_dir(SOURCE_MODULES) else {
+        return found;
+    };
+    for dir in dirs.flatten() {
+        let root = dir.path();
+        let Some(krate) = std::fs::read_to_string(root.join("Cargo.toml"))
+            .ok()
+            .and_then(|toml| package_name(&toml))
+        else {
+            continue;
+        };
+        let mut files = Vec::new();
+        rust_files(&root.join("src"), &mut files);
+        for file in files {
+            let Ok(source) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            let Ok(relative) = file.strip_prefix(root.join("src")) else {
+                continue;
+            };
+            let mut segments: Vec<String> = relative
+                .with_extension("")
+                .iter()
+                .map(|s| s.to_string_lossy().into_owned())
+                .collect();
+            if matches!(segments.last().map(String::as_str), Some("lib" | "mod")) {
+                segments.pop();
+            }
+            let prefix: String = std::iter::once(krate.clone())
+                .chain(segments)
+                .collect::<Vec<_>>()
+                .join("::");
+            for path in module_paths(&source, &prefix) {
+                found.push((path, krate.clone()));
+            }
+        }
+    }
+    found
+}
+
+fn package_name(toml: &str) -> Option<String> {
+    toml.lines()
+        .map(str::trim)
+        .find_map(|line| line.strip_prefix("name"))
+        .and_then(|rest| rest.trim_start().strip_prefix('='))
+        .map(|value| value.trim().trim_matches('"').to_string())
+}
+
+fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The paths of the `#[module]` impls in one file: `name = "..."` if given,
+/// else `prefix::Type`. Comment lines are skipped.
+fn module_paths(source: &str, prefix: &str) -> Vec<String> {
+    let code: Vec<&str> = source
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("//"))
+        .collect();
+    let mut paths = Vec::new();
+    for (i, line) in code.iter().enumerate() {
+        let Some(args) = line.strip_prefix("#[module") else {
+            continue;
+        };
+        if let Some(name) = args
+            .split("name")
+            .nth(1)
+            .and_then(|rest| rest.split('"').nth(1))
+        {
+            paths.push(name.to_string());
+            continue;
+        }
+        let type_name = code[i + 1..].iter().find_map(|l| {
+            let rest = l.strip_prefix("impl")?;
+            let name: String = rest
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            (!name.is_empty()).then_some(name)
+        });
+        if let Some(type_name) = type_name {
+            paths.push(format!("{prefix}::{type_name}"));
+        }
+    }
+    paths
+}
+
+#[cfg(test)]
+mod tests {
+    use super::module_paths;
+
+    #[test]
+    fn module_paths_come_from_the_attribute_or_the_impl() {
+        let source = "//! #[module]\n//! impl Doc {}\nuse x;\n/// Docs.\n#[module]\nimpl Thing {\n}\n#[module(name = \"a.B\", status = \"experimental\")]\nimpl Other {}\n";
+        assert_eq!(
+            module_paths(source, "my_crate::sub"),
+            ["my_crate::sub::Thing", "a.B"]
+        );
+    }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 /// the entry sets `callback_timeout`.
 pub const DEFAULT_CALLBACK_TIMEOUT: Duration = Duration::from_secs(10);
 
-const ENTRY_KEYS: &[&str] = &["module", "config", "callback_timeout"];
+const ENTRY_KEYS: &[&str] = &["module", "config", "callback_timeout", "enabled"];
 
 /// One entry of the `modules:` list.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,7 +33,9 @@ pub struct ModuleEntry {
 }
 
 /// Parses the `modules:` value (missing or null: no modules): the entries
-/// that parse, and an error for each that does not.
+/// that parse, and an error for each that does not. Entries with
+/// `enabled: false` are checked like the others, then left out; their
+/// `config:` is not read, so a disabled block may be incomplete.
 pub fn parse_entries(modules: Option<&Value>) -> (Vec<ModuleEntry>, Vec<LoadError>) {
     let list = match modules {
         None | Some(Value::Null) => return (Vec::new(), Vec::new()),
@@ -55,14 +57,16 @@ pub fn parse_entries(modules: Option<&Value>) -> (Vec<ModuleEntry>, Vec<LoadErro
     let mut errors = Vec::new();
     for (index, item) in list.iter().enumerate() {
         match parse_entry(index, item) {
-            Ok(entry) => entries.push(entry),
+            Ok(Some(entry)) => entries.push(entry),
+            Ok(None) => tracing::info!("modules[{index}] is disabled (`enabled: false`)"),
             Err(mut e) => errors.append(&mut e),
         }
     }
     (entries, errors)
 }
 
-fn parse_entry(index: usize, item: &Value) -> Result<ModuleEntry, Vec<LoadError>> {
+/// An entry, or `None` if it is disabled.
+fn parse_entry(index: usize, item: &Value) -> Result<Option<ModuleEntry>, Vec<LoadError>> {
     let at = |key: &str| format!("modules[{index}]{key}");
     let Value::Mapping(map) = item else {
         return Err(vec![LoadError::new(
@@ -107,7 +111,7 @@ fn parse_entry(index: usize, item: &Value) -> Result<ModuleEntry, Vec<LoadError>
                 Some(index),
                 path.as_deref(),
                 at(&format!(".{}", key_display(key))),
-                "unknown key; an entry has `module`, `config` and `callback_timeout`",
+                "unknown key; an entry has `module`, `config`, `callback_timeout` and `enabled`",
             ));
         }
     }
@@ -130,13 +134,27 @@ fn parse_entry(index: usize, item: &Value) -> Result<ModuleEntry, Vec<LoadError>
             }
         },
     };
+    let enabled = match map.get("enabled") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(enabled)) => *enabled,
+        Some(other) => {
+            errors.push(LoadError::new(
+                Some(index),
+                path.as_deref(),
+                at(".enabled"),
+                format!("expected `true` or `false`, found {}", describe(other)),
+            ));
+            true
+        }
+    };
     match path {
-        Some(path) if errors.is_empty() => Ok(ModuleEntry {
+        Some(_) if errors.is_empty() && !enabled => Ok(None),
+        Some(path) if errors.is_empty() => Ok(Some(ModuleEntry {
             index,
             path,
             config,
             callback_timeout,
-        }),
+        })),
         _ => Err(errors),
     }
 }

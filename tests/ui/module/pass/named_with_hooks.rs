@@ -14,7 +14,7 @@ pub struct Counter {
 
 /// A module with an explicit path, lifecycle hooks, fallible callbacks and
 /// callbacks of several categories.
-#[module(name = "my_modules.Counter")]
+#[module(name = "my_modules.Counter", status = "experimental")]
 impl Counter {
     fn new(config: Config, api: &ModuleApi) -> Result<Self, ConfigError> {
         if config.limit == 0 {
@@ -84,4 +84,11 @@ impl Counter {
 
 fn main() {
     let _ = Counter::helper;
+    // What the macro captured for `--list-modules`.
+    let descriptor = axon::module::compiled_modules()
+        .find("my_modules.Counter")
+        .unwrap();
+    assert_eq!(descriptor.status, "experimental");
+    assert!(descriptor.serves_web);
+    assert!(descriptor.description.starts_with("A module with an explicit path"));
 }
