@@ -133,14 +133,16 @@ fn category(c: &Category) -> TokenStream {
         quote! {
             #[doc(hidden)]
             pub fn #name(registrar: &mut Registrar<'_>, f: #fn_ty) {
-                let entry = registrar.entry(f);
+                let (entry, stats) = registrar.entry(f);
                 let warnings = &mut registrar.warnings;
-                registrar.callbacks.#module.#name.push(
+                if registrar.callbacks.#module.#name.push(
                     entry,
                     <#rule as Combine<#output>>::ONLY_FIRST,
                     #qualified,
                     warnings,
-                );
+                ) {
+                    registrar.record(#qualified, stats);
+                }
             }
         }
     });
@@ -267,6 +269,9 @@ fn dispatcher(c: &Category, cb: &Callback) -> TokenStream {
                 match __entry.call(#qualified, (__entry.f)(__entry.instance(), #(#call_args),*)).await {
                     Ok(__value) => {
                         if <#rule as Combine<#output>>::fold(&mut __state, __value).is_break() {
+                            if <#rule as Combine<#output>>::BREAK_DENIES {
+                                __entry.stats().denials.fetch_add(1, ::std::sync::atomic::Ordering::Relaxed);
+                            }
                             break;
                         }
                     }

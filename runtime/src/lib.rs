@@ -36,6 +36,7 @@ pub mod cli;
 pub mod config;
 mod error;
 pub mod events;
+pub mod metrics;
 pub mod module;
 pub mod server;
 pub mod storage;

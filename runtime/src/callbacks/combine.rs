@@ -11,6 +11,8 @@ pub trait Combine<T> {
     type Output;
     /// Only the first module in config order is registered.
     const ONLY_FIRST: bool = false;
+    /// A result that stops the chain is a refusal (counted as a denial).
+    const BREAK_DENIES: bool = false;
     fn init() -> Self::State;
     /// Takes one module's result; `Break` stops the chain.
     fn fold(state: &mut Self::State, value: T) -> ControlFlow<()>;
@@ -22,6 +24,7 @@ pub struct FirstNonAllow;
 impl<T: Verdict> Combine<T> for FirstNonAllow {
     type State = Option<T>;
     type Output = T;
+    const BREAK_DENIES: bool = true;
     fn init() -> Option<T> {
         None
     }
@@ -43,6 +46,7 @@ pub struct AllTrue;
 impl Combine<bool> for AllTrue {
     type State = bool;
     type Output = bool;
+    const BREAK_DENIES: bool = true;
     fn init() -> bool {
         true
     }
@@ -64,6 +68,7 @@ pub struct AnyTrue;
 impl Combine<bool> for AnyTrue {
     type State = bool;
     type Output = bool;
+    const BREAK_DENIES: bool = true;
     fn init() -> bool {
         false
     }

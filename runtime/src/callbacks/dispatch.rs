@@ -2,11 +2,13 @@
 //! that turns panics and timeouts into failures, and the failure itself.
 
 use crate::error::{ErrCode, ModuleError};
+use crate::metrics::CallbackStats;
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -36,6 +38,7 @@ pub struct Entry<F> {
     pub(crate) instance: Arc<Instance>,
     pub(crate) f: F,
     pub(crate) timeout: Duration,
+    pub(crate) stats: Arc<CallbackStats>,
 }
 
 impl<F> Entry<F> {
@@ -45,6 +48,10 @@ impl<F> Entry<F> {
 
     pub fn module(&self) -> &ModuleRef {
         &self.module
+    }
+
+    pub fn stats(&self) -> &CallbackStats {
+        &self.stats
     }
 
     /// Runs one callback future under the panic and timeout guard.
@@ -59,6 +66,8 @@ impl<F> Entry<F> {
             callback,
             timeout: self.timeout,
             deadline: None,
+            stats: &self.stats,
+            started: None,
         }
     }
 }
@@ -89,13 +98,15 @@ impl<F> Slot<F> {
         self.entries.iter().map(|e| &*e.module).collect()
     }
 
+    /// Adds a module's implementation; false if it is ignored (a callback
+    /// only the first module may implement).
     pub(crate) fn push(
         &mut self,
         entry: Entry<F>,
         only_first: bool,
         callback: &'static str,
         warnings: &mut Vec<String>,
-    ) {
+    ) -> bool {
         if only_first {
             if let Some(first) = self.entries.first() {
                 let warning = format!(
@@ -104,10 +115,11 @@ impl<F> Slot<F> {
                 );
                 tracing::warn!("{warning}");
                 warnings.push(warning);
-                return;
+                return false;
             }
         }
         self.entries.push(entry);
+        true
     }
 }
 
@@ -226,6 +238,18 @@ pub struct Guarded<'a, T> {
     callback: &'static str,
     timeout: Duration,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    stats: &'a CallbackStats,
+    /// When the first poll began, if calls are timed.
+    started: Option<std::time::Instant>,
+}
+
+impl<T> Guarded<'_, T> {
+    fn finished(&self) {
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        if let Some(started) = self.started {
+            self.stats.latency.observe(started.elapsed());
+        }
+    }
 }
 
 impl<T> Future for Guarded<'_, T> {
@@ -233,9 +257,15 @@ impl<T> Future for Guarded<'_, T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
+        if this.started.is_none() && this.stats.is_timed() {
+            this.started = Some(std::time::Instant::now());
+        }
         let polled = catch_unwind(AssertUnwindSafe(|| this.future.as_mut().poll(cx)));
         let kind = match polled {
-            Ok(Poll::Ready(Ok(value))) => return Poll::Ready(Ok(value)),
+            Ok(Poll::Ready(Ok(value))) => {
+                this.finished();
+                return Poll::Ready(Ok(value));
+            }
             Ok(Poll::Ready(Err(error))) => FailureKind::Error(error),
             Err(payload) => FailureKind::Panic(panic_message(&*payload)),
             Ok(Poll::Pending) => {
@@ -249,7 +279,21 @@ impl<T> Future for Guarded<'_, T> {
                 }
             }
         };
-        Poll::Ready(Err(CallbackFailure::new(this.module, this.callback, kind)))
+        this.finished();
+        let counter = match kind {
+            FailureKind::Error(_) => &this.stats.errors,
+            FailureKind::Panic(_) => &this.stats.panics,
+            FailureKind::Timeout(_) => &this.stats.timeouts,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let failure = CallbackFailure::new(this.module, this.callback, kind);
+        *this
+            .stats
+            .last_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) =
+            Some((crate::server::now_ms(), failure.to_string()));
+        Poll::Ready(Err(failure))
     }
 }
 

@@ -49,6 +49,10 @@ pub struct HomeserverConfig {
     /// Synapse's `email:` section: the SMTP server modules send mail through.
     #[serde(default)]
     pub email: Option<EmailConfig>,
+    /// Count and time requests and module callbacks, and serve them to
+    /// Prometheus on `metrics` listeners and resources (Synapse's key).
+    #[serde(default)]
+    pub enable_metrics: bool,
     /// Loaded by the module loader, which reports its own errors.
     #[serde(default)]
     pub modules: serde_yaml::Value,
@@ -68,6 +72,22 @@ pub struct ListenerConfig {
     pub x_forwarded: bool,
     #[serde(default = "default_resources")]
     pub resources: Vec<ListenerResource>,
+}
+
+impl ListenerConfig {
+    /// A `metrics` listener, or an `http` one with the `metrics` resource.
+    pub fn serves_metrics(&self) -> bool {
+        self.kind == "metrics"
+            || self
+                .resources
+                .iter()
+                .any(|r| r.names.iter().any(|n| n == "metrics"))
+    }
+
+    /// Whether it serves the client API (every `http` listener does).
+    pub fn serves_client(&self) -> bool {
+        self.kind == "http"
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -486,13 +506,19 @@ impl HomeserverConfig {
             problem("listeners", "at least one listener is needed".into());
         }
         for (i, listener) in self.listeners.iter().enumerate() {
-            if listener.kind != "http" {
+            if listener.kind != "http" && listener.kind != "metrics" {
                 problem(
                     &format!("listeners[{i}].type"),
                     format!(
-                        "listener type `{}` is not supported; use `http`",
+                        "listener type `{}` is not supported; use `http` or `metrics`",
                         listener.kind
                     ),
+                );
+            }
+            if listener.serves_metrics() && !self.enable_metrics {
+                problem(
+                    &format!("listeners[{i}]"),
+                    "this listener serves metrics, which needs `enable_metrics: true`".into(),
                 );
             }
             if listener.tls {
@@ -503,7 +529,7 @@ impl HomeserverConfig {
             }
             for (j, resource) in listener.resources.iter().enumerate() {
                 for name in &resource.names {
-                    if name != "client" {
+                    if name != "client" && name != "metrics" {
                         warnings.push(format!(
                             "listeners[{i}].resources[{j}]: resource `{name}` is not supported by Axon and is ignored"
                         ));

@@ -11,6 +11,7 @@ use crate::callbacks::{
     BoxFuture, CallbackFailure, Callbacks, Entry, FailureKind, Instance, ModuleRef,
 };
 use crate::error::{ConfigError, ModuleError};
+use crate::metrics::{CallbackRecord, CallbackStats};
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 use std::sync::Arc;
@@ -229,6 +230,8 @@ pub struct LoadedModules {
     pub login_types: std::collections::BTreeMap<String, super::api::LoginType>,
     /// Problems that do not stop the server, also logged.
     pub warnings: Vec<String>,
+    /// Every registered callback with its stats, in config order.
+    pub callback_records: Vec<CallbackRecord>,
     api: Arc<ApiShared>,
     started: usize,
 }
@@ -251,6 +254,7 @@ impl LoadedModules {
         let mut callbacks = Callbacks::default();
         let mut modules = Vec::new();
         let mut warnings = Vec::new();
+        let mut records = Vec::new();
         let registry = compiled_modules();
         for entry in entries {
             let descriptor = match registry.find(&entry.path) {
@@ -276,6 +280,7 @@ impl LoadedModules {
                 api: ModuleApi::new(api.clone(), module.clone()),
                 callbacks: &mut callbacks,
                 warnings: &mut warnings,
+                records: &mut records,
                 modules: &mut modules,
                 descriptor,
             };
@@ -327,6 +332,7 @@ impl LoadedModules {
             migrations,
             login_types,
             warnings,
+            callback_records: records,
             api,
             started: 0,
         })
@@ -393,6 +399,7 @@ async fn run_hook(
         // Start-up work such as migrations may take long; hooks are guarded
         // against panics, not time.
         timeout: Duration::MAX,
+        stats: Default::default(),
     };
     entry.call(name, (entry.f)(entry.instance())).await
 }
@@ -436,6 +443,7 @@ pub struct LoadContext<'a> {
     api: ModuleApi,
     callbacks: &'a mut Callbacks,
     warnings: &'a mut Vec<String>,
+    records: &'a mut Vec<CallbackRecord>,
     modules: &'a mut Vec<LoadedModule>,
     descriptor: &'static ModuleDescriptor,
 }
@@ -514,6 +522,7 @@ impl LoadContext<'_> {
         Registrar {
             callbacks: self.callbacks,
             warnings: self.warnings,
+            records: self.records,
             instance,
             module: self.api.module().clone(),
             timeout: self.entry.callback_timeout,
@@ -526,6 +535,7 @@ impl LoadContext<'_> {
 pub struct Registrar<'a> {
     pub(crate) callbacks: &'a mut Callbacks,
     pub(crate) warnings: &'a mut Vec<String>,
+    records: &'a mut Vec<CallbackRecord>,
     instance: Arc<Instance>,
     module: Arc<ModuleRef>,
     timeout: Duration,
@@ -533,13 +543,26 @@ pub struct Registrar<'a> {
 }
 
 impl Registrar<'_> {
-    pub(crate) fn entry<F>(&self, f: F) -> Entry<F> {
-        Entry {
+    /// An entry for callback function `f`, and its stats.
+    pub(crate) fn entry<F>(&self, f: F) -> (Entry<F>, Arc<CallbackStats>) {
+        let stats = Arc::new(CallbackStats::default());
+        let entry = Entry {
             module: self.module.clone(),
             instance: self.instance.clone(),
             f,
             timeout: self.timeout,
-        }
+            stats: stats.clone(),
+        };
+        (entry, stats)
+    }
+
+    /// Keeps the stats of a registered callback, for metrics and the status page.
+    pub(crate) fn record(&mut self, callback: &'static str, stats: Arc<CallbackStats>) {
+        self.records.push(CallbackRecord {
+            module: self.module.clone(),
+            callback,
+            stats,
+        });
     }
 
     pub fn start_hook(&mut self, hook: HookFn) {

@@ -23,7 +23,7 @@ use crate::config::{HomeserverConfig, RateLimit};
 use crate::error::{ErrCode, ModuleError};
 use crate::module::{LoadedModules, ServerInfo};
 use crate::storage::{Storage, StorageError};
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -66,6 +66,8 @@ pub struct AppState {
     /// Nonces handed out by `GET /_synapse/admin/v1/register`, with their expiry.
     pub(crate) registration_nonces:
         std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Requests and module callbacks, counted (and timed with `enable_metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppState {
@@ -139,10 +141,61 @@ pub fn router(state: Arc<AppState>, module_resources: Router) -> Router {
         .merge(admin::routes())
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state);
+        .with_state(state.clone());
     matrix
         .merge(module_resources)
+        .layer(axum::middleware::from_fn_with_state(state, measure))
         .layer(axum::middleware::from_fn(cors))
+}
+
+/// What one listener serves: the client API (with the metrics resource if
+/// named), or only metrics.
+fn listener_router(
+    state: &Arc<AppState>,
+    listener: &crate::config::ListenerConfig,
+    app: &Router,
+) -> Router {
+    let metrics = Router::new().route("/_synapse/metrics", get(render_metrics));
+    match (listener.serves_client(), listener.serves_metrics()) {
+        (true, true) => app.clone().merge(metrics.with_state(state.clone())),
+        (true, false) => app.clone(),
+        (false, _) => metrics
+            .route("/metrics", get(render_metrics))
+            .with_state(state.clone()),
+    }
+}
+
+async fn render_metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Counts and times each request by its route's pattern (with `enable_metrics`).
+async fn measure(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    if !state.metrics.enabled {
+        return next.run(request).await;
+    }
+    let started = std::time::Instant::now();
+    let method = request.method().as_str().to_string();
+    let endpoint = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let response = next.run(request).await;
+    state.metrics.observe_request(
+        &method,
+        &endpoint,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 async fn versions() -> Json<serde_json::Value> {
@@ -253,6 +306,10 @@ impl RunningServer {
             rate_limiter: Default::default(),
             login_types: modules.login_types.clone(),
             registration_nonces: Default::default(),
+            metrics: crate::metrics::Metrics::new(
+                config.enable_metrics,
+                modules.callback_records.clone(),
+            ),
             config,
         });
         // Modules' tables exist before their start hooks run.
@@ -280,6 +337,7 @@ impl RunningServer {
         let mut addrs = Vec::new();
         let mut tasks = Vec::new();
         for listener in &state.config.listeners {
+            let app = listener_router(&state, listener, &app);
             for ip in &listener.bind_addresses {
                 let addr = SocketAddr::new(*ip, listener.port);
                 let socket = match TcpListener::bind(addr).await {

@@ -1,0 +1,312 @@
+//! What the server counts: per module and callback (calls, denials,
+//! failures by kind, latency) and per HTTP endpoint (requests, latency).
+//! Counts are always kept (atomics, no lock, no allocation); latencies only
+//! with `enable_metrics: true`, as a clock read costs more than a callback.
+//! `GET /metrics` exposes them in the Prometheus text format
+//! (prometheus-client); the admin status page reads the same numbers.
+
+use crate::callbacks::ModuleRef;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets, in seconds.
+pub const LATENCY_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// A latency histogram on atomics: one count per bucket (the last is +Inf)
+/// and the sum in nanoseconds.
+#[derive(Debug, Default)]
+pub struct Latency {
+    counts: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Latency {
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns
+            .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// `(sum in seconds, count, cumulative (upper bound, count) per bucket)`.
+    fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let mut cumulative = 0;
+        let mut buckets = Vec::with_capacity(LATENCY_BUCKETS.len() + 1);
+        for (i, count) in self.counts.iter().enumerate() {
+            cumulative += count.load(Ordering::Relaxed);
+            let bound = LATENCY_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY);
+            buckets.push((bound, cumulative));
+        }
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        (sum, cumulative, buckets)
+    }
+
+    /// The `q` quantile (0..1) in seconds, interpolated within its bucket
+    /// (as Prometheus's `histogram_quantile` does); `None` without data.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let (_, count, buckets) = self.snapshot();
+        if count == 0 {
+            return None;
+        }
+        let rank = q * count as f64;
+        let mut lower = (0.0, 0u64);
+        for (bound, cumulative) in buckets {
+            if cumulative as f64 >= rank {
+                if bound.is_infinite() {
+                    return Some(lower.0);
+                }
+                let in_bucket = (cumulative - lower.1) as f64;
+                let fraction = if in_bucket > 0.0 {
+                    (rank - lower.1 as f64) / in_bucket
+                } else {
+                    1.0
+                };
+                return Some(lower.0 + (bound - lower.0) * fraction);
+            }
+            lower = (bound, cumulative);
+        }
+        Some(lower.0)
+    }
+}
+
+impl EncodeMetric for Latency {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        let (sum, count, buckets) = self.snapshot();
+        encoder
+            .encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// How one module's implementation of one callback has fared.
+#[derive(Debug, Default)]
+pub struct CallbackStats {
+    pub calls: AtomicU64,
+    /// Verdicts that refused (a spam checker's deny, a `false` that vetoes, …).
+    pub denials: AtomicU64,
+    pub errors: AtomicU64,
+    pub panics: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub latency: Latency,
+    /// Whether calls are timed (`enable_metrics`).
+    pub(crate) timed: AtomicBool,
+    /// The last failure: milliseconds since the epoch, and what happened.
+    pub last_failure: Mutex<Option<(i64, String)>>,
+}
+
+impl CallbackStats {
+    pub fn is_timed(&self) -> bool {
+        self.timed.load(Ordering::Relaxed)
+    }
+
+    pub fn failures(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+            + self.panics.load(Ordering::Relaxed)
+            + self.timeouts.load(Ordering::Relaxed)
+    }
+}
+
+/// One registered callback and its stats, in config order.
+#[derive(Debug, Clone)]
+pub struct CallbackRecord {
+    pub module: Arc<ModuleRef>,
+    /// `category.callback`
+    pub callback: &'static str,
+    pub stats: Arc<CallbackStats>,
+}
+
+/// The callbacks' stats, exposed at each scrape.
+#[derive(Debug)]
+struct CallbackCollector(Arc<Vec<CallbackRecord>>);
+
+impl CallbackCollector {
+    fn counter(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        value: fn(&CallbackStats) -> u64,
+    ) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for record in self.0.iter() {
+            ConstCounter::new(value(&record.stats))
+                .encode(family.encode_family(&labels(record))?)?;
+        }
+        Ok(())
+    }
+}
+
+fn labels(record: &CallbackRecord) -> [(&'static str, &str); 2] {
+    [
+        ("module", record.module.path.as_str()),
+        ("callback", record.callback),
+    ]
+}
+
+impl prometheus_client::collector::Collector for CallbackCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.counter(
+            &mut encoder,
+            "axon_module_callback_calls",
+            "Calls of a module's callback.",
+            |s| s.calls.load(Ordering::Relaxed),
+        )?;
+        self.counter(
+            &mut encoder,
+            "axon_module_callback_denials",
+            "Calls whose verdict refused (a deny, a veto or a hide).",
+            |s| s.denials.load(Ordering::Relaxed),
+        )?;
+        let mut family = encoder.encode_descriptor(
+            "axon_module_callback_failures",
+            "Calls that failed, by kind: error, panic or timeout.",
+            None,
+            MetricType::Counter,
+        )?;
+        for record in self.0.iter() {
+            let [module, callback] = labels(record);
+            let stats = &record.stats;
+            for (kind, value) in [
+                ("error", &stats.errors),
+                ("panic", &stats.panics),
+                ("timeout", &stats.timeouts),
+            ] {
+                ConstCounter::new(value.load(Ordering::Relaxed))
+                    .encode(family.encode_family(&[module, callback, ("kind", kind)])?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "axon_module_callback_duration_seconds",
+            "How long a module's callback took (with enable_metrics).",
+            None,
+            MetricType::Histogram,
+        )?;
+        for record in self.0.iter() {
+            record
+                .stats
+                .latency
+                .encode(family.encode_family(&labels(record))?)?;
+        }
+        Ok(())
+    }
+}
+
+type HttpLabels = [(&'static str, String); 3];
+type EndpointLabels = [(&'static str, String); 2];
+
+/// The server's metrics: the modules' callbacks, and HTTP requests.
+pub struct Metrics {
+    /// Whether requests and callbacks are timed and `/metrics` is served.
+    pub enabled: bool,
+    registry: Registry,
+    callbacks: Arc<Vec<CallbackRecord>>,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: Family<EndpointLabels, Histogram>,
+}
+
+impl Metrics {
+    pub fn new(enabled: bool, callbacks: Vec<CallbackRecord>) -> Metrics {
+        for record in &callbacks {
+            record.stats.timed.store(enabled, Ordering::Relaxed);
+        }
+        let callbacks = Arc::new(callbacks);
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let http_duration = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(LATENCY_BUCKETS)
+        });
+        let mut registry = Registry::default();
+        registry.register(
+            "axon_http_requests",
+            "HTTP requests, by method, endpoint (the route's pattern) and status.",
+            http_requests.clone(),
+        );
+        registry.register(
+            "axon_http_request_duration_seconds",
+            "How long HTTP requests took, by method and endpoint.",
+            http_duration.clone(),
+        );
+        registry.register_collector(Box::new(CallbackCollector(callbacks.clone())));
+        Metrics {
+            enabled,
+            registry,
+            callbacks,
+            http_requests,
+            http_duration,
+        }
+    }
+
+    /// Every registered callback, in config order.
+    pub fn callbacks(&self) -> &[CallbackRecord] {
+        &self.callbacks
+    }
+
+    pub fn observe_request(&self, method: &str, endpoint: &str, status: u16, elapsed: Duration) {
+        self.http_requests
+            .get_or_create(&[
+                ("method", method.to_string()),
+                ("endpoint", endpoint.to_string()),
+                ("status", status.to_string()),
+            ])
+            .inc();
+        self.http_duration
+            .get_or_create(&[
+                ("method", method.to_string()),
+                ("endpoint", endpoint.to_string()),
+            ])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition of everything.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate_within_buckets() {
+        let latency = Latency::default();
+        assert_eq!(latency.quantile(0.5), None);
+        for _ in 0..50 {
+            latency.observe(Duration::from_micros(50)); // ≤ 0.1 ms
+        }
+        for _ in 0..50 {
+            latency.observe(Duration::from_millis(3)); // 2.5 – 5 ms
+        }
+        let p50 = latency.quantile(0.5).unwrap();
+        assert!((p50 - 0.0001).abs() < 1e-9, "{p50}");
+        let p99 = latency.quantile(0.99).unwrap();
+        assert!(p99 > 0.0025 && p99 <= 0.005, "{p99}");
+        assert_eq!(latency.count(), 100);
+    }
+}
