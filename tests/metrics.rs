@@ -180,8 +180,10 @@ async fn the_metrics_resource_rides_on_an_http_listener_and_only_when_named() {
 #[test]
 fn a_metrics_listener_needs_enable_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let yaml = test_config(dir.path(), "")
-        .replace("listeners:\n  - port: 0\n", "listeners:\n  - port: 0\n    type: metrics\n");
+    let yaml = test_config(dir.path(), "").replace(
+        "listeners:\n  - port: 0\n",
+        "listeners:\n  - port: 0\n    type: metrics\n",
+    );
     let problems = axon::config::HomeserverConfig::parse(&yaml).unwrap_err();
     let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
     assert!(

@@ -10,6 +10,7 @@ mod profile;
 mod ratelimit;
 pub(crate) mod room_ops;
 mod rooms;
+mod status;
 mod sync;
 
 pub(crate) use account::{check_localpart, deactivate_account, new_device};
@@ -68,6 +69,8 @@ pub struct AppState {
         std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Requests and module callbacks, counted (and timed with `enable_metrics`).
     pub metrics: crate::metrics::Metrics,
+    /// The loaded modules, in config order.
+    pub modules: Vec<status::ModuleSummary>,
 }
 
 impl AppState {
@@ -139,6 +142,7 @@ pub fn router(state: Arc<AppState>, module_resources: Router) -> Router {
         .merge(media::routes(&state))
         .merge(account::admin_routes())
         .merge(admin::routes())
+        .merge(status::routes())
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());
@@ -310,6 +314,17 @@ impl RunningServer {
                 config.enable_metrics,
                 modules.callback_records.clone(),
             ),
+            modules: modules
+                .modules
+                .iter()
+                .map(|m| status::ModuleSummary {
+                    index: m.module.index,
+                    path: m.module.path.clone(),
+                    crate_name: m.descriptor.crate_name,
+                    version: m.descriptor.crate_version,
+                    status: m.descriptor.status,
+                })
+                .collect(),
             config,
         });
         // Modules' tables exist before their start hooks run.
