@@ -36,6 +36,10 @@ pub struct Cli {
     /// Print Axon's version and the modules compiled into this binary.
     #[arg(long)]
     pub build_info: bool,
+    /// Print the JSON Schema of the config: the homeserver's keys and each
+    /// compiled-in module's `config:` (for editors: yaml-language-server).
+    #[arg(long)]
+    pub config_schema: bool,
     /// With --config: for each callback, the modules that implement it, in
     /// the order they run.
     #[arg(long, requires = "config")]
@@ -66,6 +70,16 @@ pub fn main() -> ExitCode {
         } else {
             for path in compiled_modules().paths() {
                 println!("{path}");
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    if cli.config_schema {
+        match serde_json::to_string_pretty(&crate::module::config_schema()) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
             }
         }
         return ExitCode::SUCCESS;

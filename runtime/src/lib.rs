@@ -94,9 +94,13 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::callbacks as catalog;
+    pub use crate::module::schema::{
+        no_config_schema, SchemaFromJsonSchema, SchemaProbe, SchemaUnknown,
+    };
     pub use crate::module::LoadError;
     pub use crate::module::{LoadContext, ModuleDescriptor};
     pub use inventory;
+    pub use serde_json;
 
     use crate::callbacks::{BoxFuture, Instance};
     use crate::error::ModuleError;

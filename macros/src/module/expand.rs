@@ -47,8 +47,26 @@ pub fn registration(module: &Module) -> TokenStream {
     } else {
         quote!(::core::option::Option::None)
     };
+    // The config's JSON Schema if its type derives `schemars::JsonSchema`
+    // (picked by autoref specialization; other types get none).
+    let config_schema = match module.config_type() {
+        Some(ty) => quote! {
+            fn __axon_config_schema() -> ::core::option::Option<::axon::__private::serde_json::Value> {
+                #[allow(unused_imports)]
+                use ::axon::__private::{SchemaFromJsonSchema as _, SchemaUnknown as _};
+                (&&::axon::__private::SchemaProbe::<#ty>::new()).config_schema()
+            }
+        },
+        None => quote! {
+            fn __axon_config_schema() -> ::core::option::Option<::axon::__private::serde_json::Value> {
+                ::core::option::Option::Some(::axon::__private::no_config_schema())
+            }
+        },
+    };
     quote! {
         const _: () = {
+            #config_schema
+
             fn __axon_load(
                 __ctx: &mut ::axon::__private::LoadContext<'_>,
             ) -> ::core::result::Result<(), ::axon::__private::LoadError> {
@@ -68,6 +86,7 @@ pub fn registration(module: &Module) -> TokenStream {
                     status: #status,
                     serves_web: #serves_web,
                     example: #example,
+                    config_schema: __axon_config_schema,
                     description: #doc,
                     callbacks: &[#(#meta),*],
                     has_config: #has_config,

@@ -7,7 +7,7 @@
 use axon::prelude::*;
 use serde_json::Value;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]

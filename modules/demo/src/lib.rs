@@ -14,10 +14,11 @@ use axum::routing::get;
 use axum::Json;
 use serde_json::{json, Value};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// This user may not create rooms.
+    #[schemars(with = "String")]
     blocked_user: OwnedUserId,
 }
 

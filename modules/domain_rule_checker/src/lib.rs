@@ -6,7 +6,7 @@
 use axon::prelude::*;
 use std::collections::HashMap;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Inviter's domain → the domains its users may invite.

@@ -23,6 +23,22 @@ use store::{Store, TokenLookup};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DurationMs(pub u64);
 
+impl schemars::JsonSchema for DurationMs {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DurationMs".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": DURATION,
+            "anyOf": [
+                { "type": "integer", "minimum": 0 },
+                { "type": "string", "pattern": "^\\s*[0-9]+[smhdwy]?\\s*$" }
+            ]
+        })
+    }
+}
+
 const DURATION: &str =
     "a duration such as `6w`, `30d`, `12h` (units s, m, h, d, w, y) or a number of milliseconds";
 
@@ -73,7 +89,7 @@ fn parse_duration(text: &str) -> Option<u64> {
     number.parse::<u64>().ok()?.checked_mul(size)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// How long an account stays valid without renewal. Required.

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 const FROZEN: &str = "org.matrix.room.frozen";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Servers whose users may not unfreeze a room.

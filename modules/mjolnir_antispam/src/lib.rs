@@ -12,11 +12,12 @@ use glob::Glob;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The rooms whose policy rules are enforced, in the order they are consulted.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub ban_lists: Vec<OwnedRoomId>,
     #[serde(default = "yes")]
     pub block_invites: bool,
@@ -28,7 +29,7 @@ pub struct Config {
     pub message_max_length: MessageMaxLength,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageMaxLength {
     /// The longest `content.body` allowed, in characters; unset or 0: no cap.
@@ -36,6 +37,7 @@ pub struct MessageMaxLength {
     pub threshold: Option<usize>,
     /// The rooms capped; empty: every room.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub rooms: Vec<OwnedRoomId>,
     /// Whether remote senders are capped too.
     #[serde(default)]

@@ -9,7 +9,7 @@ use hmac::{Hmac, Mac};
 
 const LOGIN_TYPE: &str = "com.devture.shared_secret_auth";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub shared_secret: String,

@@ -6,14 +6,14 @@
 use axon::prelude::*;
 
 /// What a rule can allow or deny.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Permission {
     Invite,
     CreateRoom,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// A regular expression that must match the whole user ID.
@@ -25,7 +25,7 @@ pub struct RuleConfig {
     pub deny: Vec<Permission>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Rules, the first to decide wins.

@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 /// The sample config, with `{{SERVER_NAME}}` and `{{SHARED_SECRET}}` to fill in.
 pub const SAMPLE_TEMPLATE: &str = include_str!("sample.yaml");
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 pub struct HomeserverConfig {
     /// The domain of this server's user IDs (`@alice:server_name`).
+    #[schemars(with = "String")]
     pub server_name: OwnedServerName,
     #[serde(default)]
     pub public_baseurl: Option<String>,
@@ -29,6 +30,7 @@ pub struct HomeserverConfig {
     #[serde(default = "default_media_store")]
     pub media_store_path: PathBuf,
     #[serde(default = "default_max_upload_size", deserialize_with = "size")]
+    #[schemars(with = "SizeSchema")]
     pub max_upload_size: u64,
     /// Bytes a user may upload per period (Synapse's `media_upload_limits`);
     /// modules may replace them per user.
@@ -53,12 +55,14 @@ pub struct HomeserverConfig {
     /// Prometheus on `metrics` listeners and resources (Synapse's key).
     #[serde(default)]
     pub enable_metrics: bool,
-    /// Loaded by the module loader, which reports its own errors.
+    /// Loaded by the module loader, which reports its own errors. Its
+    /// schema comes from the compiled-in modules (`module::config_schema`).
     #[serde(default)]
+    #[schemars(with = "Option<Vec<serde_json::Value>>")]
     pub modules: serde_yaml::Value,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     pub port: u16,
@@ -90,7 +94,7 @@ impl ListenerConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerResource {
     pub names: Vec<String>,
@@ -98,7 +102,7 @@ pub struct ListenerResource {
     pub compress: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     #[serde(default = "default_database_name")]
@@ -107,7 +111,7 @@ pub struct DatabaseConfig {
     pub args: DatabaseArgs,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 pub struct DatabaseArgs {
     /// The SQLite file.
     #[serde(default = "default_database_path")]
@@ -132,7 +136,7 @@ impl Default for DatabaseArgs {
 }
 
 /// How the server sends mail (Synapse's `email:` keys).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailConfig {
     #[serde(default = "default_smtp_host")]
@@ -174,7 +178,7 @@ fn default_app_name() -> String {
 
 /// Synapse's `password_config`: whether password logins and the local
 /// password database are used (modules may handle `m.login.password`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordConfig {
     #[serde(default = "yes")]
@@ -197,13 +201,36 @@ fn yes() -> bool {
 }
 
 /// At most `max_size` bytes uploaded per `time_period`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MediaUploadLimitConfig {
     #[serde(deserialize_with = "duration")]
+    #[schemars(with = "DurationSchema")]
     pub time_period: std::time::Duration,
     #[serde(deserialize_with = "size")]
+    #[schemars(with = "SizeSchema")]
     pub max_size: u64,
+}
+
+/// What a size or duration field accepts, for the config schema.
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum SizeSchema {
+    /// Bytes.
+    Bytes(u64),
+    /// Such as `50M`, `512K`, `1G`.
+    Text(String),
+}
+
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum DurationSchema {
+    /// Milliseconds.
+    Millis(u64),
+    /// Such as `1h`, `1d`, `30s`.
+    Text(String),
 }
 
 /// Durations as Synapse writes them: `1h`, `1d`, `30s`, or milliseconds.
@@ -225,7 +252,7 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::E
 }
 
 /// A token bucket: `burst_count` actions at once, refilled at `per_second`.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     pub per_second: f64,
@@ -247,7 +274,7 @@ impl RateLimit {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRateLimits {
     #[serde(default = "LoginRateLimits::default_address")]
@@ -280,7 +307,7 @@ impl Default for LoginRateLimits {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinRateLimits {
     #[serde(default = "JoinRateLimits::default_local")]
@@ -307,7 +334,7 @@ impl Default for JoinRateLimits {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InviteRateLimits {
     #[serde(default = "InviteRateLimits::default_per_room")]

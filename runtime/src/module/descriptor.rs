@@ -22,6 +22,9 @@ pub struct ModuleDescriptor {
     pub serves_web: bool,
     /// Its crate's `example.yaml`: a `modules:` list using it.
     pub example: Option<&'static str>,
+    /// The JSON Schema of its `config:`, if its config type derives
+    /// `schemars::JsonSchema`.
+    pub config_schema: fn() -> Option<serde_json::Value>,
     /// The doc comment on its `#[module]` impl.
     pub description: &'static str,
     /// `(category, callback)` for each callback it implements.

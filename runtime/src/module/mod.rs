@@ -7,6 +7,7 @@ mod descriptor;
 mod error;
 mod loader;
 mod outbound;
+pub mod schema;
 mod tasks;
 mod web;
 
@@ -19,5 +20,6 @@ pub use loader::{
     DEFAULT_CALLBACK_TIMEOUT,
 };
 pub use outbound::HttpClient;
+pub use schema::config_schema;
 pub use tasks::Cache;
 pub use web::{IntoWebResource, WebResource};
