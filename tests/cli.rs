@@ -489,3 +489,114 @@ fn sigterm_stops_the_server_cleanly() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Clients keep sending while SIGTERM arrives: the server drains what it
+/// accepted, exits 0, and every message it acknowledged is there after a
+/// restart.
+#[tokio::test]
+async fn sigterm_under_load_loses_no_acknowledged_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "");
+    let mut process = spawn(&path).expect("server starts");
+    let http = reqwest::Client::new();
+    let base = format!("{}/_matrix/client/v3", process.base);
+    let registered: serde_json::Value = http
+        .post(format!("{base}/register"))
+        .json(
+            &json!({ "username": "alice", "password": "pw", "auth": { "type": "m.login.dummy" } }),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = registered["access_token"].as_str().unwrap().to_string();
+    let room: serde_json::Value = http
+        .post(format!("{base}/createRoom"))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let room = room["room_id"].as_str().unwrap().to_string();
+
+    let mut clients = Vec::new();
+    for client in 0..8 {
+        let (http, base, token, room) = (http.clone(), base.clone(), token.clone(), room.clone());
+        clients.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for i in 0.. {
+                let sent = http
+                    .put(format!(
+                        "{base}/rooms/{}/send/m.room.message/c{client}-{i}",
+                        enc(&room)
+                    ))
+                    .bearer_auth(&token)
+                    .json(&json!({ "msgtype": "m.text", "body": "load" }))
+                    .send()
+                    .await;
+                let Ok(response) = sent else { break };
+                // A response that came back is a whole one: 200 with an ID.
+                assert!(response.status().is_success(), "{}", response.status());
+                let body: serde_json::Value = response.json().await.unwrap();
+                acknowledged.push(body["event_id"].as_str().unwrap().to_string());
+            }
+            acknowledged
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &process.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut acknowledged = Vec::new();
+    for client in clients {
+        acknowledged.extend(client.await.unwrap());
+    }
+    assert!(
+        acknowledged.len() > 8,
+        "the load ran: {}",
+        acknowledged.len()
+    );
+    let exit = tokio::task::spawn_blocking(move || process.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+
+    let mut process = spawn(&path).expect("server restarts");
+    let base = format!("{}/_matrix/client/v3", process.base);
+    let page: serde_json::Value = http
+        .get(format!(
+            "{base}/rooms/{}/messages?dir=b&limit=100000",
+            enc(&room)
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stored: std::collections::HashSet<&str> = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !stored.contains(id.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged events lost: {lost:?}",
+        lost.len()
+    );
+    process.child.kill().unwrap();
+    process.child.wait().unwrap();
+}

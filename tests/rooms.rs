@@ -635,3 +635,39 @@ async fn single_events_and_members() {
         "M_FORBIDDEN",
     );
 }
+
+/// Identical messages sent at once (same sender, content, parents and
+/// millisecond) would hash to one event ID; each send still gets its own.
+#[tokio::test]
+async fn identical_messages_sent_at_once_are_distinct_events() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let room = s.create_room(&alice, json!({})).await;
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let request = s
+            .http
+            .put(format!(
+                "{}/_matrix/client/v3/rooms/{}/send/m.room.message/same{i}",
+                s.base,
+                enc(&room)
+            ))
+            .bearer_auth(&alice.token)
+            .json(&json!({ "msgtype": "m.text", "body": "same" }));
+        sends.spawn(async move { request.send().await.unwrap().json::<Value>().await.unwrap() });
+    }
+    let mut ids: Vec<String> = sends
+        .join_all()
+        .await
+        .into_iter()
+        .map(|body| {
+            body["event_id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{body}"))
+                .to_string()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 20, "one event per send");
+}

@@ -83,34 +83,52 @@ pub async fn send_event(
     // for a retry that would now be refused (the sender left meanwhile):
     // it still gets the event it sent the first time.
     let sender = draft.sender.clone();
-    let (built, snapshot) = match prepare_event(state, room_id, draft, options.spam_check).await {
-        Ok(prepared) => prepared,
-        Err(e) => {
-            if let Some((device, txn_id)) = &options.txn {
-                if let Some(existing) = state.storage.event_for_txn(&sender, device, txn_id).await?
-                {
-                    return Ok(existing);
-                }
-            }
-            return Err(e);
+    let earlier_send = || async {
+        match &options.txn {
+            Some((device, txn_id)) => state.storage.event_for_txn(&sender, device, txn_id).await,
+            None => Ok(None),
         }
     };
-    let mut new = built.new;
-    if let Some((device, txn_id)) = options.txn {
-        new.device_id = Some(device);
-        new.txn_id = Some(txn_id);
+    for attempt in 1.. {
+        let (built, snapshot) =
+            match prepare_event(state, room_id, draft.clone(), options.spam_check).await {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    if let Some(existing) = earlier_send().await? {
+                        return Ok(existing);
+                    }
+                    return Err(e);
+                }
+            };
+        let mut new = built.new;
+        if let Some((device, txn_id)) = &options.txn {
+            new.device_id = Some(device.clone());
+            new.txn_id = Some(txn_id.clone());
+        }
+        let work = new_event_work(state, &snapshot, std::slice::from_ref(&new));
+        drop(snapshot);
+        let persisted = match state.storage.persist_events(None, vec![new]).await {
+            // Another request built the very same event (same sender,
+            // content, parents and millisecond), so the same ID: build this
+            // one again on the room as it now is, to give it its own.
+            Err(crate::storage::StorageError::Conflict(_)) if attempt < 5 => {
+                if let Some(existing) = earlier_send().await? {
+                    return Ok(existing);
+                }
+                continue;
+            }
+            other => other?,
+        };
+        let persisted = persisted
+            .into_iter()
+            .next()
+            .ok_or_else(|| MatrixError::internal("the event was not stored"))?;
+        if let Persisted::New { .. } = persisted {
+            announce_new_events(state, work);
+        }
+        return Ok(persisted.event_id().to_string());
     }
-    let work = new_event_work(state, &snapshot, std::slice::from_ref(&new));
-    drop(snapshot);
-    let persisted = state.storage.persist_events(None, vec![new]).await?;
-    let persisted = persisted
-        .into_iter()
-        .next()
-        .ok_or_else(|| MatrixError::internal("the event was not stored"))?;
-    if let Persisted::New { .. } = persisted {
-        announce_new_events(state, work);
-    }
-    Ok(persisted.event_id().to_string())
+    unreachable!("the loop returns")
 }
 
 /// Authorises and builds the next event of a room, then asks the modules:
