@@ -332,10 +332,11 @@ fn check_config_names_bad_keys_and_warns_about_unsupported_ones() {
     );
 }
 
-/// A server process and the base URL it listens on.
+/// A server process, the base URL it listens on, and its log up to then.
 struct Process {
     child: Child,
     base: String,
+    startup_log: String,
 }
 
 fn spawn(config: &std::path::Path) -> Result<Process, String> {
@@ -355,11 +356,39 @@ fn spawn(config: &std::path::Path) -> Result<Process, String> {
             let base = line[i + "listening on ".len()..].trim().to_string();
             // Keep draining stderr so the server never blocks on a full pipe.
             std::thread::spawn(move || for _ in lines {});
-            return Ok(Process { child, base });
+            return Ok(Process {
+                child,
+                base,
+                startup_log: seen,
+            });
         }
     }
     let _ = child.wait();
     Err(seen)
+}
+
+#[test]
+fn the_startup_log_lists_the_modules_loaded_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        "modules:\n  - module: freeze_room::FreezeRoom\n  - module: axon_demo::DemoModule\n    enabled: false\n  - module: auto_accept_invite::InviteAutoAccepter\n",
+    );
+    let mut process = spawn(&path).expect("server starts");
+    let log = &process.startup_log;
+    let first = log.find("loaded modules[0] (`freeze_room::FreezeRoom`)");
+    let second = log.find("loaded modules[2] (`auto_accept_invite::InviteAutoAccepter`)");
+    assert!(
+        first.is_some() && second.is_some() && first < second,
+        "{log}"
+    );
+    assert!(
+        log.contains("modules[1] is disabled (`enabled: false`)"),
+        "{log}"
+    );
+    assert!(!log.contains("DemoModule`)"), "{log}");
+    process.child.kill().unwrap();
+    process.child.wait().unwrap();
 }
 
 #[test]
