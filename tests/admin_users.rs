@@ -137,6 +137,26 @@ async fn an_email_belongs_to_one_user_and_a_refused_request_changes_nothing() {
         "bob",
         "the display name was not changed either"
     );
+    // Nor is a user created with an email that is taken.
+    let refused = admin_put(
+        &s,
+        &admin,
+        "@dave:test.local",
+        json!({ "password": "pw", "threepids": [{ "medium": "email", "address": "shared@example.org" }] }),
+    )
+    .await;
+    assert_error(&refused, 409, "M_THREEPID_IN_USE");
+    assert_error(
+        &s.request(
+            Method::GET,
+            &path("@dave:test.local"),
+            Some(&admin.token),
+            None,
+        )
+        .await,
+        404,
+        "M_NOT_FOUND",
+    );
 }
 
 #[tokio::test]

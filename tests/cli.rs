@@ -354,8 +354,13 @@ fn spawn(config: &std::path::Path) -> Result<Process, String> {
         seen.push('\n');
         if let Some(i) = line.find("listening on ") {
             let base = line[i + "listening on ".len()..].trim().to_string();
-            // Keep draining stderr so the server never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines {});
+            // Keep draining stderr so the server never blocks on a full
+            // pipe; the test harness shows it if the test fails.
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    eprintln!("axon: {line}");
+                }
+            });
             return Ok(Process {
                 child,
                 base,
@@ -400,13 +405,9 @@ fn a_broken_module_config_stops_startup_before_listening() {
     assert!(!seen.contains("listening on"));
 }
 
-#[tokio::test]
-async fn acknowledged_writes_survive_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), "");
-    let mut process = spawn(&path).expect("server starts");
-    let http = reqwest::Client::new();
-    let base = format!("{}/_matrix/client/v3", process.base);
+/// Registers alice on a running server and creates a room; returns her
+/// token and the room.
+async fn alice_and_a_room(http: &reqwest::Client, base: &str) -> (String, String) {
     let registered: serde_json::Value = http
         .post(format!("{base}/register"))
         .json(
@@ -422,14 +423,51 @@ async fn acknowledged_writes_survive_kill_9() {
     let room: serde_json::Value = http
         .post(format!("{base}/createRoom"))
         .bearer_auth(&token)
-        .json(&json!({ "name": "durable" }))
+        .json(&json!({}))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let room = room["room_id"].as_str().unwrap().to_string();
+    (token, room["room_id"].as_str().unwrap().to_string())
+}
+
+/// The IDs of the events stored in a room.
+async fn stored_event_ids(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    room: &str,
+) -> std::collections::HashSet<String> {
+    let page: serde_json::Value = http
+        .get(format!(
+            "{base}/rooms/{}/messages?dir=b&limit=100000",
+            enc(room)
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "");
+    let mut process = spawn(&path).expect("server starts");
+    let http = reqwest::Client::new();
+    let base = format!("{}/_matrix/client/v3", process.base);
+    let (token, room) = alice_and_a_room(&http, &base).await;
     let mut acknowledged = Vec::new();
     for i in 0..50 {
         let response = http
@@ -452,29 +490,9 @@ async fn acknowledged_writes_survive_kill_9() {
 
     let mut process = spawn(&path).expect("server restarts");
     let base = format!("{}/_matrix/client/v3", process.base);
-    let page: serde_json::Value = http
-        .get(format!(
-            "{base}/rooms/{}/messages?dir=b&limit=100",
-            enc(&room)
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let stored: Vec<&str> = page["chunk"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event_id"].as_str().unwrap())
-        .collect();
+    let stored = stored_event_ids(&http, &base, &token, &room).await;
     for id in &acknowledged {
-        assert!(
-            stored.contains(&id.as_str()),
-            "acknowledged event {id} lost"
-        );
+        assert!(stored.contains(id), "acknowledged event {id} lost");
     }
     // And the server goes on: the same transaction ID is still recognised.
     let again: serde_json::Value = http
@@ -529,29 +547,7 @@ async fn sigterm_under_load_loses_no_acknowledged_request() {
     let mut process = spawn(&path).expect("server starts");
     let http = reqwest::Client::new();
     let base = format!("{}/_matrix/client/v3", process.base);
-    let registered: serde_json::Value = http
-        .post(format!("{base}/register"))
-        .json(
-            &json!({ "username": "alice", "password": "pw", "auth": { "type": "m.login.dummy" } }),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = registered["access_token"].as_str().unwrap().to_string();
-    let room: serde_json::Value = http
-        .post(format!("{base}/createRoom"))
-        .bearer_auth(&token)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let room = room["room_id"].as_str().unwrap().to_string();
+    let (token, room) = alice_and_a_room(&http, &base).await;
 
     let mut clients = Vec::new();
     for client in 0..8 {
@@ -599,27 +595,10 @@ async fn sigterm_under_load_loses_no_acknowledged_request() {
 
     let mut process = spawn(&path).expect("server restarts");
     let base = format!("{}/_matrix/client/v3", process.base);
-    let page: serde_json::Value = http
-        .get(format!(
-            "{base}/rooms/{}/messages?dir=b&limit=100000",
-            enc(&room)
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let stored: std::collections::HashSet<&str> = page["chunk"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event_id"].as_str().unwrap())
-        .collect();
+    let stored = stored_event_ids(&http, &base, &token, &room).await;
     let lost: Vec<&String> = acknowledged
         .iter()
-        .filter(|id| !stored.contains(id.as_str()))
+        .filter(|id| !stored.contains(*id))
         .collect();
     assert!(
         lost.is_empty(),

@@ -157,23 +157,8 @@ impl ModuleApi {
             displayname: Some(displayname.unwrap_or(localpart).to_string()),
             created_ts: server::now_ms(),
         };
-        match app.storage.create_user(user, None).await {
-            Ok(()) => {}
-            Err(crate::storage::StorageError::Conflict(_)) => {
-                return Err(ModuleError::new(
-                    400,
-                    ErrCode::UserInUse,
-                    "User ID already taken.",
-                ))
-            }
-            Err(e) => return Err(e.into()),
-        }
-        let id: OwnedUserId = parse_id("user ID", user_id)?;
-        app.callbacks
-            .account_validity
-            .on_user_registration(&id)
-            .await?;
-        Ok(id)
+        server::create_user(&app, user, None).await?;
+        parse_id("user ID", user_id)
     }
 
     /// The third-party identifiers bound to a user, oldest first (Synapse's

@@ -62,6 +62,36 @@ pub(crate) fn check_localpart(state: &AppState, localpart: &str) -> Result<Strin
     Ok(user_id)
 }
 
+/// Creates a user (and its first device), then tells the account validity
+/// modules, as every way of registering does in Synapse; `M_USER_IN_USE`
+/// if the ID is taken.
+pub(crate) async fn create_user(
+    state: &AppState,
+    user: NewUser,
+    device: Option<crate::storage::NewDevice>,
+) -> Result<(), MatrixError> {
+    let user_id = user.user_id.clone();
+    match state.storage.create_user(user, device).await {
+        Ok(()) => {}
+        Err(StorageError::Conflict(_)) => {
+            return Err(MatrixError::new(
+                400,
+                ErrCode::UserInUse,
+                "User ID already taken.",
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if let Ok(id) = ruma::UserId::parse(&user_id) {
+        state
+            .callbacks
+            .account_validity
+            .on_user_registration(&id)
+            .await?;
+    }
+    Ok(())
+}
+
 pub(crate) async fn hash_password(password: String) -> Result<String, MatrixError> {
     tokio::task::spawn_blocking(move || {
         use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
@@ -258,20 +288,9 @@ async fn register(
         displayname: Some(displayname),
         created_ts: now_ms(),
     };
-    match state.storage.create_user(user, device.clone()).await {
-        Ok(()) => {}
-        Err(StorageError::Conflict(_)) => {
-            return Err(MatrixError::new(
-                400,
-                ErrCode::UserInUse,
-                "User ID already taken.",
-            ))
-        }
-        Err(e) => return Err(e.into()),
-    }
+    create_user(&state, user, device.clone()).await?;
     if let Ok(id) = ruma::UserId::parse(&user_id) {
         let validity = &state.callbacks.account_validity;
-        validity.on_user_registration(&id).await?;
         if device.is_some() {
             validity.on_user_login(&id, None, None).await?;
         }
@@ -827,24 +846,6 @@ async fn admin_register(
         displayname: Some(body.displayname.unwrap_or_else(|| body.username.clone())),
         created_ts: now_ms(),
     };
-    match state.storage.create_user(user, Some(device.clone())).await {
-        Ok(()) => {}
-        Err(StorageError::Conflict(_)) => {
-            return Err(MatrixError::new(
-                400,
-                ErrCode::UserInUse,
-                "User ID already taken.",
-            ))
-        }
-        Err(e) => return Err(e.into()),
-    }
-    // Every way of registering tells the account validity modules, as in Synapse.
-    if let Ok(id) = ruma::UserId::parse(&user_id) {
-        state
-            .callbacks
-            .account_validity
-            .on_user_registration(&id)
-            .await?;
-    }
+    create_user(&state, user, Some(device.clone())).await?;
     Ok(Json(login_response(&state, &device)))
 }

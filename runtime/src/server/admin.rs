@@ -119,6 +119,15 @@ async fn put_user(
             "Reactivating a deactivated user is not supported",
         ));
     }
+    if let Some(threepids) = &threepids {
+        for (medium, address) in threepids {
+            if let Some(owner) = state.storage.threepid_owner(medium, address).await? {
+                if owner != id.as_str() {
+                    return Err(threepid_in_use());
+                }
+            }
+        }
+    }
     let existing = state.storage.get_user(id.as_str()).await?;
     let created = existing.is_none();
     if created {
@@ -139,27 +148,15 @@ async fn put_user(
             ),
             created_ts: now_ms(),
         };
-        state.storage.create_user(user, None).await?;
+        super::create_user(&state, user, None).await?;
     }
     if let Some(threepids) = threepids {
         match state.storage.set_threepids(id.as_str(), threepids).await {
-            Err(StorageError::Conflict(_)) => {
-                return Err(MatrixError::new(
-                    409,
-                    ErrCode::ThreepidInUse,
-                    "Threepid already in use",
-                ))
-            }
+            Err(StorageError::Conflict(_)) => return Err(threepid_in_use()),
             other => other?,
         }
     }
-    if created {
-        state
-            .callbacks
-            .account_validity
-            .on_user_registration(&id)
-            .await?;
-    } else {
+    if !created {
         if let Some(password) = body.password {
             let hash = super::account::hash_password(password).await?;
             state.storage.set_password_hash(id.as_str(), &hash).await?;
@@ -194,6 +191,10 @@ async fn put_user(
         StatusCode::OK
     };
     Ok((status, Json(user_body(&state, row).await?)).into_response())
+}
+
+fn threepid_in_use() -> MatrixError {
+    MatrixError::new(409, ErrCode::ThreepidInUse, "Threepid already in use")
 }
 
 /// `(medium, address)` as stored: emails are lowercased, as Synapse does.

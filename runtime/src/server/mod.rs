@@ -13,7 +13,7 @@ mod rooms;
 mod status;
 mod sync;
 
-pub(crate) use account::{check_localpart, deactivate_account, new_device};
+pub(crate) use account::{check_localpart, create_user, deactivate_account, new_device};
 pub(crate) use extract::authenticate;
 pub use extract::{Auth, AuthAllowExpired, Requester};
 pub(crate) use profile::profile_changed;

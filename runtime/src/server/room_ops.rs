@@ -110,11 +110,14 @@ pub async fn send_event(
         let persisted = match state.storage.persist_events(None, vec![new]).await {
             // Another request built the very same event (same sender,
             // content, parents and millisecond), so the same ID: build this
-            // one again on the room as it now is, to give it its own.
-            Err(crate::storage::StorageError::Conflict(_)) if attempt < 5 => {
+            // one again a random few milliseconds later, so that it (and
+            // any other send it collided with) gets an ID of its own.
+            Err(crate::storage::StorageError::Conflict(_)) if attempt < 20 => {
                 if let Some(existing) = earlier_send().await? {
                     return Ok(existing);
                 }
+                let wait = rand::Rng::gen_range(&mut rand::thread_rng(), 1..=4);
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
                 continue;
             }
             other => other?,

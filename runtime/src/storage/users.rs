@@ -219,6 +219,24 @@ impl Storage {
         self.read(move |c| threepids_of(c, &user_id)).await
     }
 
+    /// The user a third-party identifier is bound to, if any.
+    pub async fn threepid_owner(
+        &self,
+        medium: &str,
+        address: &str,
+    ) -> StorageResult<Option<String>> {
+        let (medium, address) = (medium.to_string(), address.to_string());
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT user_id FROM user_threepids WHERE medium = ?1 AND address = ?2",
+                params![medium, address],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
     /// Replaces a user's third-party identifiers with `wanted` (`(medium,
     /// address)` pairs); those kept keep their timestamps. `Conflict` if one
     /// is bound to another user, and then nothing changes.
