@@ -20,6 +20,10 @@ const USAGE: &str = "usage:
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let root = util::project_root();
     let result = match args.first().map(String::as_str) {
         Some("new-module") => match args.get(1) {
