@@ -100,7 +100,7 @@ pub mod __private {
     pub use crate::module::LoadError;
     pub use crate::module::{LoadContext, ModuleDescriptor};
     pub use inventory;
-    pub use serde_json;
+    pub use serde_json::Value as JsonValue;
 
     use crate::callbacks::{BoxFuture, Instance};
     use crate::error::ModuleError;

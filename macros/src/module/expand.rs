@@ -51,14 +51,14 @@ pub fn registration(module: &Module) -> TokenStream {
     // (picked by autoref specialization; other types get none).
     let config_schema = match module.config_type() {
         Some(ty) => quote! {
-            fn __axon_config_schema() -> ::core::option::Option<::axon::__private::serde_json::Value> {
+            fn __axon_config_schema() -> ::core::option::Option<::axon::__private::JsonValue> {
                 #[allow(unused_imports)]
                 use ::axon::__private::{SchemaFromJsonSchema as _, SchemaUnknown as _};
                 (&&::axon::__private::SchemaProbe::<#ty>::new()).config_schema()
             }
         },
         None => quote! {
-            fn __axon_config_schema() -> ::core::option::Option<::axon::__private::serde_json::Value> {
+            fn __axon_config_schema() -> ::core::option::Option<::axon::__private::JsonValue> {
                 ::core::option::Option::Some(::axon::__private::no_config_schema())
             }
         },
