@@ -98,13 +98,9 @@ impl Setup {
         (status, response.text().await.unwrap())
     }
 
-    /// The mails received so far, as text with quoted-printable soft breaks undone.
+    /// The mails received so far, raw: the link must be whole in them.
     fn mails(&self) -> Vec<(Vec<String>, String)> {
-        self.sink
-            .mails()
-            .into_iter()
-            .map(|m| (m.to, m.data.replace("=\n", "").replace("=3D", "=")))
-            .collect()
+        self.sink.mails().into_iter().map(|m| (m.to, m.data)).collect()
     }
 
     /// Waits (up to 10 s) for `n` mails in all.

@@ -111,6 +111,7 @@ impl ModuleApi {
         html: &str,
         text: &str,
     ) -> Result<(), ModuleError> {
+        use lettre::message::header::ContentType;
         use lettre::message::{Mailbox, MultiPart};
         use lettre::transport::smtp::client::{Tls, TlsParameters};
         use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -140,10 +141,11 @@ impl ModuleApi {
             .from(from)
             .to(to)
             .subject(subject)
-            .multipart(MultiPart::alternative_plain_html(
-                text.to_string(),
-                html.to_string(),
-            ))
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(readable_part(ContentType::TEXT_PLAIN, text))
+                    .singlepart(readable_part(ContentType::TEXT_HTML, html)),
+            )
             .map_err(|e| ModuleError::internal(format!("cannot build the mail: {e}")))?;
         let tls = if config.force_tls || config.require_transport_security || config.enable_tls {
             let parameters = TlsParameters::new(config.smtp_host.clone()).map_err(|e| {
@@ -182,4 +184,25 @@ impl ModuleApi {
                 )
             })
     }
+}
+
+/// A mail part sent as it is written (7bit) when it is ASCII with lines
+/// SMTP accepts (998 characters), so links stay whole in the raw message;
+/// lettre would quote-print any line from 76 characters. Other text gets
+/// lettre's choice (quoted-printable or base64).
+fn readable_part(
+    content_type: lettre::message::header::ContentType,
+    body: &str,
+) -> lettre::message::SinglePart {
+    use lettre::message::header::ContentTransferEncoding;
+    use lettre::message::{Body, SinglePart};
+    let readable =
+        body.is_ascii() && !body.contains('\0') && body.lines().all(|l| l.len() <= 998);
+    let body = if readable {
+        let crlf = body.replace("\r\n", "\n").replace('\n', "\r\n");
+        Body::dangerous_pre_encoded(crlf.into_bytes(), ContentTransferEncoding::SevenBit)
+    } else {
+        Body::new(body.to_string())
+    };
+    SinglePart::builder().header(content_type).body(body)
 }
