@@ -100,7 +100,11 @@ impl Setup {
 
     /// The mails received so far, raw: the link must be whole in them.
     fn mails(&self) -> Vec<(Vec<String>, String)> {
-        self.sink.mails().into_iter().map(|m| (m.to, m.data)).collect()
+        self.sink
+            .mails()
+            .into_iter()
+            .map(|m| (m.to, m.data))
+            .collect()
     }
 
     /// Waits (up to 10 s) for `n` mails in all.

@@ -196,8 +196,7 @@ fn readable_part(
 ) -> lettre::message::SinglePart {
     use lettre::message::header::ContentTransferEncoding;
     use lettre::message::{Body, SinglePart};
-    let readable =
-        body.is_ascii() && !body.contains('\0') && body.lines().all(|l| l.len() <= 998);
+    let readable = body.is_ascii() && !body.contains('\0') && body.lines().all(|l| l.len() <= 998);
     let body = if readable {
         let crlf = body.replace("\r\n", "\n").replace('\n', "\r\n");
         Body::dangerous_pre_encoded(crlf.into_bytes(), ContentTransferEncoding::SevenBit)
