@@ -235,6 +235,7 @@ async fn loading_without_a_server_constructs_the_module_and_checks_its_config() 
     let server = axon::module::ServerInfo {
         server_name: "test.local".try_into().unwrap(),
         public_baseurl: "http://x/".into(),
+        measure_callbacks: false,
     };
     let loaded = axon::module::LoadedModules::load(yaml.get("modules"), server).unwrap();
     assert_eq!(loaded.modules.len(), 1);
@@ -247,6 +248,7 @@ async fn loading_without_a_server_constructs_the_module_and_checks_its_config() 
         axon::module::ServerInfo {
             server_name: "test.local".try_into().unwrap(),
             public_baseurl: "http://x/".into(),
+            measure_callbacks: false,
         },
     ) {
         Err(e) => e.to_string(),

@@ -15,7 +15,7 @@ const PAGE: &str = "/_axon/admin/modules";
 /// invites Bob once.
 async fn after_a_known_sequence() -> (TestServer, User) {
     let s = TestServer::start_with(&format!(
-        "modules:\n{}  - module: axon_demo::DemoModule\n    config: {{blocked_user: '@nobody:test.local'}}\n",
+        "enable_metrics: true\nmodules:\n{}  - module: axon_demo::DemoModule\n    config: {{blocked_user: '@nobody:test.local'}}\n",
         rules("status", "a", &[("user_may_invite", "panic")])
     ))
     .await;
@@ -50,7 +50,7 @@ async fn json_lists_modules_in_order_with_their_callbacks_counts_and_last_failur
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["metrics_enabled"], false);
+    assert_eq!(body["metrics_enabled"], true);
     let modules = body["modules"].as_array().unwrap();
     assert_eq!(modules.len(), 2);
     assert_eq!(modules[0]["index"], 0);
@@ -64,11 +64,6 @@ async fn json_lists_modules_in_order_with_their_callbacks_counts_and_last_failur
     assert_eq!(create["calls"], 1);
     assert_eq!(create["denials"], 0);
     assert_eq!(create["last_failure"], Value::Null);
-    assert_eq!(
-        create["p50_ms"],
-        Value::Null,
-        "not timed without enable_metrics"
-    );
 
     let invite = callback(&modules[0], "spam_checker.user_may_invite");
     assert_eq!(invite["calls"], 1);
@@ -99,6 +94,33 @@ async fn json_lists_modules_in_order_with_their_callbacks_counts_and_last_failur
         response.json::<Value>().await.unwrap()["modules"][1]["path"],
         "axon_demo::DemoModule"
     );
+}
+
+#[tokio::test]
+async fn without_enable_metrics_failures_are_counted_but_calls_are_not() {
+    let s = TestServer::start_with(&format!(
+        "modules:\n{}",
+        rules("status-off", "a", &[("user_may_invite", "panic")])
+    ))
+    .await;
+    let admin = register_admin(&s, "root").await;
+    let alice = s.register("alice").await;
+    let room = s.create_room(&alice, json!({})).await;
+    s.invite(&alice, &room, "@bob:test.local").await;
+    let (_, body) = s
+        .request(
+            Method::GET,
+            &format!("{PAGE}?format=json"),
+            Some(&admin.token),
+            None,
+        )
+        .await;
+    assert_eq!(body["metrics_enabled"], false);
+    let invite = callback(&body["modules"][0], "spam_checker.user_may_invite");
+    assert_eq!(invite["calls"], Value::Null);
+    assert_eq!(invite["p50_ms"], Value::Null);
+    assert_eq!(invite["failures"]["panic"], 1);
+    assert!(invite["last_failure"]["error"].is_string());
 }
 
 #[tokio::test]

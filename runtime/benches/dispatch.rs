@@ -35,6 +35,7 @@ fn callbacks(modules: usize) -> Arc<Callbacks> {
     let server = ServerInfo {
         server_name: "bench.local".try_into().unwrap(),
         public_baseurl: "http://127.0.0.1/".into(),
+        measure_callbacks: false,
     };
     LoadedModules::load(doc.get("modules"), server)
         .unwrap()

@@ -164,6 +164,7 @@ fn load_modules(config: &HomeserverConfig) -> Result<LoadedModules, crate::modul
     let server = ServerInfo {
         server_name: config.server_name.clone(),
         public_baseurl: config.public_baseurl(),
+        measure_callbacks: config.enable_metrics,
     };
     let modules = match &config.modules {
         serde_yaml::Value::Null => None,

@@ -1,7 +1,8 @@
 //! What the server counts: per module and callback (calls, denials,
 //! failures by kind, latency) and per HTTP endpoint (requests, latency).
-//! Counts are always kept (atomics, no lock, no allocation); latencies only
-//! with `enable_metrics: true`, as a clock read costs more than a callback.
+//! Denials and failures are always counted (atomics, no lock, no
+//! allocation; they are off the common path); calls and their latency only
+//! with `enable_metrics: true`, as that costs on every call.
 //! `GET /metrics` exposes them in the Prometheus text format
 //! (prometheus-client); the admin status page reads the same numbers.
 
@@ -12,7 +13,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -112,15 +113,15 @@ pub struct CallbackStats {
     pub panics: AtomicU64,
     pub timeouts: AtomicU64,
     pub latency: Latency,
-    /// Whether calls are timed (`enable_metrics`).
-    pub(crate) timed: AtomicBool,
+    /// Whether calls are counted and timed (`enable_metrics`).
+    pub(crate) timed: bool,
     /// The last failure: milliseconds since the epoch, and what happened.
     pub last_failure: Mutex<Option<(i64, String)>>,
 }
 
 impl CallbackStats {
     pub fn is_timed(&self) -> bool {
-        self.timed.load(Ordering::Relaxed)
+        self.timed
     }
 
     pub fn failures(&self) -> u64 {
@@ -230,9 +231,6 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(enabled: bool, callbacks: Vec<CallbackRecord>) -> Metrics {
-        for record in &callbacks {
-            record.stats.timed.store(enabled, Ordering::Relaxed);
-        }
         let callbacks = Arc::new(callbacks);
         let http_requests = Family::<HttpLabels, Counter>::default();
         let http_duration = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {

@@ -335,6 +335,7 @@ pub fn modules_load_error(yaml: &str) -> String {
     let server = axon::module::ServerInfo {
         server_name: SERVER_NAME.try_into().unwrap(),
         public_baseurl: "http://127.0.0.1/".into(),
+        measure_callbacks: false,
     };
     match axon::module::LoadedModules::load(doc.get("modules"), server) {
         Err(e) => e.to_string(),

@@ -244,9 +244,11 @@ pub struct Guarded<'a, T> {
 }
 
 impl<T> Guarded<'_, T> {
+    /// Counts and times the call, if calls are measured (`enable_metrics`):
+    /// an atomic add on every call is a sixth of a callback's cost.
     fn finished(&self) {
-        self.stats.calls.fetch_add(1, Ordering::Relaxed);
         if let Some(started) = self.started {
+            self.stats.calls.fetch_add(1, Ordering::Relaxed);
             self.stats.latency.observe(started.elapsed());
         }
     }

@@ -14,6 +14,8 @@ pub struct ServerInfo {
     pub server_name: OwnedServerName,
     /// Such as `https://matrix.example.com/`.
     pub public_baseurl: String,
+    /// Count and time every callback call (`enable_metrics`).
+    pub measure_callbacks: bool,
 }
 
 /// State shared by every module's `ModuleApi`.
@@ -59,6 +61,10 @@ impl ApiShared {
             registrations: Mutex::new(Registrations::default()),
             sealed: AtomicBool::new(false),
         }
+    }
+
+    pub(crate) fn measure_callbacks(&self) -> bool {
+        self.server.measure_callbacks
     }
 
     fn registrations(&self) -> MutexGuard<'_, Registrations> {

@@ -523,6 +523,7 @@ impl LoadContext<'_> {
             callbacks: self.callbacks,
             warnings: self.warnings,
             records: self.records,
+            measure: self.api.shared().measure_callbacks(),
             instance,
             module: self.api.module().clone(),
             timeout: self.entry.callback_timeout,
@@ -536,6 +537,8 @@ pub struct Registrar<'a> {
     pub(crate) callbacks: &'a mut Callbacks,
     pub(crate) warnings: &'a mut Vec<String>,
     records: &'a mut Vec<CallbackRecord>,
+    /// Whether calls are counted and timed (`enable_metrics`).
+    measure: bool,
     instance: Arc<Instance>,
     module: Arc<ModuleRef>,
     timeout: Duration,
@@ -545,7 +548,10 @@ pub struct Registrar<'a> {
 impl Registrar<'_> {
     /// An entry for callback function `f`, and its stats.
     pub(crate) fn entry<F>(&self, f: F) -> (Entry<F>, Arc<CallbackStats>) {
-        let stats = Arc::new(CallbackStats::default());
+        let stats = Arc::new(CallbackStats {
+            timed: self.measure,
+            ..Default::default()
+        });
         let entry = Entry {
             module: self.module.clone(),
             instance: self.instance.clone(),

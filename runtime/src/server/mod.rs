@@ -287,6 +287,7 @@ impl RunningServer {
         let server = ServerInfo {
             server_name: config.server_name.clone(),
             public_baseurl: config.public_baseurl(),
+            measure_callbacks: config.enable_metrics,
         };
         let modules_yaml = match &config.modules {
             serde_yaml::Value::Null => None,

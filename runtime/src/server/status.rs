@@ -40,7 +40,7 @@ fn callback_json(record: &CallbackRecord) -> Value {
         .map(|(at, error)| json!({ "at": at, "error": error }));
     json!({
         "callback": record.callback,
-        "calls": stats.calls.load(Ordering::Relaxed),
+        "calls": stats.is_timed().then(|| stats.calls.load(Ordering::Relaxed)),
         "denials": stats.denials.load(Ordering::Relaxed),
         "failures": {
             "error": stats.errors.load(Ordering::Relaxed),
@@ -123,7 +123,10 @@ fn status_html(status: &Value) -> String {
                     + cb["failures"]["panic"].as_u64().unwrap_or(0)
                     + cb["failures"]["timeout"].as_u64().unwrap_or(0),
                 escape(cb["callback"].as_str().unwrap_or_default()),
-                cb["calls"],
+                match cb["calls"].as_u64() {
+                    Some(calls) => calls.to_string(),
+                    None => "–".into(),
+                },
                 cb["denials"],
                 cb["failures"]["error"],
                 cb["failures"]["panic"],
@@ -137,7 +140,7 @@ fn status_html(status: &Value) -> String {
     let note = if timed {
         ""
     } else {
-        "<p class=\"note\">Latencies are measured with <code>enable_metrics: true</code>.</p>\n"
+        "<p class=\"note\">Calls are counted and timed with <code>enable_metrics: true</code>.</p>\n"
     };
     format!(
         r#"<!DOCTYPE html>

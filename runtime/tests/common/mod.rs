@@ -29,6 +29,7 @@ pub fn server() -> ServerInfo {
     ServerInfo {
         server_name: "test.local".try_into().unwrap(),
         public_baseurl: "http://127.0.0.1:8008/".into(),
+        measure_callbacks: false,
     }
 }
 
