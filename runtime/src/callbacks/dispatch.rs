@@ -67,6 +67,7 @@ impl<F> Entry<F> {
             timeout: self.timeout,
             deadline: None,
             stats: &self.stats,
+            timed: self.stats.is_timed(),
             started: None,
         }
     }
@@ -239,6 +240,7 @@ pub struct Guarded<'a, T> {
     timeout: Duration,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     stats: &'a CallbackStats,
+    timed: bool,
     /// When the first poll began, if calls are timed.
     started: Option<std::time::Instant>,
 }
@@ -259,7 +261,7 @@ impl<T> Future for Guarded<'_, T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        if this.started.is_none() && this.stats.is_timed() {
+        if this.timed && this.started.is_none() {
             this.started = Some(std::time::Instant::now());
         }
         let polled = catch_unwind(AssertUnwindSafe(|| this.future.as_mut().poll(cx)));
