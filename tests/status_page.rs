@@ -29,6 +29,17 @@ async fn after_a_known_sequence() -> (TestServer, User) {
     (s, admin)
 }
 
+/// `GET` the page as JSON, as an admin.
+async fn status_json(s: &TestServer, admin: &User) -> (StatusCode, Value) {
+    s.request(
+        Method::GET,
+        &format!("{PAGE}?format=json"),
+        Some(&admin.token),
+        None,
+    )
+    .await
+}
+
 fn callback<'a>(module: &'a Value, name: &str) -> &'a Value {
     module["callbacks"]
         .as_array()
@@ -41,14 +52,7 @@ fn callback<'a>(module: &'a Value, name: &str) -> &'a Value {
 #[tokio::test]
 async fn json_lists_modules_in_order_with_their_callbacks_counts_and_last_failure() {
     let (s, admin) = after_a_known_sequence().await;
-    let (status, body) = s
-        .request(
-            Method::GET,
-            &format!("{PAGE}?format=json"),
-            Some(&admin.token),
-            None,
-        )
-        .await;
+    let (status, body) = status_json(&s, &admin).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["metrics_enabled"], true);
     let modules = body["modules"].as_array().unwrap();
@@ -107,14 +111,7 @@ async fn without_enable_metrics_failures_are_counted_but_calls_are_not() {
     let alice = s.register("alice").await;
     let room = s.create_room(&alice, json!({})).await;
     s.invite(&alice, &room, "@bob:test.local").await;
-    let (_, body) = s
-        .request(
-            Method::GET,
-            &format!("{PAGE}?format=json"),
-            Some(&admin.token),
-            None,
-        )
-        .await;
+    let (_, body) = status_json(&s, &admin).await;
     assert_eq!(body["metrics_enabled"], false);
     let invite = callback(&body["modules"][0], "spam_checker.user_may_invite");
     assert_eq!(invite["calls"], Value::Null);
@@ -133,14 +130,7 @@ async fn latencies_are_reported_with_enable_metrics() {
     s.create_room(&admin, json!({})).await;
     let alice = s.register("alice").await;
     s.create_room(&alice, json!({})).await;
-    let (_, body) = s
-        .request(
-            Method::GET,
-            &format!("{PAGE}?format=json"),
-            Some(&admin.token),
-            None,
-        )
-        .await;
+    let (_, body) = status_json(&s, &admin).await;
     let create = callback(&body["modules"][0], "spam_checker.user_may_create_room");
     // Server admins skip the spam checks, so one call.
     assert_eq!(create["calls"], 1, "{body}");
@@ -181,14 +171,7 @@ async fn a_browser_renders_the_page() {
         return;
     };
     let (s, admin) = after_a_known_sequence().await;
-    let (_, status) = s
-        .request(
-            Method::GET,
-            &format!("{PAGE}?format=json"),
-            Some(&admin.token),
-            None,
-        )
-        .await;
+    let (_, status) = status_json(&s, &admin).await;
     let registered: usize = status["modules"]
         .as_array()
         .unwrap()

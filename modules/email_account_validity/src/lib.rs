@@ -7,6 +7,7 @@
 mod pages;
 mod store;
 
+use axon::config::ConfigDuration;
 use axon::prelude::*;
 use axum::extract::{Query, Request};
 use axum::http::StatusCode;
@@ -18,84 +19,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use store::{Store, TokenLookup};
 
-/// A duration as Synapse's config writes them: a number of milliseconds,
-/// or a number with a unit (`s`, `m`, `h`, `d`, `w`, `y`), such as `6w`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DurationMs(pub u64);
-
-impl schemars::JsonSchema for DurationMs {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "DurationMs".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "description": DURATION,
-            "anyOf": [
-                { "type": "integer", "minimum": 0 },
-                { "type": "string", "pattern": "^\\s*[0-9]+[smhdwy]?\\s*$" }
-            ]
-        })
-    }
-}
-
-const DURATION: &str =
-    "a duration such as `6w`, `30d`, `12h` (units s, m, h, d, w, y) or a number of milliseconds";
-
-impl<'de> Deserialize<'de> for DurationMs {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = DurationMs;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str(DURATION)
-            }
-            fn visit_u64<E: serde::de::Error>(self, ms: u64) -> Result<DurationMs, E> {
-                Ok(DurationMs(ms))
-            }
-            fn visit_i64<E: serde::de::Error>(self, ms: i64) -> Result<DurationMs, E> {
-                u64::try_from(ms)
-                    .map(DurationMs)
-                    .map_err(|_| E::custom(format!("`{ms}` is not {DURATION}")))
-            }
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<DurationMs, E> {
-                parse_duration(text)
-                    .map(DurationMs)
-                    .ok_or_else(|| E::custom(format!("`{text}` is not {DURATION}")))
-            }
-        }
-        d.deserialize_any(Visitor)
-    }
-}
-
-fn parse_duration(text: &str) -> Option<u64> {
-    const SECOND: u64 = 1000;
-    const DAY: u64 = 24 * 3600 * SECOND;
-    let text = text.trim();
-    let (number, unit) = match text.char_indices().last()? {
-        (i, c) if c.is_ascii_alphabetic() => (&text[..i], Some(c)),
-        _ => (text, None),
-    };
-    let size = match unit {
-        None => 1,
-        Some('s') => SECOND,
-        Some('m') => 60 * SECOND,
-        Some('h') => 3600 * SECOND,
-        Some('d') => DAY,
-        Some('w') => 7 * DAY,
-        Some('y') => 365 * DAY,
-        Some(_) => return None,
-    };
-    number.parse::<u64>().ok()?.checked_mul(size)
-}
-
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// How long an account stays valid without renewal. Required.
-    pub period: DurationMs,
+    pub period: ConfigDuration,
     /// How long before expiry the renewal mail goes out. Required.
-    pub renew_at: DurationMs,
+    pub renew_at: ConfigDuration,
     /// Links (32 letters, usable without logging in) or 8-digit codes
     /// (entered by the logged-in user).
     #[serde(default = "yes")]
@@ -214,7 +144,11 @@ impl Inner {
     /// The periodic job: mail everyone expiring within `renew_at` who has
     /// not had the mail yet.
     async fn send_due_mails(&self) {
-        let due = match self.store.expiring_soon(self.config.renew_at.0).await {
+        let due = match self
+            .store
+            .expiring_soon(self.config.renew_at.as_millis())
+            .await
+        {
             Ok(due) => due,
             Err(e) => {
                 tracing::warn!("cannot list the accounts to remind: {e}");
@@ -247,7 +181,7 @@ impl Inner {
             .await;
         match lookup {
             Ok(TokenLookup::Fresh { user_id }) => {
-                let expiration_ts = self.now() + self.config.period.0;
+                let expiration_ts = self.now() + self.config.period.as_millis();
                 match self
                     .store
                     .set_validity(&user_id, expiration_ts, false, true)
@@ -320,7 +254,7 @@ impl Inner {
             return error(400, ErrCode::InvalidParam, "'user_id' must be a user ID");
         };
         let expiration_ts = match body.get("expiration_ts") {
-            None | Some(Value::Null) => self.now() + self.config.period.0,
+            None | Some(Value::Null) => self.now() + self.config.period.as_millis(),
             Some(ts) => match ts.as_u64() {
                 Some(ts) => ts,
                 None => {
@@ -385,7 +319,7 @@ fn resource(inner: &Arc<Inner>) -> Router {
 #[module]
 impl EmailAccountValidity {
     fn new(config: Config, api: &ModuleApi) -> Result<Self, ConfigError> {
-        if config.period.0 == 0 {
+        if config.period.as_millis() == 0 {
             return Err(ConfigError::new(
                 "`period` must be longer than 0, such as `6w`",
             ));
@@ -411,7 +345,7 @@ impl EmailAccountValidity {
         let added = self
             .inner
             .store
-            .back_fill(self.inner.config.period.0)
+            .back_fill(self.inner.config.period.as_millis())
             .await?;
         if added > 0 {
             tracing::info!("email_account_validity: {added} existing users given an expiry");
@@ -443,26 +377,9 @@ impl EmailAccountValidity {
 
     #[callback(account_validity)]
     async fn on_user_registration(&self, user: &UserId) {
-        let expiry = self.inner.now() + self.inner.config.period.0;
+        let expiry = self.inner.now() + self.inner.config.period.as_millis();
         if let Err(e) = self.inner.store.register(user.as_str(), expiry).await {
             tracing::warn!("cannot set {user}'s expiry: {e}");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_duration;
-
-    #[test]
-    fn durations_read_as_synapse_reads_them() {
-        assert_eq!(parse_duration("6w"), Some(6 * 7 * 86_400_000));
-        assert_eq!(parse_duration("1d"), Some(86_400_000));
-        assert_eq!(parse_duration("30m"), Some(1_800_000));
-        assert_eq!(parse_duration("1y"), Some(365 * 86_400_000));
-        assert_eq!(parse_duration("500"), Some(500));
-        assert_eq!(parse_duration("5x"), None);
-        assert_eq!(parse_duration("w"), None);
-        assert_eq!(parse_duration(""), None);
     }
 }

@@ -1,6 +1,9 @@
 //! The homeserver config: Synapse-shaped YAML, so an operator recognises it.
 //! Keys Axon does not support are named in warnings, never silently dropped.
 
+mod duration;
+
+pub use duration::{ConfigDuration, EXPECTED_DURATION};
 use ruma::OwnedServerName;
 use serde::{Deserialize, Deserializer};
 use std::fmt;
@@ -204,9 +207,7 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MediaUploadLimitConfig {
-    #[serde(deserialize_with = "duration")]
-    #[schemars(with = "DurationSchema")]
-    pub time_period: std::time::Duration,
+    pub time_period: ConfigDuration,
     #[serde(deserialize_with = "size")]
     #[schemars(with = "SizeSchema")]
     pub max_size: u64,
@@ -221,34 +222,6 @@ enum SizeSchema {
     Bytes(u64),
     /// Such as `50M`, `512K`, `1G`.
     Text(String),
-}
-
-#[derive(schemars::JsonSchema)]
-#[serde(untagged)]
-#[allow(dead_code)]
-enum DurationSchema {
-    /// Milliseconds.
-    Millis(u64),
-    /// Such as `1h`, `1d`, `30s`.
-    Text(String),
-}
-
-/// Durations as Synapse writes them: `1h`, `1d`, `30s`, or milliseconds.
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Period {
-        Millis(u64),
-        Text(String),
-    }
-    match Period::deserialize(d)? {
-        Period::Millis(ms) => Ok(std::time::Duration::from_millis(ms)),
-        Period::Text(text) => humantime::parse_duration(&text).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "expected a duration such as `1h` or `1d`, found {text:?}"
-            ))
-        }),
-    }
 }
 
 /// A token bucket: `burst_count` actions at once, refilled at `per_second`.

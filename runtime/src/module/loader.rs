@@ -163,7 +163,7 @@ fn parse_entry(index: usize, item: &Value) -> Result<Option<ModuleEntry>, Vec<Lo
 fn parse_duration(value: &Value) -> Result<Duration, String> {
     let parsed = match value {
         Value::Number(n) => n.as_u64().map(Duration::from_millis),
-        Value::String(s) => humantime::parse_duration(s).ok(),
+        Value::String(s) => crate::config::ConfigDuration::parse(s).map(|d| d.0),
         _ => None,
     };
     match parsed {

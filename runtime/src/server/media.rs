@@ -84,7 +84,7 @@ async fn check_upload(
             .media_upload_limits
             .iter()
             .map(|l| crate::callbacks::MediaUploadLimit {
-                time_period_ms: l.time_period.as_millis() as u64,
+                time_period_ms: l.time_period.as_millis(),
                 max_bytes: l.max_size,
             })
             .collect(),
