@@ -6,8 +6,8 @@
 //! `cargo bench --bench load` (`-- --quick` for a short run). The load
 //! generator shares the machine's cores with the server.
 
-use axon::config::HomeserverConfig;
-use axon::server::RunningServer;
+use axon_server::config::HomeserverConfig;
+use axon_server::RunningServer;
 use serde_json::json;
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! `cargo xtask new-module` adds new module crates here;
 //! `cargo xtask build-server --modules a,b` builds a homeserver with others.
 
-axon::homeserver_main!(
+axon_server::homeserver_main!(
     auto_accept_invite,
     axon_demo,
     domain_rule_checker,

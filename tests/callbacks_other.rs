@@ -474,8 +474,8 @@ async fn two_modules_claiming_one_login_type_differently_stop_startup() {
             ),
         ])
     );
-    let parsed = axon::config::HomeserverConfig::parse(&yaml).unwrap();
-    let error = axon::server::RunningServer::start(parsed.config)
+    let parsed = axon_server::config::HomeserverConfig::parse(&yaml).unwrap();
+    let error = axon_server::RunningServer::start(parsed.config)
         .await
         .err()
         .expect("startup fails");

@@ -247,7 +247,7 @@ fn generate_config_writes_a_sample_that_checks() {
 fn the_checked_in_sample_is_the_generated_one() {
     let sample =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/homeserver.yaml")).unwrap();
-    let generated = axon::config::generate("localhost");
+    let generated = axon_server::config::generate("localhost");
     let strip = |text: &str| -> Vec<String> {
         text.lines()
             .filter(|l| !l.contains("registration_shared_secret:"))
@@ -257,7 +257,7 @@ fn the_checked_in_sample_is_the_generated_one() {
     assert_eq!(
         strip(&sample),
         strip(&generated),
-        "regenerate homeserver.yaml from runtime/src/config/sample.yaml"
+        "regenerate homeserver.yaml from runtime/server/src/config/sample.yaml"
     );
     let out = axon(&[
         "--check-config",

@@ -36,7 +36,7 @@ fn every_crate_under_modules_is_in_the_stock_binary() {
     linked.dedup();
     assert_eq!(
         linked, crates,
-        "add the missing crates to axon::homeserver_main!(…) in src/main.rs"
+        "add the missing crates to axon_server::homeserver_main!(…) in src/main.rs"
     );
 }
 

@@ -184,7 +184,7 @@ fn a_metrics_listener_needs_enable_metrics() {
         "listeners:\n  - port: 0\n",
         "listeners:\n  - port: 0\n    type: metrics\n",
     );
-    let problems = axon::config::HomeserverConfig::parse(&yaml).unwrap_err();
+    let problems = axon_server::config::HomeserverConfig::parse(&yaml).unwrap_err();
     let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
     assert!(
         text.contains(

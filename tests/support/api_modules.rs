@@ -36,7 +36,7 @@ impl AutoJoin {
             OwnedUserId::try_from(target).map_err(|e| ModuleError::internal(e.to_string()))?;
         if self.api.is_mine(&target) {
             self.api
-                .update_room_membership(&target, &target, &event.room_id, "join", None)
+                .update_room_membership(&target, &target, &event.room_id, Membership::Join, None)
                 .await?;
         }
         Ok(())

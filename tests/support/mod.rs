@@ -14,8 +14,8 @@ use mjolnir_antispam as _;
 use shared_secret_auth as _;
 use user_restrictions as _;
 
-use axon::config::HomeserverConfig;
-use axon::server::RunningServer;
+use axon_server::config::HomeserverConfig;
+use axon_server::RunningServer;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 

@@ -46,7 +46,7 @@ pub fn run(root: &Path) -> Result<(), String> {
             );
         }
         if !any {
-            println!("  (not linked into the stock binary: add it to axon::homeserver_main! in src/main.rs)");
+            println!("  (not linked into the stock binary: add it to axon_server::homeserver_main! in src/main.rs)");
         }
     }
     Ok(())

@@ -75,15 +75,15 @@ fn insert_dependency(manifest: &str, name: &str) -> Result<String, String> {
 }
 
 fn insert_in_main(main: &str, name: &str) -> Result<String, String> {
-    let call = "axon::homeserver_main!(";
+    let call = "axon_server::homeserver_main!(";
     let start = main
         .find(call)
-        .ok_or("src/main.rs does not call axon::homeserver_main!")?
+        .ok_or("src/main.rs does not call axon_server::homeserver_main!")?
         + call.len();
     let end = start
         + main[start..]
             .find(')')
-            .ok_or("unterminated axon::homeserver_main!")?;
+            .ok_or("unterminated axon_server::homeserver_main!")?;
     let mut crates: Vec<String> = main[start..end]
         .split(',')
         .map(|c| c.trim().to_string())
@@ -136,7 +136,7 @@ fn plan(root: &Path, name: &str) -> Result<Plan, String> {
     };
     let manifest_path = root.join("Cargo.toml");
     let main_path = root.join("src/main.rs");
-    let template_path = root.join("runtime/src/config/sample.yaml");
+    let template_path = root.join("runtime/server/src/config/sample.yaml");
     let sample_path = root.join("homeserver.yaml");
     let entry = sample_entry(name, &type_name);
     Ok(Plan {
@@ -195,10 +195,10 @@ mod tests {
         let manifest = "[package]\nname = \"x\"\n\n[dependencies]\naxon = { path = \"runtime\" }\naxon_demo = { path = \"modules/demo\" }\n\n[dev-dependencies]\nfoo = \"1\"\n";
         let edited = insert_dependency(manifest, "zed").unwrap();
         assert!(edited.contains("axon_demo = { path = \"modules/demo\" }\nzed = { path = \"modules/zed\" }\n\n[dev-dependencies]"), "{edited}");
-        let main = "//! doc\n\naxon::homeserver_main!(axon_demo);\n";
+        let main = "//! doc\n\naxon_server::homeserver_main!(axon_demo);\n";
         assert_eq!(
             insert_in_main(main, "abc").unwrap(),
-            "//! doc\n\naxon::homeserver_main!(abc, axon_demo);\n"
+            "//! doc\n\naxon_server::homeserver_main!(abc, axon_demo);\n"
         );
     }
 }

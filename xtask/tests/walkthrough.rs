@@ -63,7 +63,7 @@ fn new_module_list_modules_and_build_server() {
             "Cargo.toml",
             "src/main.rs",
             "homeserver.yaml",
-            "runtime/src/config/sample.yaml",
+            "runtime/server/src/config/sample.yaml",
         ]
         .map(|f| std::fs::read_to_string(ws.join(f)).unwrap())
     };
@@ -96,7 +96,7 @@ fn new_module_list_modules_and_build_server() {
     assert!(text(&out.stdout).contains("created modules/no_spam: module path `no_spam::NoSpam`"));
     let main = std::fs::read_to_string(ws.join("src/main.rs")).unwrap();
     let linked = main
-        .split("axon::homeserver_main!(")
+        .split("axon_server::homeserver_main!(")
         .nth(1)
         .unwrap()
         .split(')')
@@ -183,13 +183,13 @@ fn a_crate_outside_the_workspace_builds_its_own_homeserver() {
     std::fs::write(
         dir.join("Cargo.toml"),
         format!(
-            "[package]\nname = \"my_homeserver\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\naxon = {{ path = \"{runtime}\" }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\n\n[workspace]\n"
+            "[package]\nname = \"my_homeserver\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\naxon = {{ path = \"{runtime}/sdk\" }}\naxon-server = {{ path = \"{runtime}/server\" }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\n\n[workspace]\n"
         ),
     )
     .unwrap();
     std::fs::write(
         dir.join("src/main.rs"),
-        "use axon::prelude::*;\n\n/// A module defined in the binary's own crate.\npub struct Hello;\n\n#[module]\nimpl Hello {\n    fn new(_api: &ModuleApi) -> Self {\n        Hello\n    }\n\n    #[callback(account_validity)]\n    async fn is_user_expired(&self, _user: &UserId) -> Option<bool> {\n        None\n    }\n}\n\naxon::homeserver_main!();\n",
+        "use axon::prelude::*;\n\n/// A module defined in the binary's own crate.\npub struct Hello;\n\n#[module]\nimpl Hello {\n    fn new(_api: &ModuleApi) -> Self {\n        Hello\n    }\n\n    #[callback(account_validity)]\n    async fn is_user_expired(&self, _user: &UserId) -> Option<bool> {\n        None\n    }\n}\n\naxon_server::homeserver_main!();\n",
     )
     .unwrap();
     std::fs::copy(repo().join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();

@@ -102,7 +102,7 @@ impl InviteAutoAccepter {
             for (attempt, delay) in RETRY_DELAYS_S.iter().enumerate() {
                 api.sleep(Duration::from_secs(*delay)).await;
                 match api
-                    .update_room_membership(&who, &who, &room, "join", None)
+                    .update_room_membership(&who, &who, &room, Membership::Join, None)
                     .await
                 {
                     Ok(_) => return,

@@ -1,0 +1,197 @@
+//! Request extractors that answer bad input with Matrix errors: the JSON
+//! body (`M_NOT_JSON`, `M_BAD_JSON`, `M_TOO_LARGE`), query and path
+//! parameters (`M_INVALID_PARAM`), and the access token (`M_MISSING_TOKEN`,
+//! `M_UNKNOWN_TOKEN`).
+
+use super::{AppState, MatrixError};
+use axon::ErrCode;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+/// Largest JSON body the client API reads.
+pub const MAX_JSON_BODY: usize = 1024 * 1024;
+
+/// A JSON object body; an empty body is `{}` (as Synapse accepts for
+/// endpoints whose fields are all optional).
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = MatrixError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, MatrixError> {
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_JSON_BODY)
+            .await
+            .map_err(|_| MatrixError::new(413, ErrCode::TooLarge, "Request body too large"))?;
+        let value: serde_json::Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+            serde_json::Value::Object(Default::default())
+        } else {
+            serde_json::from_slice(&bytes)
+                .map_err(|_| MatrixError::new(400, ErrCode::NotJson, "Content not JSON."))?
+        };
+        if !value.is_object() {
+            return Err(MatrixError::new(
+                400,
+                ErrCode::BadJson,
+                "Content must be a JSON object.",
+            ));
+        }
+        parse_json(value).map(JsonBody)
+    }
+}
+
+/// A JSON value into `T`, or `M_BAD_JSON` naming the field at fault.
+pub fn parse_json<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, MatrixError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        };
+        MatrixError::new(400, ErrCode::BadJson, message)
+    })
+}
+
+/// Query parameters; bad ones are `M_INVALID_PARAM`.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = MatrixError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, MatrixError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| MatrixError::new(400, ErrCode::InvalidParam, e.body_text()))
+    }
+}
+
+/// Path parameters; bad ones are `M_INVALID_PARAM`.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = MatrixError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, MatrixError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e| MatrixError::new(400, ErrCode::InvalidParam, e.body_text()))
+    }
+}
+
+/// The user an access token belongs to.
+#[derive(Debug, Clone)]
+pub struct Requester {
+    pub user_id: String,
+    pub device_id: String,
+    pub access_token: String,
+    pub admin: bool,
+    pub shadow_banned: bool,
+}
+
+/// An authenticated request (Synapse's `get_user_by_req`): the token from
+/// `Authorization: Bearer …` or `?access_token=`.
+pub struct Auth(pub Requester);
+
+/// An authenticated request that an expired account may still make (logout).
+pub struct AuthAllowExpired(pub Requester);
+
+fn access_token(parts: &Parts) -> Option<String> {
+    if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+        let value = value.to_str().ok()?;
+        return value.strip_prefix("Bearer ").map(|t| t.trim().to_string());
+    }
+    let query = parts.uri.query()?;
+    url_param(query, "access_token")
+}
+
+/// One parameter of a query string, percent-decoded.
+pub fn url_param(query: &str, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+pub(crate) async fn authenticate(
+    state: &AppState,
+    parts: &Parts,
+    allow_expired: bool,
+) -> Result<Requester, MatrixError> {
+    let token = access_token(parts)
+        .ok_or_else(|| MatrixError::new(401, ErrCode::MissingToken, "Missing access token"))?;
+    let owner = state
+        .storage
+        .token_owner(&token)
+        .await?
+        .filter(|o| !o.deactivated)
+        .ok_or_else(|| {
+            MatrixError::new(401, ErrCode::UnknownToken, "Unrecognised access token")
+                .with_field("soft_logout", false)
+        })?;
+    if !allow_expired {
+        if let Ok(user) = ruma::UserId::parse(&owner.user_id) {
+            if state
+                .callbacks
+                .account_validity
+                .is_user_expired(&user)
+                .await?
+                == Some(true)
+            {
+                return Err(MatrixError::new(
+                    403,
+                    ErrCode::ExpiredAccount,
+                    "User account has expired",
+                ));
+            }
+        }
+    }
+    Ok(Requester {
+        user_id: owner.user_id,
+        device_id: owner.device_id,
+        access_token: token,
+        admin: owner.admin,
+        shadow_banned: owner.shadow_banned,
+    })
+}
+
+impl FromRequestParts<Arc<AppState>> for Auth {
+    type Rejection = MatrixError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, MatrixError> {
+        authenticate(state, parts, false).await.map(Auth)
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for AuthAllowExpired {
+    type Rejection = MatrixError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, MatrixError> {
+        authenticate(state, parts, true).await.map(AuthAllowExpired)
+    }
+}
+
+/// The client's address, for rate limits per address.
+pub struct ClientAddr(pub std::net::IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let addr = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        Ok(ClientAddr(addr))
+    }
+}

@@ -1,0 +1,329 @@
+//! `GET /sync`: initial and incremental, long-polling on the committed
+//! stream position (no polling loop: a commit wakes the waiters).
+
+use super::extract::{ApiQuery, Auth, Requester};
+use super::rooms::{parse_token, serve_events};
+use super::{now_ms, ApiResult, AppState, MatrixError};
+use crate::storage::{Membership, StoredEvent};
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new().route("/sync", get(sync))
+}
+
+/// Longest a client may ask `/sync` to wait.
+const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Deserialize)]
+struct SyncQuery {
+    #[serde(default)]
+    since: Option<String>,
+    #[serde(default)]
+    timeout: Option<u64>,
+    #[serde(default)]
+    full_state: Option<bool>,
+    #[serde(default)]
+    filter: Option<String>,
+    #[serde(default)]
+    set_presence: Option<String>,
+}
+
+async fn sync(
+    State(state): State<Arc<AppState>>,
+    Auth(requester): Auth,
+    ApiQuery(q): ApiQuery<SyncQuery>,
+) -> ApiResult {
+    let since = q.since.as_deref().map(parse_token).transpose()?;
+    let full_state = q.full_state.unwrap_or(false);
+    let timeline_limit = timeline_limit(&state, &requester, q.filter.as_deref()).await?;
+    if let Some(presence) = q.set_presence.as_deref().or(Some("online")) {
+        if matches!(presence, "online" | "unavailable") {
+            mark_present(&state, &requester.user_id, presence).await?;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_millis(q.timeout.unwrap_or(0)).min(MAX_TIMEOUT);
+    loop {
+        let upto = state.storage.current_position();
+        let (response, changed) =
+            compute(&state, &requester, since, upto, full_state, timeline_limit).await?;
+        let now = Instant::now();
+        if since.is_none() || full_state || changed || now >= deadline {
+            return Ok(Json(response));
+        }
+        state.storage.wait_for_position(upto, deadline - now).await;
+    }
+}
+
+async fn timeline_limit(
+    state: &AppState,
+    requester: &Requester,
+    filter: Option<&str>,
+) -> Result<u32, MatrixError> {
+    let filter: Option<Value> = match filter {
+        None => None,
+        Some(f) if f.trim_start().starts_with('{') => serde_json::from_str(f).ok(),
+        Some(id) => match id.parse::<i64>() {
+            Ok(id) => state.storage.get_filter(&requester.user_id, id).await?,
+            Err(_) => None,
+        },
+    };
+    Ok(filter
+        .as_ref()
+        .and_then(|f| f.pointer("/room/timeline/limit"))
+        .and_then(|l| l.as_u64())
+        .map(|l| l.clamp(1, 1000) as u32)
+        .unwrap_or(10))
+}
+
+/// Syncing says the user is online, without a write when nothing changes.
+async fn mark_present(state: &AppState, user: &str, presence: &str) -> Result<(), MatrixError> {
+    let current = state.storage.get_presence(user).await?;
+    if current.as_ref().map(|p| p.presence.as_str()) != Some(presence) {
+        let status = current.and_then(|p| p.status_msg);
+        state
+            .storage
+            .set_presence(user, presence, status, now_ms())
+            .await?;
+    }
+    Ok(())
+}
+
+fn stripped(events: &[StoredEvent]) -> Vec<Value> {
+    events
+        .iter()
+        .map(|e| {
+            json!({
+                "type": e.event_type,
+                "state_key": e.state_key,
+                "content": serde_json::from_str::<Value>(e.content.get()).unwrap_or_default(),
+                "sender": e.sender,
+            })
+        })
+        .collect()
+}
+
+async fn compute(
+    state: &AppState,
+    requester: &Requester,
+    since: Option<i64>,
+    upto: i64,
+    full_state: bool,
+    limit: u32,
+) -> Result<(Value, bool), MatrixError> {
+    let user = &requester.user_id;
+    let after = since.unwrap_or(0);
+    let mut changed = false;
+    let mut join = Map::new();
+    let mut invite = Map::new();
+    let mut leave = Map::new();
+    let account_data = state.storage.account_data_since(user, after, upto).await?;
+    let memberships: Vec<Membership> = state.storage.memberships(user).await?;
+    for m in &memberships {
+        if m.stream > upto {
+            continue;
+        }
+        let new_here = since.is_none() || m.stream > after;
+        match m.membership.as_str() {
+            "join" => {
+                let fresh = new_here || full_state;
+                let from = if fresh { 0 } else { after };
+                let (timeline, limited) = state
+                    .storage
+                    .room_events_since(&m.room_id, from, upto, limit)
+                    .await?;
+                let room_account_data: Vec<Value> = account_data
+                    .iter()
+                    .filter(|a| a.room_id == m.room_id)
+                    .map(|a| json!({ "type": a.data_type, "content": a.content }))
+                    .collect();
+                if !fresh && timeline.is_empty() && room_account_data.is_empty() {
+                    continue;
+                }
+                let first = timeline.first().map(|e| e.stream).unwrap_or(upto + 1);
+                let state_events: Vec<StoredEvent> = if fresh {
+                    state.storage.state_at(&m.room_id, first - 1).await?
+                } else if limited {
+                    // State that changed in the gap the timeline skipped.
+                    state
+                        .storage
+                        .state_at(&m.room_id, first - 1)
+                        .await?
+                        .into_iter()
+                        .filter(|e| e.stream > after)
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let joined = state.storage.joined_members(&m.room_id).await?.len();
+                join.insert(
+                    m.room_id.clone(),
+                    json!({
+                        "timeline": {
+                            "events": serve_events(state, &timeline, requester, false).await?,
+                            "limited": limited,
+                            "prev_batch": format!("s{}", first - 1),
+                        },
+                        "state": { "events": serve_events(state, &state_events, requester, false).await? },
+                        "account_data": { "events": room_account_data },
+                        "ephemeral": { "events": [] },
+                        "summary": { "m.joined_member_count": joined },
+                        "unread_notifications": { "highlight_count": 0, "notification_count": 0 },
+                    }),
+                );
+                changed = true;
+            }
+            "invite" if new_here => {
+                let current = state.storage.current_state(&m.room_id).await?;
+                let shown: Vec<StoredEvent> = current
+                    .into_iter()
+                    .filter(|e| {
+                        matches!(
+                            e.event_type.as_str(),
+                            "m.room.create"
+                                | "m.room.join_rules"
+                                | "m.room.name"
+                                | "m.room.avatar"
+                                | "m.room.canonical_alias"
+                                | "m.room.encryption"
+                                | "m.room.topic"
+                        ) || (e.event_type == "m.room.member"
+                            && e.state_key.as_deref() == Some(user.as_str()))
+                    })
+                    .collect();
+                invite.insert(
+                    m.room_id.clone(),
+                    json!({ "invite_state": { "events": stripped(&shown) } }),
+                );
+                changed = true;
+            }
+            "leave" | "ban" if since.is_some() && new_here => {
+                let (timeline, limited) = state
+                    .storage
+                    .room_events_since(&m.room_id, after, m.stream, limit)
+                    .await?;
+                let first = timeline.first().map(|e| e.stream).unwrap_or(m.stream);
+                leave.insert(
+                    m.room_id.clone(),
+                    json!({
+                        "timeline": {
+                            "events": serve_events(state, &timeline, requester, false).await?,
+                            "limited": limited,
+                            "prev_batch": format!("s{}", first - 1),
+                        },
+                        "state": { "events": [] },
+                        "account_data": { "events": [] },
+                    }),
+                );
+                changed = true;
+            }
+            _ => {}
+        }
+    }
+    let global: Vec<Value> = account_data
+        .iter()
+        .filter(|a| a.room_id.is_empty())
+        .map(|a| json!({ "type": a.data_type, "content": a.content }))
+        .collect();
+    changed |= !global.is_empty();
+    let presence = presence_events(state, user, after, upto).await?;
+    changed |= !presence.is_empty();
+    let response = json!({
+        "next_batch": format!("s{upto}"),
+        "rooms": { "join": join, "invite": invite, "leave": leave, "knock": {} },
+        "presence": { "events": presence },
+        "account_data": { "events": global },
+        "to_device": { "events": [] },
+        "device_lists": { "changed": [], "left": [] },
+        "device_one_time_keys_count": {},
+    });
+    Ok((response, changed))
+}
+
+/// Presence of the users this user shares a room with, plus whoever the
+/// presence router modules add.
+async fn presence_events(
+    state: &AppState,
+    user: &str,
+    after: i64,
+    upto: i64,
+) -> Result<Vec<Value>, MatrixError> {
+    let mut users: BTreeSet<String> = state
+        .storage
+        .users_sharing_rooms(user)
+        .await?
+        .into_iter()
+        .collect();
+    let router = &state.callbacks.presence_router;
+    let mut everyone = false;
+    if !router.get_interested_users.is_empty() {
+        if let Ok(user_id) = ruma::UserId::parse(user) {
+            match router.get_interested_users(&user_id).await {
+                axon::callbacks::InterestedUsers::All => everyone = true,
+                axon::callbacks::InterestedUsers::Users(extra) => {
+                    users.extend(extra.into_iter().map(|u| u.to_string()))
+                }
+            }
+        }
+    }
+    let mut rows = if everyone {
+        state.storage.presence_changed_since(after, upto).await?
+    } else {
+        state
+            .storage
+            .presence_since(users.iter().cloned().collect(), after, upto)
+            .await?
+    };
+    // Modules may route other users' presence to this user.
+    if !everyone && !router.get_users_for_states.is_empty() {
+        if let Ok(me) = ruma::UserId::parse(user) {
+            let changed = state.storage.presence_changed_since(after, upto).await?;
+            let states: Vec<axon::callbacks::PresenceState> = changed
+                .iter()
+                .filter(|p| !users.contains(&p.user_id))
+                .filter_map(|p| {
+                    Some(axon::callbacks::PresenceState {
+                        user_id: ruma::UserId::parse(&p.user_id).ok()?,
+                        presence: match p.presence.as_str() {
+                            "online" => axon::callbacks::Presence::Online,
+                            "unavailable" => axon::callbacks::Presence::Unavailable,
+                            _ => axon::callbacks::Presence::Offline,
+                        },
+                        status_msg: p.status_msg.clone(),
+                        last_active_ts: p.last_active_ts.max(0) as u64,
+                        currently_active: p.presence == "online",
+                    })
+                })
+                .collect();
+            if !states.is_empty() {
+                let routed = router.get_users_for_states(&states).await;
+                if let Some(mine) = routed.get(&me) {
+                    let wanted: BTreeSet<String> =
+                        mine.iter().map(|s| s.user_id.to_string()).collect();
+                    rows.extend(changed.into_iter().filter(|p| wanted.contains(&p.user_id)));
+                }
+            }
+        }
+    }
+    let now = now_ms();
+    Ok(rows
+        .into_iter()
+        .map(|p| {
+            let mut content = json!({
+                "presence": p.presence,
+                "last_active_ago": (now - p.last_active_ts).max(0),
+                "currently_active": p.presence == "online",
+            });
+            if let Some(msg) = p.status_msg {
+                content["status_msg"] = json!(msg);
+            }
+            json!({ "type": "m.presence", "sender": p.user_id, "content": content })
+        })
+        .collect())
+}

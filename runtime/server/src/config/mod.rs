@@ -1,0 +1,613 @@
+//! The homeserver config: Synapse-shaped YAML, so an operator recognises it.
+//! Keys Axon does not support are named in warnings, never silently dropped.
+
+pub use axon::config::{ConfigDuration, EXPECTED_DURATION};
+use ruma::OwnedServerName;
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// The sample config, with `{{SERVER_NAME}}` and `{{SHARED_SECRET}}` to fill in.
+pub const SAMPLE_TEMPLATE: &str = include_str!("sample.yaml");
+
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+pub struct HomeserverConfig {
+    /// The domain of this server's user IDs (`@alice:server_name`).
+    #[schemars(with = "String")]
+    pub server_name: OwnedServerName,
+    #[serde(default)]
+    pub public_baseurl: Option<String>,
+    #[serde(default = "default_listeners")]
+    pub listeners: Vec<ListenerConfig>,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub enable_registration: bool,
+    #[serde(default)]
+    pub enable_registration_without_verification: bool,
+    #[serde(default)]
+    pub registration_shared_secret: Option<String>,
+    #[serde(default = "default_media_store")]
+    pub media_store_path: PathBuf,
+    #[serde(default = "default_max_upload_size", deserialize_with = "size")]
+    #[schemars(with = "SizeSchema")]
+    pub max_upload_size: u64,
+    /// Bytes a user may upload per period (Synapse's `media_upload_limits`);
+    /// modules may replace them per user.
+    #[serde(default)]
+    pub media_upload_limits: Vec<MediaUploadLimitConfig>,
+    #[serde(default = "RateLimit::message")]
+    pub rc_message: RateLimit,
+    #[serde(default = "RateLimit::registration")]
+    pub rc_registration: RateLimit,
+    #[serde(default)]
+    pub rc_login: LoginRateLimits,
+    #[serde(default)]
+    pub rc_joins: JoinRateLimits,
+    #[serde(default)]
+    pub rc_invites: InviteRateLimits,
+    #[serde(default)]
+    pub password_config: PasswordConfig,
+    /// Synapse's `email:` section: the SMTP server modules send mail through.
+    #[serde(default)]
+    pub email: Option<EmailConfig>,
+    /// Count and time requests and module callbacks, and serve them to
+    /// Prometheus on `metrics` listeners and resources (Synapse's key).
+    #[serde(default)]
+    pub enable_metrics: bool,
+    /// Loaded by the module loader, which reports its own errors. Its
+    /// schema comes from the compiled-in modules (`module::config_schema`).
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<serde_json::Value>>")]
+    pub modules: serde_yaml::Value,
+}
+
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub port: u16,
+    #[serde(default = "default_bind_addresses")]
+    pub bind_addresses: Vec<IpAddr>,
+    #[serde(default = "default_listener_type", rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub tls: bool,
+    #[serde(default)]
+    pub x_forwarded: bool,
+    #[serde(default = "default_resources")]
+    pub resources: Vec<ListenerResource>,
+}
+
+impl ListenerConfig {
+    /// A `metrics` listener, or an `http` one with the `metrics` resource.
+    pub fn serves_metrics(&self) -> bool {
+        self.kind == "metrics"
+            || self
+                .resources
+                .iter()
+                .any(|r| r.names.iter().any(|n| n == "metrics"))
+    }
+
+    /// Whether it serves the client API (every `http` listener does).
+    pub fn serves_client(&self) -> bool {
+        self.kind == "http"
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerResource {
+    pub names: Vec<String>,
+    #[serde(default)]
+    pub compress: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    #[serde(default = "default_database_name")]
+    pub name: String,
+    #[serde(default)]
+    pub args: DatabaseArgs,
+}
+
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+pub struct DatabaseArgs {
+    /// The SQLite file.
+    #[serde(default = "default_database_path")]
+    pub database: PathBuf,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            name: default_database_name(),
+            args: DatabaseArgs::default(),
+        }
+    }
+}
+
+impl Default for DatabaseArgs {
+    fn default() -> Self {
+        DatabaseArgs {
+            database: default_database_path(),
+        }
+    }
+}
+
+/// How the server sends mail (Synapse's `email:` keys).
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    #[serde(default = "default_smtp_host")]
+    pub smtp_host: String,
+    #[serde(default = "default_smtp_port")]
+    pub smtp_port: u16,
+    #[serde(default)]
+    pub smtp_user: Option<String>,
+    #[serde(default)]
+    pub smtp_pass: Option<String>,
+    /// TLS from the first byte (port 465).
+    #[serde(default)]
+    pub force_tls: bool,
+    /// Refuse to send unless STARTTLS succeeds.
+    #[serde(default)]
+    pub require_transport_security: bool,
+    /// Use STARTTLS when the server offers it.
+    #[serde(default = "yes")]
+    pub enable_tls: bool,
+    /// The sender; `%(app)s` becomes `app_name`.
+    #[serde(default = "default_notif_from")]
+    pub notif_from: String,
+    #[serde(default = "default_app_name")]
+    pub app_name: String,
+}
+
+fn default_smtp_host() -> String {
+    "localhost".into()
+}
+fn default_smtp_port() -> u16 {
+    25
+}
+fn default_notif_from() -> String {
+    "%(app)s <noreply@localhost>".into()
+}
+fn default_app_name() -> String {
+    "Matrix".into()
+}
+
+/// Synapse's `password_config`: whether password logins and the local
+/// password database are used (modules may handle `m.login.password`).
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "yes")]
+    pub localdb_enabled: bool,
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        PasswordConfig {
+            enabled: true,
+            localdb_enabled: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// At most `max_size` bytes uploaded per `time_period`.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MediaUploadLimitConfig {
+    pub time_period: ConfigDuration,
+    #[serde(deserialize_with = "size")]
+    #[schemars(with = "SizeSchema")]
+    pub max_size: u64,
+}
+
+/// What a size or duration field accepts, for the config schema.
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum SizeSchema {
+    /// Bytes.
+    Bytes(u64),
+    /// Such as `50M`, `512K`, `1G`.
+    Text(String),
+}
+
+/// A token bucket: `burst_count` actions at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst_count: f64,
+}
+
+impl RateLimit {
+    const fn new(per_second: f64, burst_count: f64) -> Self {
+        RateLimit {
+            per_second,
+            burst_count,
+        }
+    }
+    fn message() -> Self {
+        Self::new(0.2, 10.0)
+    }
+    fn registration() -> Self {
+        Self::new(0.17, 3.0)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRateLimits {
+    #[serde(default = "LoginRateLimits::default_address")]
+    pub address: RateLimit,
+    #[serde(default = "LoginRateLimits::default_account")]
+    pub account: RateLimit,
+    #[serde(default = "LoginRateLimits::default_failed")]
+    pub failed_attempts: RateLimit,
+}
+
+impl LoginRateLimits {
+    fn default_address() -> RateLimit {
+        RateLimit::new(0.003, 5.0)
+    }
+    fn default_account() -> RateLimit {
+        RateLimit::new(0.003, 5.0)
+    }
+    fn default_failed() -> RateLimit {
+        RateLimit::new(0.17, 3.0)
+    }
+}
+
+impl Default for LoginRateLimits {
+    fn default() -> Self {
+        LoginRateLimits {
+            address: Self::default_address(),
+            account: Self::default_account(),
+            failed_attempts: Self::default_failed(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRateLimits {
+    #[serde(default = "JoinRateLimits::default_local")]
+    pub local: RateLimit,
+    #[serde(default = "JoinRateLimits::default_remote")]
+    pub remote: RateLimit,
+}
+
+impl JoinRateLimits {
+    fn default_local() -> RateLimit {
+        RateLimit::new(0.1, 10.0)
+    }
+    fn default_remote() -> RateLimit {
+        RateLimit::new(0.01, 10.0)
+    }
+}
+
+impl Default for JoinRateLimits {
+    fn default() -> Self {
+        JoinRateLimits {
+            local: Self::default_local(),
+            remote: Self::default_remote(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InviteRateLimits {
+    #[serde(default = "InviteRateLimits::default_per_room")]
+    pub per_room: RateLimit,
+    #[serde(default = "InviteRateLimits::default_per_user")]
+    pub per_user: RateLimit,
+    #[serde(default = "InviteRateLimits::default_per_issuer")]
+    pub per_issuer: RateLimit,
+}
+
+impl InviteRateLimits {
+    fn default_per_room() -> RateLimit {
+        RateLimit::new(0.3, 10.0)
+    }
+    fn default_per_user() -> RateLimit {
+        RateLimit::new(0.003, 5.0)
+    }
+    fn default_per_issuer() -> RateLimit {
+        RateLimit::new(0.3, 10.0)
+    }
+}
+
+impl Default for InviteRateLimits {
+    fn default() -> Self {
+        InviteRateLimits {
+            per_room: Self::default_per_room(),
+            per_user: Self::default_per_user(),
+            per_issuer: Self::default_per_issuer(),
+        }
+    }
+}
+
+fn default_listeners() -> Vec<ListenerConfig> {
+    vec![ListenerConfig {
+        port: 8008,
+        bind_addresses: default_bind_addresses(),
+        kind: default_listener_type(),
+        tls: false,
+        x_forwarded: false,
+        resources: default_resources(),
+    }]
+}
+fn default_bind_addresses() -> Vec<IpAddr> {
+    vec![IpAddr::from([127, 0, 0, 1])]
+}
+fn default_listener_type() -> String {
+    "http".into()
+}
+fn default_resources() -> Vec<ListenerResource> {
+    vec![ListenerResource {
+        names: vec!["client".into()],
+        compress: false,
+    }]
+}
+fn default_database_name() -> String {
+    "sqlite3".into()
+}
+fn default_database_path() -> PathBuf {
+    PathBuf::from("homeserver.db")
+}
+fn default_media_store() -> PathBuf {
+    PathBuf::from("media_store")
+}
+fn default_max_upload_size() -> u64 {
+    50 * 1024 * 1024
+}
+
+/// Sizes as Synapse writes them: `50M`, `10K`, `1G`, or a number of bytes.
+fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Bytes(n) => Ok(n),
+        Size::Text(text) => parse_size(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "expected a size such as `50M`, `512K` or a number of bytes, found {text:?}"
+            ))
+        }),
+    }
+}
+
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&text[..i], &text[i..]),
+        None => (text, ""),
+    };
+    let multiplier: u64 = match unit.to_ascii_uppercase().trim_end_matches('B') {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return None,
+    };
+    number.trim().parse::<u64>().ok()?.checked_mul(multiplier)
+}
+
+/// A config problem, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "at `{}`: {}", self.path, self.message)
+        }
+    }
+}
+
+/// A parsed config, with what does not stop the server.
+#[derive(Debug, Clone)]
+pub struct ParsedConfig {
+    pub config: HomeserverConfig,
+    pub warnings: Vec<String>,
+}
+
+impl HomeserverConfig {
+    pub fn load(path: &Path) -> Result<ParsedConfig, Vec<ConfigProblem>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![ConfigProblem {
+                path: String::new(),
+                message: format!("cannot read {}: {e}", path.display()),
+            }]
+        })?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<ParsedConfig, Vec<ConfigProblem>> {
+        let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+            vec![ConfigProblem {
+                path: String::new(),
+                message: format!("not valid YAML: {e}"),
+            }]
+        })?;
+        let mut warnings = Vec::new();
+        let mut ignored = Vec::new();
+        let mut record = |path: serde_ignored::Path<'_>| ignored.push(path.to_string());
+        let config: HomeserverConfig =
+            serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut record))
+                .map_err(|e| {
+                    let path = e.path().to_string();
+                    vec![ConfigProblem {
+                        path: if path == "." { String::new() } else { path },
+                        message: e.into_inner().to_string(),
+                    }]
+                })?;
+        for key in ignored {
+            warnings.push(format!(
+                "config key `{key}` is not supported by Axon and is ignored"
+            ));
+        }
+        let problems = config.validate(&mut warnings);
+        if problems.is_empty() {
+            Ok(ParsedConfig { config, warnings })
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn validate(&self, warnings: &mut Vec<String>) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let mut problem = |path: &str, message: String| {
+            problems.push(ConfigProblem {
+                path: path.into(),
+                message,
+            })
+        };
+        if self.database.name != "sqlite3" {
+            problem(
+                "database.name",
+                format!(
+                    "database `{}` is not supported yet; use `sqlite3` (PostgreSQL support is planned)",
+                    self.database.name
+                ),
+            );
+        }
+        if self.enable_registration && !self.enable_registration_without_verification {
+            problem(
+                "enable_registration",
+                "You have enabled open registration without any verification. This is a known vector for spam and abuse. \
+                 Axon has no email, captcha or token verification yet; to allow open registration anyway, set \
+                 `enable_registration_without_verification: true`."
+                    .into(),
+            );
+        }
+        if self.listeners.is_empty() {
+            problem("listeners", "at least one listener is needed".into());
+        }
+        for (i, listener) in self.listeners.iter().enumerate() {
+            if listener.kind != "http" && listener.kind != "metrics" {
+                problem(
+                    &format!("listeners[{i}].type"),
+                    format!(
+                        "listener type `{}` is not supported; use `http` or `metrics`",
+                        listener.kind
+                    ),
+                );
+            }
+            if listener.serves_metrics() && !self.enable_metrics {
+                problem(
+                    &format!("listeners[{i}]"),
+                    "this listener serves metrics, which needs `enable_metrics: true`".into(),
+                );
+            }
+            if listener.tls {
+                problem(
+                    &format!("listeners[{i}].tls"),
+                    "TLS listeners are not supported; put a reverse proxy in front".into(),
+                );
+            }
+            for (j, resource) in listener.resources.iter().enumerate() {
+                for name in &resource.names {
+                    if name != "client" && name != "metrics" {
+                        warnings.push(format!(
+                            "listeners[{i}].resources[{j}]: resource `{name}` is not supported by Axon and is ignored"
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(base) = &self.public_baseurl {
+            if !(base.starts_with("http://") || base.starts_with("https://")) {
+                problem(
+                    "public_baseurl",
+                    format!("expected an http(s) URL, found {base:?}"),
+                );
+            }
+        }
+        problems
+    }
+
+    /// The public base URL, ending in `/` (Synapse's default: `https://<server_name>/`).
+    pub fn public_baseurl(&self) -> String {
+        let base = self
+            .public_baseurl
+            .clone()
+            .unwrap_or_else(|| format!("https://{}/", self.server_name));
+        if base.ends_with('/') {
+            base
+        } else {
+            base + "/"
+        }
+    }
+}
+
+/// A commented sample config for `server_name`.
+pub fn generate(server_name: &str) -> String {
+    use rand::Rng;
+    let secret: String = rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(48)
+        .map(char::from)
+        .collect();
+    SAMPLE_TEMPLATE
+        .replace("{{SERVER_NAME}}", server_name)
+        .replace("{{SHARED_SECRET}}", &secret)
+}
+
+/// The JSON Schema (draft 2020-12) of a homeserver config with the modules
+/// compiled into this binary (`axon --config-schema`): the homeserver's keys
+/// from its Rust types, and each module's `config:` from its config type.
+pub fn config_schema() -> serde_json::Value {
+    use serde_json::{json, Value};
+    let mut schema = schemars::schema_for!(HomeserverConfig).to_value();
+    let mut defs = schema
+        .as_object_mut()
+        .and_then(|m| m.remove("$defs"))
+        .and_then(|d| match d {
+            Value::Object(map) => Some(map),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let modules = axon::module::modules_schema(&mut defs);
+    if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        properties.insert("modules".into(), modules);
+    }
+    if let Some(map) = schema.as_object_mut() {
+        map.insert("$defs".into(), Value::Object(defs));
+        map.insert("title".into(), json!("Axon homeserver config"));
+    }
+    schema
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("50M"), Some(50 << 20));
+        assert_eq!(parse_size("10K"), Some(10 << 10));
+        assert_eq!(parse_size("1GB"), Some(1 << 30));
+        assert_eq!(parse_size("123"), Some(123));
+        assert_eq!(parse_size("12X"), None);
+    }
+}

@@ -1,0 +1,157 @@
+//! Turning a draft into an event: prev/auth events, depth, content hash and
+//! the reference hash that is its ID (room versions 4 and later).
+
+use crate::storage::{NewEvent, RoomSnapshot};
+use axon::{ErrCode, ModuleError};
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use ruma::canonical_json::{redact, CanonicalJsonObject, CanonicalJsonValue};
+use ruma::room_version_rules::RoomVersionRules;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+/// The room versions this server creates and serves.
+pub const SUPPORTED_ROOM_VERSIONS: &[&str] = &["10", "11"];
+
+/// An event a user wants to send, before it is built.
+#[derive(Debug, Clone)]
+pub struct EventDraft {
+    pub sender: String,
+    pub event_type: String,
+    pub state_key: Option<String>,
+    pub content: Map<String, Value>,
+}
+
+/// A built event: what is stored, and its PDU.
+#[derive(Debug, Clone)]
+pub struct BuiltEvent {
+    pub new: NewEvent,
+    pub pdu: Map<String, Value>,
+}
+
+/// Largest PDU the spec allows.
+const MAX_PDU_SIZE: usize = 65_536;
+
+fn rules(room_version: &str) -> RoomVersionRules {
+    match room_version {
+        "11" => RoomVersionRules::V11,
+        _ => RoomVersionRules::V10,
+    }
+}
+
+fn canonical(value: Map<String, Value>) -> Result<CanonicalJsonObject, ModuleError> {
+    ruma::canonical_json::try_from_json_map(value).map_err(|e| {
+        ModuleError::new(
+            400,
+            ErrCode::BadJson,
+            format!("event is not valid canonical JSON: {e}"),
+        )
+    })
+}
+
+fn sha256(bytes: &[u8]) -> Vec<u8> {
+    Sha256::digest(bytes).to_vec()
+}
+
+/// Builds the next event of the room in `snapshot` (or the first events of
+/// a new room, whose snapshot grows as they are built).
+pub fn build_event(
+    snapshot: &RoomSnapshot,
+    draft: &EventDraft,
+    now: i64,
+) -> Result<BuiltEvent, ModuleError> {
+    let auth_events = auth_event_ids(snapshot, draft);
+    let depth = snapshot.max_depth + 1;
+    let mut pdu = Map::new();
+    pdu.insert("auth_events".into(), json!(auth_events));
+    pdu.insert("content".into(), Value::Object(draft.content.clone()));
+    pdu.insert("depth".into(), json!(depth));
+    pdu.insert("origin_server_ts".into(), json!(now));
+    pdu.insert("prev_events".into(), json!(snapshot.extremities));
+    pdu.insert("room_id".into(), json!(snapshot.room_id));
+    pdu.insert("sender".into(), json!(draft.sender));
+    pdu.insert("type".into(), json!(draft.event_type));
+    if let Some(state_key) = &draft.state_key {
+        pdu.insert("state_key".into(), json!(state_key));
+    }
+    // Content hash: over everything but `unsigned`, `signatures` and `hashes`.
+    let content_hash = sha256(
+        CanonicalJsonValue::Object(canonical(pdu.clone())?)
+            .to_string()
+            .as_bytes(),
+    );
+    pdu.insert(
+        "hashes".into(),
+        json!({ "sha256": STANDARD_NO_PAD.encode(content_hash) }),
+    );
+    // Reference hash: over the redacted event without `signatures`/`unsigned`.
+    let redacted = redact(
+        canonical(pdu.clone())?,
+        &rules(&snapshot.room_version).redaction,
+        None,
+    )
+    .map_err(|e| {
+        ModuleError::new(
+            400,
+            ErrCode::BadJson,
+            format!("event cannot be redacted: {e}"),
+        )
+    })?;
+    let mut redacted = redacted;
+    redacted.remove("signatures");
+    redacted.remove("unsigned");
+    let reference = sha256(CanonicalJsonValue::Object(redacted).to_string().as_bytes());
+    let event_id = format!("${}", URL_SAFE_NO_PAD.encode(reference));
+    pdu.insert("signatures".into(), json!({}));
+    let pdu_text = serde_json::to_string(&pdu).map_err(|e| ModuleError::internal(e.to_string()))?;
+    if pdu_text.len() > MAX_PDU_SIZE {
+        return Err(ModuleError::new(413, ErrCode::TooLarge, "event too large"));
+    }
+    let content =
+        serde_json::to_string(&draft.content).map_err(|e| ModuleError::internal(e.to_string()))?;
+    Ok(BuiltEvent {
+        new: NewEvent {
+            event_id,
+            room_id: snapshot.room_id.clone(),
+            sender: draft.sender.clone(),
+            event_type: draft.event_type.clone(),
+            state_key: draft.state_key.clone(),
+            depth,
+            origin_server_ts: now,
+            content,
+            pdu: pdu_text,
+            prev_events: snapshot.extremities.clone(),
+            device_id: None,
+            txn_id: None,
+        },
+        pdu,
+    })
+}
+
+/// The state events that authorise this one: create, power levels, the
+/// sender's membership, and for memberships the target's and the join rules.
+fn auth_event_ids(snapshot: &RoomSnapshot, draft: &EventDraft) -> Vec<String> {
+    if draft.event_type == "m.room.create" {
+        return Vec::new();
+    }
+    let mut keys: Vec<(&str, &str)> = vec![
+        ("m.room.create", ""),
+        ("m.room.power_levels", ""),
+        ("m.room.member", draft.sender.as_str()),
+    ];
+    if draft.event_type == "m.room.member" {
+        if let Some(target) = &draft.state_key {
+            keys.push(("m.room.member", target));
+        }
+        keys.push(("m.room.join_rules", ""));
+    }
+    let mut ids = Vec::new();
+    for (t, k) in keys {
+        if let Some(entry) = snapshot.state.get(&(t.to_string(), k.to_string())) {
+            if !ids.contains(&entry.event_id) {
+                ids.push(entry.event_id.clone());
+            }
+        }
+    }
+    ids
+}

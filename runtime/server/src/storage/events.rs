@@ -1,0 +1,597 @@
+//! Rooms, events and room state.
+
+use super::{Storage, StorageError, StorageResult};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// An event as stored.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub stream: i64,
+    pub event_id: String,
+    pub room_id: String,
+    pub sender: String,
+    pub event_type: String,
+    pub state_key: Option<String>,
+    pub depth: i64,
+    pub origin_server_ts: i64,
+    pub content: Box<RawValue>,
+    /// For a state event, the content of the state it replaced.
+    pub prev_content: Option<Box<RawValue>>,
+    /// The device and transaction ID it was sent with, for `unsigned.transaction_id`.
+    pub device_id: Option<String>,
+    pub txn_id: Option<String>,
+}
+
+const EVENT_COLUMNS: &str =
+    "e.stream_ordering, e.event_id, e.room_id, e.sender, e.type, e.state_key, e.depth, \
+     e.origin_server_ts, e.content, e.prev_content, e.device_id, e.txn_id";
+
+fn raw(text: String) -> rusqlite::Result<Box<RawValue>> {
+    RawValue::from_string(text).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        stream: r.get(0)?,
+        event_id: r.get(1)?,
+        room_id: r.get(2)?,
+        sender: r.get(3)?,
+        event_type: r.get(4)?,
+        state_key: r.get(5)?,
+        depth: r.get(6)?,
+        origin_server_ts: r.get(7)?,
+        content: raw(r.get(8)?)?,
+        prev_content: r.get::<_, Option<String>>(9)?.map(raw).transpose()?,
+        device_id: r.get(10)?,
+        txn_id: r.get(11)?,
+    })
+}
+
+impl StoredEvent {
+    /// The event as modules see it.
+    pub fn to_module_event(&self) -> Option<axon::callbacks::Event> {
+        Some(axon::callbacks::Event {
+            event_id: self.event_id.as_str().try_into().ok()?,
+            room_id: self.room_id.as_str().try_into().ok()?,
+            sender: self.sender.as_str().try_into().ok()?,
+            event_type: self.event_type.clone(),
+            state_key: self.state_key.clone(),
+            content: serde_json::from_str(self.content.get()).ok()?,
+            origin_server_ts: self.origin_server_ts.max(0) as u64,
+            unsigned: Default::default(),
+        })
+    }
+}
+
+/// One piece of current state, as event building and auth rules need it.
+#[derive(Debug, Clone)]
+pub struct StateEntry {
+    pub event_id: String,
+    pub sender: String,
+    pub origin_server_ts: i64,
+    pub content: serde_json::Value,
+}
+
+/// What building the next event of a room needs.
+#[derive(Debug, Clone)]
+pub struct RoomSnapshot {
+    pub room_id: String,
+    pub room_version: String,
+    pub is_public: bool,
+    pub state: BTreeMap<(String, String), StateEntry>,
+    /// The room's latest events, which the next event follows.
+    pub extremities: Vec<String>,
+    pub max_depth: i64,
+}
+
+/// What storing an event changes in a room's snapshot, content parsed once.
+#[derive(Debug, Clone)]
+pub(crate) struct SnapshotUpdate {
+    pub room_id: String,
+    event_id: String,
+    sender: String,
+    event_type: String,
+    state_key: Option<String>,
+    depth: i64,
+    origin_server_ts: i64,
+    /// Parsed only for state events.
+    content: serde_json::Value,
+    prev_events: Vec<String>,
+}
+
+impl From<&NewEvent> for SnapshotUpdate {
+    fn from(e: &NewEvent) -> Self {
+        SnapshotUpdate {
+            room_id: e.room_id.clone(),
+            event_id: e.event_id.clone(),
+            sender: e.sender.clone(),
+            event_type: e.event_type.clone(),
+            state_key: e.state_key.clone(),
+            depth: e.depth,
+            origin_server_ts: e.origin_server_ts,
+            content: if e.state_key.is_some() {
+                serde_json::from_str(&e.content).unwrap_or_default()
+            } else {
+                serde_json::Value::Null
+            },
+            prev_events: e.prev_events.clone(),
+        }
+    }
+}
+
+impl RoomSnapshot {
+    /// The room after `event` is stored: it follows the events it names, and
+    /// a state event replaces its key's state. Applying it twice changes nothing.
+    pub(crate) fn apply(&mut self, event: &SnapshotUpdate) {
+        self.extremities.retain(|e| !event.prev_events.contains(e));
+        if !self.extremities.contains(&event.event_id) {
+            self.extremities.push(event.event_id.clone());
+        }
+        self.max_depth = self.max_depth.max(event.depth);
+        if let Some(state_key) = &event.state_key {
+            self.state.insert(
+                (event.event_type.clone(), state_key.clone()),
+                StateEntry {
+                    event_id: event.event_id.clone(),
+                    sender: event.sender.clone(),
+                    origin_server_ts: event.origin_server_ts,
+                    content: event.content.clone(),
+                },
+            );
+        }
+    }
+}
+
+/// A room being created, stored with its first events.
+#[derive(Debug, Clone)]
+pub struct NewRoom {
+    pub room_id: String,
+    pub room_version: String,
+    pub creator: String,
+    pub is_public: bool,
+    pub created_ts: i64,
+}
+
+/// An event built and authorised, to be stored.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_id: String,
+    pub room_id: String,
+    pub sender: String,
+    pub event_type: String,
+    pub state_key: Option<String>,
+    pub depth: i64,
+    pub origin_server_ts: i64,
+    pub content: String,
+    pub pdu: String,
+    pub prev_events: Vec<String>,
+    pub device_id: Option<String>,
+    pub txn_id: Option<String>,
+}
+
+/// What storing an event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Persisted {
+    /// Stored at this stream position.
+    New { event_id: String, stream: i64 },
+    /// The same device already sent this transaction: this is its event.
+    Duplicate { event_id: String },
+}
+
+impl Persisted {
+    pub fn event_id(&self) -> &str {
+        match self {
+            Persisted::New { event_id, .. } | Persisted::Duplicate { event_id } => event_id,
+        }
+    }
+}
+
+/// A user's current membership in a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub room_id: String,
+    pub membership: String,
+    pub event_id: String,
+    pub stream: i64,
+}
+
+impl Storage {
+    /// The room's version, state and latest events; `None` for an unknown room.
+    pub async fn room_snapshot(&self, room_id: &str) -> StorageResult<Option<Arc<RoomSnapshot>>> {
+        if let Some(cached) = self.caches().room(room_id) {
+            return Ok(Some(cached));
+        }
+        let read_at = self.caches().room_generation(room_id);
+        let id = room_id.to_string();
+        let snapshot = self
+            .read(move |c| room_snapshot(c, &id))
+            .await?
+            .map(Arc::new);
+        if let Some(snapshot) = &snapshot {
+            self.caches().insert_room(snapshot.clone(), read_at);
+        }
+        Ok(snapshot)
+    }
+
+    /// The event a device already sent with this transaction ID, if any.
+    pub async fn event_for_txn(
+        &self,
+        sender: &str,
+        device_id: &str,
+        txn_id: &str,
+    ) -> StorageResult<Option<String>> {
+        let (sender, device_id, txn_id) = (
+            sender.to_string(),
+            device_id.to_string(),
+            txn_id.to_string(),
+        );
+        self.read(move |c| txn_event(c, &sender, &device_id, &txn_id))
+            .await
+    }
+
+    /// Stores events in order, in one transaction, with the room if it is new.
+    pub async fn persist_events(
+        &self,
+        room: Option<NewRoom>,
+        events: Vec<NewEvent>,
+    ) -> StorageResult<Vec<Persisted>> {
+        let applied: Vec<SnapshotUpdate> = events.iter().map(SnapshotUpdate::from).collect();
+        self.write_then(move |w| {
+            if let Some(room) = &room {
+                w.conn.execute(
+                    "INSERT INTO rooms (room_id, room_version, creator, is_public, created_ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![room.room_id, room.room_version, room.creator, room.is_public, room.created_ts],
+                )?;
+            }
+            let mut outcomes = Vec::with_capacity(events.len());
+            for event in &events {
+                if let (Some(device), Some(txn)) = (&event.device_id, &event.txn_id) {
+                    if let Some(existing) = txn_event(w.conn, &event.sender, device, txn)? {
+                        outcomes.push(Persisted::Duplicate { event_id: existing });
+                        continue;
+                    }
+                }
+                let stream = w.next_position();
+                insert_event(w.conn, event, stream)?;
+                outcomes.push(Persisted::New {
+                    event_id: event.event_id.clone(),
+                    stream,
+                });
+            }
+            Ok(outcomes)
+        }, move |caches, outcomes: &Vec<Persisted>| {
+            let stored: Vec<SnapshotUpdate> = applied
+                .into_iter()
+                .zip(outcomes)
+                .filter(|(_, o)| matches!(o, Persisted::New { .. }))
+                .map(|(a, _)| a)
+                .collect();
+            caches.apply_events(&stored);
+        })
+        .await
+    }
+
+    pub async fn get_event(&self, event_id: &str) -> StorageResult<Option<StoredEvent>> {
+        let event_id = event_id.to_string();
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_id = ?1"),
+                [&event_id],
+                event_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// The current state events of a room.
+    pub async fn current_state(&self, room_id: &str) -> StorageResult<Vec<StoredEvent>> {
+        let room_id = room_id.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM current_state s JOIN events e ON e.event_id = s.event_id
+                 WHERE s.room_id = ?1 ORDER BY e.stream_ordering"
+            ))?;
+            let events = stmt.query_map([&room_id], event_from_row)?.collect::<Result<Vec<_>, _>>()?;
+            Ok(events)
+        })
+        .await
+    }
+
+    /// The state of a room as it was at stream position `at`.
+    pub async fn state_at(&self, room_id: &str, at: i64) -> StorageResult<Vec<StoredEvent>> {
+        let room_id = room_id.to_string();
+        self.read(move |c| state_at(c, &room_id, at)).await
+    }
+
+    /// Events of a room with `after < stream <= upto`, oldest first: at most
+    /// `limit`, the latest ones, and whether older ones were left out.
+    pub async fn room_events_since(
+        &self,
+        room_id: &str,
+        after: i64,
+        upto: i64,
+        limit: u32,
+    ) -> StorageResult<(Vec<StoredEvent>, bool)> {
+        let room_id = room_id.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events e
+                 WHERE e.room_id = ?1 AND e.stream_ordering > ?2 AND e.stream_ordering <= ?3
+                 ORDER BY e.stream_ordering DESC LIMIT ?4"
+            ))?;
+            let mut events = stmt
+                .query_map(
+                    params![room_id, after, upto, limit as i64 + 1],
+                    event_from_row,
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            let limited = events.len() > limit as usize;
+            events.truncate(limit as usize);
+            events.reverse();
+            Ok((events, limited))
+        })
+        .await
+    }
+
+    /// `/messages`: up to `limit` events from `from` in direction `backwards`
+    /// (exclusive of `from` going back, inclusive going forward), not past `to`.
+    pub async fn room_messages(
+        &self,
+        room_id: &str,
+        from: i64,
+        backwards: bool,
+        to: Option<i64>,
+        limit: u32,
+    ) -> StorageResult<Vec<StoredEvent>> {
+        let room_id = room_id.to_string();
+        self.read(move |c| {
+            let sql = if backwards {
+                format!(
+                    "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = ?1 AND e.stream_ordering <= ?2 AND e.stream_ordering > ?3
+                     ORDER BY e.stream_ordering DESC LIMIT ?4"
+                )
+            } else {
+                format!(
+                    "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = ?1 AND e.stream_ordering > ?2 AND e.stream_ordering <= ?3
+                     ORDER BY e.stream_ordering ASC LIMIT ?4"
+                )
+            };
+            let bound = match (backwards, to) {
+                (true, Some(to)) => to,
+                (true, None) => 0,
+                (false, Some(to)) => to,
+                (false, None) => i64::MAX,
+            };
+            let mut stmt = c.prepare_cached(&sql)?;
+            let events = stmt
+                .query_map(params![room_id, from, bound, limit as i64], event_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(events)
+        })
+        .await
+    }
+
+    /// Every room the user has a membership in, with the latest one.
+    pub async fn memberships(&self, user_id: &str) -> StorageResult<Vec<Membership>> {
+        let user_id = user_id.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT room_id, membership, event_id, stream_ordering FROM memberships WHERE user_id = ?1",
+            )?;
+            let rows = stmt
+                .query_map([&user_id], |r| {
+                    Ok(Membership {
+                        room_id: r.get(0)?,
+                        membership: r.get(1)?,
+                        event_id: r.get(2)?,
+                        stream: r.get(3)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// The users joined to a room.
+    pub async fn joined_members(&self, room_id: &str) -> StorageResult<Vec<String>> {
+        let room_id = room_id.to_string();
+        self.read(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT user_id FROM memberships WHERE room_id = ?1 AND membership = 'join' ORDER BY user_id")?;
+            let users = stmt.query_map([&room_id], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+            Ok(users)
+        })
+        .await
+    }
+
+    /// Users who share a joined room with `user_id` (including them).
+    pub async fn users_sharing_rooms(&self, user_id: &str) -> StorageResult<Vec<String>> {
+        let user_id = user_id.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT b.user_id FROM memberships a JOIN memberships b ON a.room_id = b.room_id
+                 WHERE a.user_id = ?1 AND a.membership = 'join' AND b.membership = 'join'",
+            )?;
+            let mut users = stmt.query_map([&user_id], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+            if !users.contains(&user_id) {
+                users.push(user_id);
+            }
+            Ok(users)
+        })
+        .await
+    }
+
+    /// A user's current membership in a room, with its stream position.
+    pub async fn membership(
+        &self,
+        user_id: &str,
+        room_id: &str,
+    ) -> StorageResult<Option<(String, i64)>> {
+        let (user_id, room_id) = (user_id.to_string(), room_id.to_string());
+        self.read(move |c| {
+            Ok(c.prepare_cached("SELECT membership, stream_ordering FROM memberships WHERE user_id = ?1 AND room_id = ?2")?
+                .query_row(params![user_id, room_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?)
+        })
+        .await
+    }
+
+    pub async fn room_exists(&self, room_id: &str) -> StorageResult<bool> {
+        let room_id = room_id.to_string();
+        self.read(move |c| {
+            Ok(
+                c.query_row("SELECT 1 FROM rooms WHERE room_id = ?1", [&room_id], |_| {
+                    Ok(())
+                })
+                .optional()?
+                .is_some(),
+            )
+        })
+        .await
+    }
+}
+
+fn txn_event(
+    c: &Connection,
+    sender: &str,
+    device_id: &str,
+    txn_id: &str,
+) -> StorageResult<Option<String>> {
+    Ok(c.prepare_cached(
+        "SELECT event_id FROM events WHERE sender = ?1 AND device_id = ?2 AND txn_id = ?3",
+    )?
+    .query_row(params![sender, device_id, txn_id], |r| r.get(0))
+    .optional()?)
+}
+
+fn room_snapshot(c: &Connection, room_id: &str) -> StorageResult<Option<RoomSnapshot>> {
+    let room: Option<(String, bool)> = c
+        .prepare_cached("SELECT room_version, is_public FROM rooms WHERE room_id = ?1")?
+        .query_row([room_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((room_version, is_public)) = room else {
+        return Ok(None);
+    };
+    let mut state = BTreeMap::new();
+    let mut stmt = c.prepare_cached(
+        "SELECT s.type, s.state_key, e.event_id, e.sender, e.content, e.origin_server_ts
+         FROM current_state s JOIN events e ON e.event_id = s.event_id WHERE s.room_id = ?1",
+    )?;
+    let mut rows = stmt.query([room_id])?;
+    while let Some(r) = rows.next()? {
+        let content: String = r.get(4)?;
+        state.insert(
+            (r.get(0)?, r.get(1)?),
+            StateEntry {
+                event_id: r.get(2)?,
+                sender: r.get(3)?,
+                origin_server_ts: r.get(5)?,
+                content: serde_json::from_str(&content)?,
+            },
+        );
+    }
+    let mut stmt =
+        c.prepare_cached("SELECT event_id, depth FROM forward_extremities WHERE room_id = ?1")?;
+    let extremities: Vec<(String, i64)> = stmt
+        .query_map([room_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let max_depth = extremities.iter().map(|(_, d)| *d).max().unwrap_or(0);
+    Ok(Some(RoomSnapshot {
+        room_id: room_id.to_string(),
+        room_version,
+        is_public,
+        state,
+        extremities: extremities.into_iter().map(|(e, _)| e).collect(),
+        max_depth,
+    }))
+}
+
+fn state_at(c: &Connection, room_id: &str, at: i64) -> StorageResult<Vec<StoredEvent>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events e
+         WHERE e.room_id = ?1 AND e.state_key IS NOT NULL AND e.stream_ordering = (
+            SELECT MAX(e2.stream_ordering) FROM events e2
+            WHERE e2.room_id = e.room_id AND e2.type = e.type AND e2.state_key = e.state_key
+              AND e2.state_key IS NOT NULL AND e2.stream_ordering <= ?2)
+         ORDER BY e.stream_ordering"
+    ))?;
+    let events = stmt
+        .query_map(params![room_id, at], event_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(events)
+}
+
+fn insert_event(c: &Connection, event: &NewEvent, stream: i64) -> StorageResult<()> {
+    let prev_content: Option<String> = match &event.state_key {
+        Some(state_key) => c
+            .prepare_cached(
+                "SELECT e.content FROM current_state s JOIN events e ON e.event_id = s.event_id
+                 WHERE s.room_id = ?1 AND s.type = ?2 AND s.state_key = ?3",
+            )?
+            .query_row(params![event.room_id, event.event_type, state_key], |r| {
+                r.get(0)
+            })
+            .optional()?,
+        None => None,
+    };
+    c.prepare_cached(
+        "INSERT INTO events (stream_ordering, event_id, room_id, sender, type, state_key, depth, origin_server_ts,
+                             content, prev_content, device_id, txn_id, pdu)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        stream,
+        event.event_id,
+        event.room_id,
+        event.sender,
+        event.event_type,
+        event.state_key,
+        event.depth,
+        event.origin_server_ts,
+        event.content,
+        prev_content,
+        event.device_id,
+        event.txn_id,
+        event.pdu
+    ])
+    .map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+            StorageError::Conflict(format!("event {} already stored", event.event_id))
+        }
+        other => other.into(),
+    })?;
+    if let Some(state_key) = &event.state_key {
+        c.prepare_cached(
+            "INSERT INTO current_state (room_id, type, state_key, event_id, stream_ordering) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id, stream_ordering = excluded.stream_ordering",
+        )?
+        .execute(params![event.room_id, event.event_type, state_key, event.event_id, stream])?;
+        if event.event_type == "m.room.member" {
+            let content: serde_json::Value = serde_json::from_str(&event.content)?;
+            let membership = content
+                .get("membership")
+                .and_then(|m| m.as_str())
+                .unwrap_or("leave");
+            c.prepare_cached(
+                "INSERT INTO memberships (user_id, room_id, membership, event_id, stream_ordering) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (user_id, room_id) DO UPDATE SET membership = excluded.membership,
+                    event_id = excluded.event_id, stream_ordering = excluded.stream_ordering",
+            )?
+            .execute(params![state_key, event.room_id, membership, event.event_id, stream])?;
+        }
+    }
+    for prev in &event.prev_events {
+        c.prepare_cached("DELETE FROM forward_extremities WHERE room_id = ?1 AND event_id = ?2")?
+            .execute(params![event.room_id, prev])?;
+    }
+    c.prepare_cached(
+        "INSERT INTO forward_extremities (room_id, event_id, depth) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![event.room_id, event.event_id, event.depth])?;
+    Ok(())
+}

@@ -1,0 +1,303 @@
+//! Storage: SQLite, embedded. Everything the server keeps goes through the
+//! methods of [`Storage`]; SQL lives only in this module, which is the seam a
+//! PostgreSQL backend will fill.
+//!
+//! Writes go to one writer thread that commits every write queued at that
+//! moment in one transaction (group commit: 32 concurrent senders pay one
+//! fsync, not 32), each write in its own savepoint so one failing write does
+//! not undo the others. A write is acknowledged only after its transaction
+//! committed with `synchronous=FULL`. Reads use a pool of connections, which
+//! WAL lets run beside the writer.
+
+mod account;
+mod cache;
+mod events;
+mod modules;
+mod schema;
+mod users;
+
+pub use account::*;
+pub use events::*;
+
+pub use users::*;
+
+use rusqlite::{Connection, OpenFlags};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// A storage failure: the server answers 500 and logs it; nothing the
+/// client sent is half-written, since every write is one transaction.
+#[derive(Debug)]
+pub enum StorageError {
+    Sqlite(rusqlite::Error),
+    /// The writer thread or the pool is gone (the server is shutting down).
+    Closed(String),
+    /// A write refused for a reason the caller handles (such as a taken name).
+    Conflict(String),
+    /// A module's own query failed (its SQL, or a table it may not touch).
+    Module(String),
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageError::Sqlite(e) => write!(f, "database error: {e}"),
+            StorageError::Closed(what) => write!(f, "database unavailable: {what}"),
+            StorageError::Conflict(what) => write!(f, "conflict: {what}"),
+            StorageError::Module(what) => write!(f, "module query failed: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(e: rusqlite::Error) -> Self {
+        StorageError::Sqlite(e)
+    }
+}
+
+impl From<serde_json::Error> for StorageError {
+    fn from(e: serde_json::Error) -> Self {
+        StorageError::Closed(format!("stored JSON does not parse: {e}"))
+    }
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// What a write job sees: the connection inside its savepoint, and the
+/// stream position counter (positions order everything `/sync` reports).
+pub struct WriteCtx<'a> {
+    pub(crate) conn: &'a Connection,
+    next_position: &'a mut i64,
+}
+
+impl WriteCtx<'_> {
+    /// A new stream position, greater than every committed one.
+    pub fn next_position(&mut self) -> i64 {
+        let position = *self.next_position;
+        *self.next_position += 1;
+        position
+    }
+}
+
+type Completion = Box<dyn FnOnce(&StorageResult<()>) + Send>;
+type Job = Box<dyn FnOnce(&mut WriteCtx<'_>) -> (bool, Completion) + Send>;
+
+/// The server's database.
+#[derive(Clone)]
+pub struct Storage {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    caches: cache::Caches,
+    readers: deadpool_sqlite::Pool,
+    writer: mpsc::UnboundedSender<Job>,
+    /// The highest committed stream position.
+    position: watch::Receiver<i64>,
+    path: PathBuf,
+}
+
+const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;";
+
+impl Storage {
+    /// Opens (creating if needed) the database at `path` and applies the
+    /// schema migrations.
+    pub fn open(path: &Path) -> StorageResult<Storage> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StorageError::Closed(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+        }
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.execute_batch(PRAGMAS)?;
+        schema::migrate(&mut conn)?;
+        let start = schema::max_position(&conn)?;
+        let (position_tx, position_rx) = watch::channel(start);
+        let (writer, jobs) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("axon-db-writer".into())
+            .spawn(move || writer_loop(conn, jobs, start + 1, position_tx))
+            .map_err(|e| StorageError::Closed(format!("cannot start the writer thread: {e}")))?;
+        let readers = deadpool_sqlite::Config::new(path)
+            .builder(deadpool_sqlite::Runtime::Tokio1)
+            .map_err(|e| StorageError::Closed(e.to_string()))?
+            .max_size(8)
+            .post_create(deadpool_sqlite::Hook::async_fn(|conn, _| {
+                Box::pin(async move {
+                    conn.interact(|c| {
+                        c.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
+                    })
+                    .await
+                    .map_err(|e| deadpool_sqlite::HookError::message(e.to_string()))?
+                    .map_err(|e| deadpool_sqlite::HookError::message(e.to_string()))
+                })
+            }))
+            .build()
+            .map_err(|e| StorageError::Closed(e.to_string()))?;
+        Ok(Storage {
+            inner: Arc::new(Inner {
+                caches: Default::default(),
+                readers,
+                writer,
+                position: position_rx,
+                path: path.to_path_buf(),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The highest committed stream position.
+    pub fn current_position(&self) -> i64 {
+        *self.inner.position.borrow()
+    }
+
+    /// Waits until the committed position passes `after`, or `timeout` ends.
+    pub async fn wait_for_position(&self, after: i64, timeout: std::time::Duration) -> i64 {
+        let mut rx = self.inner.position.clone();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|p| *p > after)).await;
+        let position = *rx.borrow();
+        position
+    }
+
+    /// Runs `f` on a reader connection.
+    pub(crate) async fn read<R, F>(&self, f: F) -> StorageResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> StorageResult<R> + Send + 'static,
+    {
+        let conn = self
+            .inner
+            .readers
+            .get()
+            .await
+            .map_err(|e| StorageError::Closed(e.to_string()))?;
+        conn.interact(move |c| f(c))
+            .await
+            .map_err(|e| StorageError::Closed(e.to_string()))?
+    }
+
+    pub(crate) fn caches(&self) -> &cache::Caches {
+        &self.inner.caches
+    }
+
+    /// Runs `f` in the writer's next transaction; returns once it committed.
+    pub(crate) async fn write<R, F>(&self, f: F) -> StorageResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> StorageResult<R> + Send + 'static,
+    {
+        self.write_then(f, |_, _| {}).await
+    }
+
+    /// Like `write`; `on_commit` runs on the writer thread once the write
+    /// committed, before later writes commit: where caches follow the database.
+    pub(crate) async fn write_then<R, F, C>(&self, f: F, on_commit: C) -> StorageResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> StorageResult<R> + Send + 'static,
+        C: FnOnce(&cache::Caches, &R) + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let inner = self.inner.clone();
+        let job: Job = Box::new(move |ctx| {
+            let result = f(ctx);
+            let ok = result.is_ok();
+            let completion: Completion = Box::new(move |committed| {
+                let outcome = match committed {
+                    Ok(()) => {
+                        if let Ok(value) = &result {
+                            on_commit(&inner.caches, value);
+                        }
+                        result
+                    }
+                    Err(e) => Err(StorageError::Closed(format!("commit failed: {e}"))),
+                };
+                let _ = tx.send(outcome);
+            });
+            (ok, completion)
+        });
+        self.inner
+            .writer
+            .send(job)
+            .map_err(|_| StorageError::Closed("the writer thread stopped".into()))?;
+        rx.await
+            .map_err(|_| StorageError::Closed("the writer thread stopped".into()))?
+    }
+}
+
+/// The writer: takes every job queued, runs each in a savepoint of one
+/// transaction, commits once, then answers them all.
+fn writer_loop(
+    mut conn: Connection,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    mut next_position: i64,
+    position: watch::Sender<i64>,
+) {
+    const MAX_BATCH: usize = 256;
+    while let Some(first) = jobs.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut completions = Vec::with_capacity(batch.len());
+        let committed = run_batch(&mut conn, batch, &mut next_position, &mut completions);
+        if let Err(e) = &committed {
+            tracing::error!("database commit failed: {e}");
+        }
+        // Publish the position first: a caller that sees its write
+        // acknowledged must also see it in `current_position`.
+        if committed.is_ok() {
+            position.send_replace(next_position - 1);
+        }
+        for completion in completions {
+            completion(&committed);
+        }
+    }
+}
+
+fn run_batch(
+    conn: &mut Connection,
+    batch: Vec<Job>,
+    next_position: &mut i64,
+    completions: &mut Vec<Completion>,
+) -> StorageResult<()> {
+    // On an early return the remaining jobs are dropped, and their callers
+    // get `StorageError::Closed`.
+    let mut txn = conn.transaction()?;
+    for job in batch {
+        let savepoint = txn.savepoint()?;
+        let (ok, completion) = {
+            let mut ctx = WriteCtx {
+                conn: &savepoint,
+                next_position,
+            };
+            job(&mut ctx)
+        };
+        if ok {
+            savepoint.commit()?;
+        } else {
+            // Dropping a savepoint rolls it back: this job leaves no trace.
+            drop(savepoint);
+        }
+        completions.push(completion);
+    }
+    txn.commit()?;
+    Ok(())
+}

@@ -1,0 +1,436 @@
+//! Users, devices and access tokens.
+
+use super::{Storage, StorageError, StorageResult};
+use rusqlite::{params, OptionalExtension};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub user_id: String,
+    pub password_hash: Option<String>,
+    pub admin: bool,
+    pub deactivated: bool,
+    pub shadow_banned: bool,
+    pub displayname: Option<String>,
+    pub avatar_url: Option<String>,
+    pub created_ts: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub user_id: String,
+    pub password_hash: Option<String>,
+    pub admin: bool,
+    pub shadow_banned: bool,
+    pub displayname: Option<String>,
+    pub created_ts: i64,
+}
+
+/// The owner of an access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenOwner {
+    pub user_id: String,
+    pub device_id: String,
+    pub admin: bool,
+    pub deactivated: bool,
+    pub shadow_banned: bool,
+}
+
+/// A third-party identifier bound to an account.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ThreepidRow {
+    pub medium: String,
+    pub address: String,
+    pub validated_at: i64,
+    pub added_at: i64,
+}
+
+/// A login: a device and its access token.
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    pub user_id: String,
+    pub device_id: String,
+    pub display_name: Option<String>,
+    pub access_token: String,
+    pub created_ts: i64,
+}
+
+fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        user_id: r.get(0)?,
+        password_hash: r.get(1)?,
+        admin: r.get(2)?,
+        deactivated: r.get(3)?,
+        shadow_banned: r.get(4)?,
+        displayname: r.get(5)?,
+        avatar_url: r.get(6)?,
+        created_ts: r.get(7)?,
+    })
+}
+
+const USER_COLUMNS: &str =
+    "user_id, password_hash, admin, deactivated, shadow_banned, displayname, avatar_url, created_ts";
+
+impl Storage {
+    /// Creates a user, and its first device if given. `Conflict` if the ID is taken.
+    pub async fn create_user(&self, user: NewUser, device: Option<NewDevice>) -> StorageResult<()> {
+        self.write(move |w| {
+            let taken: Option<i64> = w
+                .conn
+                .query_row("SELECT 1 FROM users WHERE user_id = ?1", [&user.user_id], |r| r.get(0))
+                .optional()?;
+            if taken.is_some() {
+                return Err(StorageError::Conflict(format!("user {} exists", user.user_id)));
+            }
+            w.conn.execute(
+                "INSERT INTO users (user_id, password_hash, created_ts, admin, shadow_banned, displayname)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![user.user_id, user.password_hash, user.created_ts, user.admin, user.shadow_banned, user.displayname],
+            )?;
+            if let Some(device) = device {
+                insert_device(w.conn, &device)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn get_user(&self, user_id: &str) -> StorageResult<Option<UserRow>> {
+        let user_id = user_id.to_string();
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE user_id = ?1"),
+                [&user_id],
+                user_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Adds a device with its access token (a login).
+    pub async fn add_device(&self, device: NewDevice) -> StorageResult<()> {
+        self.write(move |w| insert_device(w.conn, &device)).await
+    }
+
+    pub async fn token_owner(&self, token: &str) -> StorageResult<Option<TokenOwner>> {
+        if let Some(owner) = self.caches().token(token) {
+            return Ok(Some(owner));
+        }
+        let read_at = self.caches().token_generation();
+        let key = token.to_string();
+        let token = token.to_string();
+        let owner = self
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT t.user_id, t.device_id, u.admin, u.deactivated, u.shadow_banned
+                 FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token = ?1",
+                    [&token],
+                    |r| {
+                        Ok(TokenOwner {
+                            user_id: r.get(0)?,
+                            device_id: r.get(1)?,
+                            admin: r.get(2)?,
+                            deactivated: r.get(3)?,
+                            shadow_banned: r.get(4)?,
+                        })
+                    },
+                )
+                .optional()?)
+            })
+            .await?;
+        if let Some(owner) = &owner {
+            self.caches().insert_token(key, owner.clone(), read_at);
+        }
+        Ok(owner)
+    }
+
+    /// Logs one device out: deletes the device and its token.
+    pub async fn delete_device(&self, user_id: &str, device_id: &str) -> StorageResult<()> {
+        let (user_id, device_id) = (user_id.to_string(), device_id.to_string());
+        self.write_then(
+            move |w| {
+                w.conn.execute(
+                    "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
+                    params![user_id, device_id],
+                )?;
+                w.conn.execute(
+                    "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
+                    params![user_id, device_id],
+                )?;
+                Ok(())
+            },
+            |caches, _| caches.forget_tokens(),
+        )
+        .await
+    }
+
+    /// Logs every device of a user out; returns `(device_id, token)` of each.
+    pub async fn delete_all_devices(&self, user_id: &str) -> StorageResult<Vec<(String, String)>> {
+        let user_id = user_id.to_string();
+        self.write_then(
+            move |w| log_out_everywhere(w.conn, &user_id),
+            |caches, _| caches.forget_tokens(),
+        )
+        .await
+    }
+
+    /// Marks a user deactivated, logs every device out and clears the profile.
+    pub async fn deactivate_user(&self, user_id: &str) -> StorageResult<Vec<(String, String)>> {
+        let user_id = user_id.to_string();
+        self.write_then(
+            move |w| {
+                let tokens = log_out_everywhere(w.conn, &user_id)?;
+                // As Synapse does: a deactivated account keeps no identifiers.
+                w.conn.execute("DELETE FROM user_threepids WHERE user_id = ?1", [&user_id])?;
+                w.conn.execute(
+                    "UPDATE users SET deactivated = 1, password_hash = NULL, displayname = NULL, avatar_url = NULL WHERE user_id = ?1",
+                    [&user_id],
+                )?;
+                Ok(tokens)
+            },
+            |caches, _| caches.forget_tokens(),
+        )
+        .await
+    }
+
+    /// User IDs in order, up to `limit` after `after`.
+    pub async fn list_users(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> StorageResult<Vec<String>> {
+        self.read(move |c| {
+            Ok(
+                c.prepare(
+                    "SELECT user_id FROM users WHERE user_id > ?1 ORDER BY user_id LIMIT ?2",
+                )?
+                .query_map(params![after.unwrap_or_default(), limit as i64], |r| {
+                    r.get(0)
+                })?
+                .collect::<Result<Vec<String>, _>>()?,
+            )
+        })
+        .await
+    }
+
+    /// The third-party identifiers bound to a user, in the order they were added.
+    pub async fn threepids(&self, user_id: &str) -> StorageResult<Vec<ThreepidRow>> {
+        let user_id = user_id.to_string();
+        self.read(move |c| threepids_of(c, &user_id)).await
+    }
+
+    /// The user a third-party identifier is bound to, if any.
+    pub async fn threepid_owner(
+        &self,
+        medium: &str,
+        address: &str,
+    ) -> StorageResult<Option<String>> {
+        let (medium, address) = (medium.to_string(), address.to_string());
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT user_id FROM user_threepids WHERE medium = ?1 AND address = ?2",
+                params![medium, address],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Replaces a user's third-party identifiers with `wanted` (`(medium,
+    /// address)` pairs); those kept keep their timestamps. `Conflict` if one
+    /// is bound to another user, and then nothing changes.
+    pub async fn set_threepids(
+        &self,
+        user_id: &str,
+        wanted: Vec<(String, String)>,
+    ) -> StorageResult<()> {
+        let user_id = user_id.to_string();
+        self.write(move |w| {
+            let now = crate::api::now_ms();
+            for (medium, address) in &wanted {
+                let owner: Option<String> = w
+                    .conn
+                    .query_row(
+                        "SELECT user_id FROM user_threepids WHERE medium = ?1 AND address = ?2",
+                        params![medium, address],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if owner.as_ref().is_some_and(|o| *o != user_id) {
+                    return Err(StorageError::Conflict(format!("{medium} {address}")));
+                }
+            }
+            let current = threepids_of(w.conn, &user_id)?;
+            for old in &current {
+                if !wanted.iter().any(|(m, a)| *m == old.medium && *a == old.address) {
+                    w.conn.execute(
+                        "DELETE FROM user_threepids WHERE medium = ?1 AND address = ?2",
+                        params![old.medium, old.address],
+                    )?;
+                }
+            }
+            for (medium, address) in &wanted {
+                w.conn.execute(
+                    "INSERT OR IGNORE INTO user_threepids (user_id, medium, address, validated_at, added_at)
+                     VALUES (?1, ?2, ?3, ?4, ?4)",
+                    params![user_id, medium, address, now],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Sets a new password and logs every device out (as Synapse's admin API
+    /// does by default).
+    pub async fn set_password_hash(&self, user_id: &str, hash: &str) -> StorageResult<()> {
+        let (user_id, hash) = (user_id.to_string(), hash.to_string());
+        self.write_then(
+            move |w| {
+                w.conn.execute(
+                    "UPDATE users SET password_hash = ?2 WHERE user_id = ?1",
+                    params![user_id, hash],
+                )?;
+                log_out_everywhere(w.conn, &user_id)?;
+                Ok(())
+            },
+            |caches, _| caches.forget_tokens(),
+        )
+        .await
+    }
+
+    pub async fn set_admin(&self, user_id: &str, admin: bool) -> StorageResult<()> {
+        let user_id = user_id.to_string();
+        self.write_then(
+            move |w| {
+                w.conn.execute(
+                    "UPDATE users SET admin = ?2 WHERE user_id = ?1",
+                    params![user_id, admin],
+                )?;
+                Ok(())
+            },
+            |caches, _| caches.forget_tokens(),
+        )
+        .await
+    }
+
+    pub async fn set_displayname(
+        &self,
+        user_id: &str,
+        displayname: Option<String>,
+    ) -> StorageResult<()> {
+        let user_id = user_id.to_string();
+        self.write(move |w| {
+            w.conn.execute(
+                "UPDATE users SET displayname = ?2 WHERE user_id = ?1",
+                params![user_id, displayname],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn set_avatar_url(
+        &self,
+        user_id: &str,
+        avatar_url: Option<String>,
+    ) -> StorageResult<()> {
+        let user_id = user_id.to_string();
+        self.write(move |w| {
+            w.conn.execute(
+                "UPDATE users SET avatar_url = ?2 WHERE user_id = ?1",
+                params![user_id, avatar_url],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Users matching `term` in their ID or display name whom `searcher` may
+    /// find: those sharing a room with them, or in a public room (Synapse's
+    /// default, `search_all_users: false`).
+    pub async fn search_users(
+        &self,
+        searcher: &str,
+        term: &str,
+        limit: u32,
+    ) -> StorageResult<Vec<UserRow>> {
+        let searcher = searcher.to_string();
+        let pattern = format!(
+            "%{}%",
+            term.to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        self.read(move |c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {USER_COLUMNS} FROM users u
+                 WHERE u.deactivated = 0
+                   AND (LOWER(u.user_id) LIKE ?2 ESCAPE '\\' OR LOWER(COALESCE(u.displayname, '')) LIKE ?2 ESCAPE '\\')
+                   AND (u.user_id = ?1
+                        OR EXISTS (SELECT 1 FROM memberships a JOIN memberships b ON a.room_id = b.room_id
+                                   WHERE a.user_id = ?1 AND a.membership = 'join' AND b.user_id = u.user_id AND b.membership = 'join')
+                        OR EXISTS (SELECT 1 FROM memberships m JOIN rooms r ON r.room_id = m.room_id
+                                   WHERE m.user_id = u.user_id AND m.membership = 'join' AND r.is_public = 1))
+                 ORDER BY u.user_id LIMIT ?3"
+            ))?;
+            let users = stmt
+                .query_map(params![searcher, pattern, limit + 1], user_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(users)
+        })
+        .await
+    }
+}
+
+fn insert_device(conn: &rusqlite::Connection, device: &NewDevice) -> StorageResult<()> {
+    // Logging in again with a device ID replaces that device's token.
+    conn.execute(
+        "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
+        params![device.user_id, device.device_id],
+    )?;
+    conn.execute(
+        "INSERT INTO devices (user_id, device_id, display_name, created_ts) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (user_id, device_id) DO UPDATE SET display_name = COALESCE(excluded.display_name, display_name)",
+        params![device.user_id, device.device_id, device.display_name, device.created_ts],
+    )?;
+    conn.execute(
+        "INSERT INTO access_tokens (token, user_id, device_id) VALUES (?1, ?2, ?3)",
+        params![device.access_token, device.user_id, device.device_id],
+    )?;
+    Ok(())
+}
+
+/// Deletes every device and access token of a user; returns the
+/// `(device_id, token)` pairs that were live, for the logged-out callbacks.
+fn log_out_everywhere(
+    conn: &rusqlite::Connection,
+    user_id: &str,
+) -> StorageResult<Vec<(String, String)>> {
+    let tokens = conn
+        .prepare("SELECT device_id, token FROM access_tokens WHERE user_id = ?1")?
+        .query_map([user_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    conn.execute("DELETE FROM access_tokens WHERE user_id = ?1", [user_id])?;
+    conn.execute("DELETE FROM devices WHERE user_id = ?1", [user_id])?;
+    Ok(tokens)
+}
+
+fn threepids_of(conn: &rusqlite::Connection, user_id: &str) -> StorageResult<Vec<ThreepidRow>> {
+    Ok(conn
+        .prepare(
+            "SELECT medium, address, validated_at, added_at FROM user_threepids
+             WHERE user_id = ?1 ORDER BY added_at, medium, address",
+        )?
+        .query_map([user_id], |r| {
+            Ok(ThreepidRow {
+                medium: r.get(0)?,
+                address: r.get(1)?,
+                validated_at: r.get(2)?,
+                added_at: r.get(3)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?)
+}
