@@ -243,22 +243,10 @@ fn generate_config_writes_a_sample_that_checks() {
     assert!(stderr(&bad).contains("`not a name` is not a valid server name"));
 }
 
+/// `homeserver.yaml` is generated from the template (`cargo xtask codegen`
+/// checks it is fresh); here, that the server accepts it.
 #[test]
-fn the_checked_in_sample_is_the_generated_one() {
-    let sample =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/homeserver.yaml")).unwrap();
-    let generated = axon_server::config::generate("localhost");
-    let strip = |text: &str| -> Vec<String> {
-        text.lines()
-            .filter(|l| !l.contains("registration_shared_secret:"))
-            .map(str::to_string)
-            .collect()
-    };
-    assert_eq!(
-        strip(&sample),
-        strip(&generated),
-        "regenerate homeserver.yaml from runtime/server/src/config/sample.yaml"
-    );
+fn the_checked_in_sample_passes_check_config() {
     let out = axon(&[
         "--check-config",
         "--config",

@@ -2,8 +2,8 @@
 //! (`use axon::prelude::*`), never directly: the code they generate names
 //! `::axon::__private` paths.
 
-mod catalog;
-mod catalog_gen;
+use axon_catalog as catalog;
+
 mod module;
 
 use proc_macro::TokenStream;
@@ -34,12 +34,4 @@ pub fn callback(_args: TokenStream, input: TokenStream) -> TokenStream {
     )
     .to_compile_error();
     quote::quote!(#error #input).into()
-}
-
-/// Generates the runtime's callback registry, dispatchers and registration
-/// items from the catalog. Invoked once, inside `axon::callbacks`.
-#[doc(hidden)]
-#[proc_macro]
-pub fn __define_catalog(_input: TokenStream) -> TokenStream {
-    catalog_gen::expand().into()
 }

@@ -1,5 +1,7 @@
-//! `cargo xtask …`: project tasks, in Rust, with no dependencies.
+//! `cargo xtask …`: project tasks, in Rust, depending only on the catalog.
 //!
+//! - `codegen [--check]`: write the files generated from the catalog and
+//!   the sample config template (`--check`: fail if one is stale).
 //! - `new-module NAME`: start a module crate under `modules/`, linked into
 //!   the stock binary, with a passing end-to-end test.
 //! - `build-server --modules a,b [--out PATH] [--release]`: build a
@@ -7,6 +9,7 @@
 //! - `list-modules`: the modules under `modules/`, their paths and callbacks.
 
 mod build_server;
+mod codegen;
 mod list_modules;
 mod new_module;
 mod util;
@@ -14,6 +17,7 @@ mod util;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage:
+  cargo xtask codegen [--check]
   cargo xtask new-module NAME
   cargo xtask build-server --modules a,b [--out PATH] [--release]
   cargo xtask list-modules";
@@ -33,6 +37,11 @@ fn main() -> ExitCode {
         Some("build-server") => build_server::parse(&args[1..])
             .and_then(|options| build_server::run(&root, &options).map(|_| ())),
         Some("list-modules") => list_modules::run(&root),
+        Some("codegen") => match &args[1..] {
+            [] => codegen::run(&root, false),
+            [check] if check == "--check" => codegen::run(&root, true),
+            _ => Err(format!("codegen takes only --check\n{USAGE}")),
+        },
         _ => Err(USAGE.to_string()),
     };
     match result {

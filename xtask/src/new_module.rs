@@ -138,7 +138,7 @@ fn plan(root: &Path, name: &str) -> Result<Plan, String> {
     let main_path = root.join("src/main.rs");
     let template_path = root.join("runtime/server/src/config/sample.yaml");
     let sample_path = root.join("homeserver.yaml");
-    let entry = sample_entry(name, &type_name);
+    let template = read(&template_path)? + &sample_entry(name, &type_name);
     Ok(Plan {
         writes: vec![
             (dir.join("Cargo.toml"), fill(CARGO_TOML)),
@@ -150,8 +150,8 @@ fn plan(root: &Path, name: &str) -> Result<Plan, String> {
                 insert_dependency(&read(&manifest_path)?, name)?,
             ),
             (main_path.clone(), insert_in_main(&read(&main_path)?, name)?),
-            (template_path.clone(), read(&template_path)? + &entry),
-            (sample_path.clone(), read(&sample_path)? + &entry),
+            (template_path.clone(), template.clone()),
+            (sample_path, crate::codegen::sample_config(&template)),
         ],
     })
 }

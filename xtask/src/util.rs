@@ -1,5 +1,6 @@
 //! Paths and helpers shared by the tasks.
 
+pub use axon_catalog::{camel_case, package_name};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -33,30 +34,4 @@ pub fn module_crates(root: &Path) -> Result<Vec<(String, PathBuf)>, String> {
     }
     crates.sort();
     Ok(crates)
-}
-
-/// The `name = "…"` of a manifest's `[package]`.
-pub fn package_name(manifest: &str) -> Option<String> {
-    let mut in_package = false;
-    for line in manifest.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            in_package = line == "[package]";
-        } else if in_package && line.starts_with("name") {
-            return line.split('"').nth(1).map(str::to_string);
-        }
-    }
-    None
-}
-
-/// `no_rooms` → `NoRooms`.
-pub fn camel_case(name: &str) -> String {
-    name.split('_')
-        .map(|w| {
-            let mut cs = w.chars();
-            cs.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + cs.as_str())
-                .unwrap_or_default()
-        })
-        .collect()
 }

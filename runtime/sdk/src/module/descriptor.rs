@@ -157,7 +157,7 @@ pub fn source_modules() -> Vec<(String, String)> {
         let root = dir.path();
         let Some(krate) = std::fs::read_to_string(root.join("Cargo.toml"))
             .ok()
-            .and_then(|toml| package_name(&toml))
+            .and_then(|toml| axon_catalog::package_name(&toml))
         else {
             continue;
         };
@@ -188,14 +188,6 @@ pub fn source_modules() -> Vec<(String, String)> {
         }
     }
     found
-}
-
-fn package_name(toml: &str) -> Option<String> {
-    toml.lines()
-        .map(str::trim)
-        .find_map(|line| line.strip_prefix("name"))
-        .and_then(|rest| rest.trim_start().strip_prefix('='))
-        .map(|value| value.trim().trim_matches('"').to_string())
 }
 
 fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {

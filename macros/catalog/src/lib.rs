@@ -1,11 +1,16 @@
 //! The callback catalog: every callback of every category, declared once.
 //!
-//! Two consumers read this table. `#[module]` uses it to validate a module's
-//! `#[callback(category)]` methods (names, arity, pairing) and to name the
-//! registration item for each; `axon::__private::define_catalog!()` turns it
-//! into the runtime's registry slots and dispatchers. Adding a callback is one
-//! entry here. Argument and output types are Rust source, resolved in the
-//! runtime's `callbacks` module.
+//! Two consumers read this table. `#[module]` (in `axon-macros`) uses it to
+//! validate a module's `#[callback(category)]` methods (names, arity,
+//! pairing) and to name the registration item for each; `cargo xtask
+//! codegen` turns it into the SDK's registry slots and dispatchers
+//! (`runtime/sdk/src/callbacks/catalog.rs`, checked in) and the README's
+//! callback table. Adding a callback is one entry here, then `cargo xtask
+//! codegen`. Argument and output types are Rust source, resolved in the
+//! SDK's `callbacks` module.
+//!
+//! The naming rules the tools share live here too ([`camel_case`],
+//! [`package_name`]), so every tool spells a name the same way.
 
 /// How the results of several modules implementing one callback combine, in
 /// config order. Each names a rule type in `axon::callbacks::combine`.
@@ -298,7 +303,8 @@ impl Callback {
     }
 }
 
-/// `user_may_join_room` → `UserMayJoinRoom`.
+/// `user_may_join_room` → `UserMayJoinRoom` (callbacks, and module types
+/// made from crate names: `no_rooms` → `NoRooms`).
 pub fn camel_case(name: &str) -> String {
     name.split('_')
         .map(|w| {
@@ -308,4 +314,40 @@ pub fn camel_case(name: &str) -> String {
                 .unwrap_or_default()
         })
         .collect()
+}
+
+/// The `name = "…"` of a manifest's `[package]`.
+pub fn package_name(manifest: &str) -> Option<String> {
+    let mut in_package = false;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if let Some(value) = line
+            .strip_prefix("name")
+            .and_then(|rest| rest.trim_start().strip_prefix('='))
+            .filter(|_| in_package)
+        {
+            return value.trim().split('"').nth(1).map(str::to_string);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(camel_case("user_may_join_room"), "UserMayJoinRoom");
+        assert_eq!(
+            package_name("[workspace]\nname = \"no\"\n[package]\nname = \"my_mod\"\n"),
+            Some("my_mod".into())
+        );
+        assert_eq!(
+            package_name("[package]\nname_x = \"no\"\nname = \"yes\"\n"),
+            Some("yes".into())
+        );
+    }
 }
