@@ -1,9 +1,8 @@
 //! A callback nobody implements costs no allocation (and, by construction,
 //! takes no lock: the registry is plain data read through an `Arc`).
 
-mod common;
 use axon::prelude::*;
-use common::*;
+use axon_testkit::scripted::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 

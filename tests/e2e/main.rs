@@ -1,0 +1,31 @@
+//! End-to-end tests of the stock homeserver over real HTTP, in one test
+//! binary (one link instead of one per file). The bundled modules' own tests
+//! live in their crates (`modules/*/tests`).
+
+// Name the bundled module crates, so the linker keeps their registrations
+// (as the stock binary's main.rs does).
+use auto_accept_invite as _;
+use axon_demo as _;
+use domain_rule_checker as _;
+use email_account_validity as _;
+use freeze_room as _;
+use mjolnir_antispam as _;
+use shared_secret_auth as _;
+use user_restrictions as _;
+
+mod accounts;
+mod admin_users;
+mod api_modules;
+mod bad_input;
+mod callbacks_other;
+mod callbacks_spam;
+mod cli;
+mod config_schema;
+mod directory_profile_media;
+mod linked_modules;
+mod matrix_sdk_client;
+mod metrics;
+mod module_api;
+mod rooms;
+mod status_page;
+mod sync;

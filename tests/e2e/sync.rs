@@ -1,0 +1,303 @@
+//! `/sync` over HTTP: initial and incremental, long-polling, invites,
+//! leaves, presence and account data.
+
+use axon_testkit::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+async fn sync(s: &TestServer, user: &User, since: Option<&str>, timeout_ms: u64) -> Value {
+    let path = match since {
+        Some(since) => format!("/sync?since={since}&timeout={timeout_ms}"),
+        None => "/sync".to_string(),
+    };
+    let (status, body) = s.get(&path, &user.token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+fn timeline_bodies(sync: &Value, room: &str) -> Vec<String> {
+    sync["rooms"]["join"][room]["timeline"]["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter(|e| e["type"] == "m.room.message")
+                .map(|e| e["content"]["body"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn initial_sync_has_the_rooms_state_and_timeline() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let room = s.create_room(&alice, json!({ "name": "Room" })).await;
+    s.send_text(&alice, &room, "first").await;
+    let body = sync(&s, &alice, None, 0).await;
+    assert!(body["next_batch"].is_string());
+    let joined = &body["rooms"]["join"][&room];
+    assert_eq!(timeline_bodies(&body, &room), ["first"]);
+    let timeline = joined["timeline"]["events"].as_array().unwrap();
+    assert!(
+        timeline.iter().all(|e| e.get("room_id").is_none()),
+        "no room_id inside /sync rooms"
+    );
+    // The timeline holds the latest 10 events; state holds what came before.
+    assert_eq!(joined["timeline"]["limited"], false);
+    assert_eq!(timeline.first().unwrap()["type"], "m.room.create");
+}
+
+#[tokio::test]
+async fn incremental_sync_has_only_what_is_new() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let room = s.create_room(&alice, json!({})).await;
+    let first = sync(&s, &alice, None, 0).await;
+    let since = first["next_batch"].as_str().unwrap().to_string();
+    s.send_text(&alice, &room, "new").await;
+    let next = sync(&s, &alice, Some(&since), 0).await;
+    assert_eq!(timeline_bodies(&next, &room), ["new"]);
+    assert_eq!(
+        next["rooms"]["join"][&room]["timeline"]["events"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Nothing new: no rooms.
+    let idle = sync(&s, &alice, Some(next["next_batch"].as_str().unwrap()), 0).await;
+    assert_eq!(idle["rooms"]["join"], json!({}));
+    assert_eq!(idle["next_batch"], next["next_batch"]);
+}
+
+#[tokio::test]
+async fn a_gap_larger_than_the_limit_is_limited_with_the_state_in_between() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let room = s.create_room(&alice, json!({})).await;
+    let since = sync(&s, &alice, None, 0).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.put(
+        &format!("/rooms/{}/state/m.room.topic/", enc(&room)),
+        &alice.token,
+        json!({ "topic": "changed early" }),
+    )
+    .await;
+    for i in 0..12 {
+        s.send_text(&alice, &room, &format!("m{i}")).await;
+    }
+    let next = sync(&s, &alice, Some(&since), 0).await;
+    let joined = &next["rooms"]["join"][&room];
+    assert_eq!(joined["timeline"]["limited"], true);
+    assert_eq!(joined["timeline"]["events"].as_array().unwrap().len(), 10);
+    let state_types: Vec<&str> = joined["state"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        state_types,
+        ["m.room.topic"],
+        "only state that changed in the gap"
+    );
+    // prev_batch continues backwards from the timeline's start.
+    let prev = joined["timeline"]["prev_batch"].as_str().unwrap();
+    let (_, older) = s
+        .get(
+            &format!("/rooms/{}/messages?dir=b&limit=2&from={prev}", enc(&room)),
+            &alice.token,
+        )
+        .await;
+    let bodies: Vec<&str> = older["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["content"]["body"].as_str().unwrap_or("(state)"))
+        .collect();
+    assert_eq!(bodies, ["m1", "m0"]);
+    // A filter can raise the limit.
+    let (_, filter) = s
+        .post(
+            &format!("/user/{}/filter", enc(&alice.user_id)),
+            &alice.token,
+            json!({ "room": { "timeline": { "limit": 50 } } }),
+        )
+        .await;
+    let (_, big) = s
+        .get(
+            &format!(
+                "/sync?since={since}&filter={}",
+                filter["filter_id"].as_str().unwrap()
+            ),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(big["rooms"]["join"][&room]["timeline"]["limited"], false);
+}
+
+#[tokio::test]
+async fn long_poll_returns_when_a_message_arrives() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let bob = s.register("bob").await;
+    let room = s
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    s.join(&bob, &room).await;
+    let since = sync(&s, &bob, None, 0).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let started = Instant::now();
+    let (poll, _) = tokio::join!(sync(&s, &bob, Some(&since), 30_000), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        s.send_text(&alice, &room, "wake up").await;
+    });
+    assert_eq!(timeline_bodies(&poll, &room), ["wake up"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "woken by the message, not the timeout"
+    );
+
+    // With nothing new, the long poll ends at its timeout with an empty answer.
+    let started = Instant::now();
+    let idle = sync(&s, &bob, Some(poll["next_batch"].as_str().unwrap()), 500).await;
+    assert!(started.elapsed() >= Duration::from_millis(450));
+    assert_eq!(idle["rooms"]["join"], json!({}));
+}
+
+#[tokio::test]
+async fn invites_and_leaves_show_in_sync() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let bob = s.register("bob").await;
+    let room = s
+        .create_room(&alice, json!({ "name": "Secret club" }))
+        .await;
+    let since = sync(&s, &bob, None, 0).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.invite(&alice, &room, &bob.user_id).await;
+    let invited = sync(&s, &bob, Some(&since), 0).await;
+    let invite_state = invited["rooms"]["invite"][&room]["invite_state"]["events"]
+        .as_array()
+        .unwrap();
+    let name = invite_state
+        .iter()
+        .find(|e| e["type"] == "m.room.name")
+        .unwrap();
+    assert_eq!(name["content"]["name"], "Secret club");
+    let me = invite_state
+        .iter()
+        .find(|e| e["type"] == "m.room.member")
+        .unwrap();
+    assert_eq!(me["content"]["membership"], "invite");
+    assert_eq!(me["sender"], alice.user_id);
+
+    s.join(&bob, &room).await;
+    let since = invited["next_batch"].as_str().unwrap().to_string();
+    let joined = sync(&s, &bob, Some(&since), 0).await;
+    assert!(joined["rooms"]["join"].get(&room).is_some(), "{joined}");
+
+    let since = joined["next_batch"].as_str().unwrap().to_string();
+    s.post(
+        &format!("/rooms/{}/kick", enc(&room)),
+        &alice.token,
+        json!({ "user_id": bob.user_id }),
+    )
+    .await;
+    let left = sync(&s, &bob, Some(&since), 0).await;
+    let events = left["rooms"]["leave"][&room]["timeline"]["events"]
+        .as_array()
+        .unwrap();
+    assert_eq!(events.last().unwrap()["content"]["membership"], "leave");
+    assert!(left["rooms"]["join"].get(&room).is_none());
+}
+
+#[tokio::test]
+async fn presence_and_account_data_reach_sync() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let bob = s.register("bob").await;
+    let room = s
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    s.join(&bob, &room).await;
+    let since = sync(&s, &bob, None, 0).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (status, _) = s
+        .put(
+            &format!("/presence/{}/status", enc(&alice.user_id)),
+            &alice.token,
+            json!({ "presence": "unavailable", "status_msg": "lunch" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = s
+        .put(
+            &format!(
+                "/user/{}/account_data/org.example.settings",
+                enc(&bob.user_id)
+            ),
+            &bob.token,
+            json!({ "theme": "dark" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = s
+        .put(
+            &format!(
+                "/user/{}/rooms/{}/account_data/m.tag.test",
+                enc(&bob.user_id),
+                enc(&room)
+            ),
+            &bob.token,
+            json!({ "x": 1 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let next = sync(&s, &bob, Some(&since), 0).await;
+    let presence = next["presence"]["events"].as_array().unwrap();
+    let alices = presence
+        .iter()
+        .find(|p| p["sender"] == alice.user_id)
+        .expect("alice's presence");
+    assert_eq!(alices["content"]["presence"], "unavailable");
+    assert_eq!(alices["content"]["status_msg"], "lunch");
+    assert_eq!(
+        next["account_data"]["events"],
+        json!([{ "type": "org.example.settings", "content": { "theme": "dark" } }])
+    );
+    assert_eq!(
+        next["rooms"]["join"][&room]["account_data"]["events"],
+        json!([{ "type": "m.tag.test", "content": { "x": 1 } }])
+    );
+
+    let (_, status) = s
+        .get(
+            &format!("/presence/{}/status", enc(&alice.user_id)),
+            &bob.token,
+        )
+        .await;
+    assert_eq!(status["presence"], "unavailable");
+    let (_, data) = s
+        .get(
+            &format!(
+                "/user/{}/account_data/org.example.settings",
+                enc(&bob.user_id)
+            ),
+            &bob.token,
+        )
+        .await;
+    assert_eq!(data, json!({ "theme": "dark" }));
+}
