@@ -180,11 +180,6 @@ async fn deactivating_through_the_admin_api_logs_out_and_drops_the_emails() {
         401,
         "M_UNKNOWN_TOKEN",
     );
-    assert_error(
-        &admin_put(&s, &admin, &alice.user_id, json!({ "deactivated": false })).await,
-        400,
-        "M_UNRECOGNIZED",
-    );
 }
 
 #[tokio::test]

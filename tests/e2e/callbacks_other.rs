@@ -223,8 +223,8 @@ async fn deactivation_can_be_refused_and_is_announced() {
     assert_eq!(
         only(log, "on_profile_update"),
         [
-            "a:on_profile_update:@bob:test.local:Bobby:false",
-            "a:on_profile_update:@bob:test.local::true"
+            "a:on_profile_update:@bob:test.local:Bobby::false:false",
+            "a:on_profile_update:@bob:test.local:::false:true"
         ]
     );
     assert_eq!(

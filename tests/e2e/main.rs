@@ -27,5 +27,6 @@ mod matrix_sdk_client;
 mod metrics;
 mod module_api;
 mod rooms;
+mod services;
 mod status_page;
 mod sync;

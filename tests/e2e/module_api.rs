@@ -167,7 +167,7 @@ async fn a_periodic_job_runs_until_the_server_shuts_down() {
     }
     assert!(seen >= 3, "the job ran {seen} times");
     let server = s.server.take().unwrap();
-    let state = server.state.clone();
+    let state = server.homeserver.clone();
     server.shutdown().await;
     drop(state);
     // After shutdown the listener is gone.

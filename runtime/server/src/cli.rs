@@ -1,8 +1,8 @@
 //! The `axon` command line: run the server, check a config, list the
 //! compiled-in modules, generate a sample config.
 
-use crate::api::RunningServer;
 use crate::config::{self, HomeserverConfig};
+use crate::RunningServer;
 use axon::module::{compiled_modules, LoadedModules, ModuleDescriptor, ServerInfo};
 use clap::Parser;
 use std::path::PathBuf;

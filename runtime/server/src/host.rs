@@ -2,7 +2,8 @@
 //! operations the client API uses, so a module's request meets the same
 //! rules and callbacks as a client's.
 
-use crate::api::{self, Actor, AppState, SendOptions};
+use crate::homeserver::Homeserver;
+use crate::service::{Actor, MembershipChange, ProfileChange, SendOptions};
 use axon::callbacks::{Event, JsonObject, Membership, ModuleRef, StateMap};
 use axon::module::{
     AuthenticatedUser, DbJob, Host, HostFuture, NewEventContent, Threepid, UserInfo,
@@ -14,11 +15,6 @@ use ruma::{
 };
 use std::any::Any;
 
-fn parse_id<T: TryFrom<String>>(what: &str, id: String) -> Result<T, ModuleError> {
-    T::try_from(id.clone())
-        .map_err(|_| ModuleError::internal(format!("the server stored an invalid {what}: {id}")))
-}
-
 fn module_storage_error(e: crate::storage::StorageError) -> ModuleError {
     match e {
         crate::storage::StorageError::Module(message) => ModuleError::internal(message),
@@ -26,14 +22,14 @@ fn module_storage_error(e: crate::storage::StorageError) -> ModuleError {
     }
 }
 
-impl Host for AppState {
+impl Host for Homeserver {
     fn user_info<'a>(&'a self, user: &'a UserId) -> HostFuture<'a, Option<UserInfo>> {
         Box::pin(async move {
-            let Some(row) = self.storage.get_user(user.as_str()).await? else {
+            let Some(row) = self.storage.get_user(user).await? else {
                 return Ok(None);
             };
             Ok(Some(UserInfo {
-                user_id: parse_id("user ID", row.user_id)?,
+                user_id: row.user_id,
                 is_admin: row.admin,
                 is_deactivated: row.deactivated,
                 is_shadow_banned: row.shadow_banned,
@@ -46,11 +42,11 @@ impl Host for AppState {
 
     fn set_user_admin<'a>(
         &'a self,
-        _by: &'a ModuleRef,
+        by: &'a ModuleRef,
         user: &'a UserId,
         admin: bool,
     ) -> HostFuture<'a, ()> {
-        Box::pin(async move { Ok(self.storage.set_admin(user.as_str(), admin).await?) })
+        Box::pin(async move { self.set_admin(&Actor::module(by, user), user, admin).await })
     }
 
     fn register_user<'a>(
@@ -61,17 +57,11 @@ impl Host for AppState {
         admin: bool,
     ) -> HostFuture<'a, OwnedUserId> {
         Box::pin(async move {
-            let user_id = api::check_localpart(self, localpart)?;
-            let user = crate::storage::NewUser {
-                user_id: user_id.clone(),
-                password_hash: None,
-                admin,
-                shadow_banned: false,
-                displayname: Some(displayname.unwrap_or(localpart).to_string()),
-                created_ts: api::now_ms(),
-            };
-            api::create_user(self, user, None).await?;
-            parse_id("user ID", user_id)
+            let displayname = displayname.map(str::to_string);
+            let outcome = self
+                .register_user(localpart, None, displayname, admin, false)
+                .await?;
+            Ok(outcome.user_id)
         })
     }
 
@@ -79,7 +69,7 @@ impl Host for AppState {
         Box::pin(async move {
             Ok(self
                 .storage
-                .threepids(user.as_str())
+                .threepids(user)
                 .await?
                 .into_iter()
                 .map(|t| Threepid {
@@ -97,14 +87,7 @@ impl Host for AppState {
         after: Option<&'a UserId>,
         limit: usize,
     ) -> HostFuture<'a, Vec<OwnedUserId>> {
-        Box::pin(async move {
-            self.storage
-                .list_users(after.map(|u| u.to_string()), limit)
-                .await?
-                .into_iter()
-                .map(|id| parse_id("user ID", id))
-                .collect()
-        })
+        Box::pin(async move { Ok(self.storage.list_users(after, limit).await?) })
     }
 
     fn register_device<'a>(
@@ -115,50 +98,35 @@ impl Host for AppState {
         display_name: Option<&'a str>,
     ) -> HostFuture<'a, (OwnedDeviceId, String)> {
         Box::pin(async move {
-            if self.storage.get_user(user.as_str()).await?.is_none() {
-                return Err(ModuleError::new(
-                    404,
-                    ErrCode::NotFound,
-                    format!("no user {user}"),
-                ));
-            }
-            let device = api::new_device(
-                user.as_str(),
+            let device = Homeserver::register_device(
+                self,
+                user,
                 device_id.map(str::to_string),
                 display_name.map(str::to_string),
-            );
-            self.storage.add_device(device.clone()).await?;
-            Ok((device.device_id.as_str().into(), device.access_token))
+            )
+            .await?;
+            Ok((device.device_id, device.access_token))
         })
     }
 
     fn set_displayname<'a>(
         &'a self,
-        _by: &'a ModuleRef,
+        by: &'a ModuleRef,
         user: &'a UserId,
         displayname: Option<&'a str>,
     ) -> HostFuture<'a, ()> {
         Box::pin(async move {
-            self.storage
-                .set_displayname(user.as_str(), displayname.map(str::to_string))
-                .await?;
-            api::profile_changed(self, user.as_str()).await
+            let change = ProfileChange {
+                displayname: Some(displayname.map(str::to_string)),
+                ..Default::default()
+            };
+            self.set_profile(&Actor::module(by, user), user, change)
+                .await
         })
     }
 
-    fn deactivate_account<'a>(
-        &'a self,
-        _by: &'a ModuleRef,
-        user: &'a UserId,
-    ) -> HostFuture<'a, ()> {
-        Box::pin(async move {
-            api::deactivate_account(self, user.as_str()).await?;
-            self.callbacks
-                .third_party_rules
-                .on_user_deactivation_status_changed(user, true, true)
-                .await;
-            Ok(())
-        })
+    fn deactivate_account<'a>(&'a self, by: &'a ModuleRef, user: &'a UserId) -> HostFuture<'a, ()> {
+        Box::pin(async move { self.deactivate(&Actor::module(by, user), user).await })
     }
 
     fn authenticate<'a>(
@@ -167,10 +135,10 @@ impl Host for AppState {
         allow_expired: bool,
     ) -> HostFuture<'a, AuthenticatedUser> {
         Box::pin(async move {
-            let requester = api::authenticate(self, parts, allow_expired).await?;
+            let requester = crate::api::authenticate(self, parts, allow_expired).await?;
             Ok(AuthenticatedUser {
-                user_id: parse_id("user ID", requester.user_id)?,
-                device_id: requester.device_id.as_str().into(),
+                user_id: requester.user_id,
+                device_id: requester.device_id,
                 is_admin: requester.admin,
             })
         })
@@ -178,36 +146,27 @@ impl Host for AppState {
 
     fn room_state<'a>(&'a self, room: &'a RoomId) -> HostFuture<'a, StateMap> {
         Box::pin(async move {
-            let snapshot = self
-                .storage
-                .room_snapshot(room.as_str())
-                .await?
-                .ok_or_else(|| {
-                    ModuleError::new(404, ErrCode::NotFound, format!("Unknown room {room}"))
-                })?;
+            let snapshot = self.storage.room_snapshot(room).await?.ok_or_else(|| {
+                ModuleError::new(404, ErrCode::NotFound, format!("Unknown room {room}"))
+            })?;
             Ok(crate::events::state_map(&snapshot))
         })
     }
 
     fn create_room<'a>(
         &'a self,
-        _by: &'a ModuleRef,
+        by: &'a ModuleRef,
         creator: &'a UserId,
         config: JsonObject,
     ) -> HostFuture<'a, (OwnedRoomId, Option<OwnedRoomAliasId>)> {
-        Box::pin(async move {
-            let (room, alias) =
-                api::create_room(self, &Actor::user(creator.as_str()), config).await?;
-            Ok((
-                parse_id("room ID", room)?,
-                alias.map(|a| parse_id("room alias", a)).transpose()?,
-            ))
-        })
+        Box::pin(
+            async move { Homeserver::create_room(self, &Actor::module(by, creator), config).await },
+        )
     }
 
     fn update_membership<'a>(
         &'a self,
-        _by: &'a ModuleRef,
+        by: &'a ModuleRef,
         sender: &'a UserId,
         target: &'a UserId,
         room: &'a RoomId,
@@ -215,44 +174,40 @@ impl Host for AppState {
         reason: Option<&'a str>,
     ) -> HostFuture<'a, OwnedEventId> {
         Box::pin(async move {
-            let id = api::update_membership(
-                self,
-                &Actor::user(sender.as_str()),
-                target.as_str(),
-                room.as_str(),
-                membership.as_str(),
-                reason.map(str::to_string),
-            )
-            .await?;
-            parse_id("event ID", id)
+            let change = MembershipChange::new(room, target, membership)
+                .with_reason(reason.map(str::to_string));
+            self.change_membership(&Actor::module(by, sender), change)
+                .await
         })
     }
 
     fn send_event<'a>(
         &'a self,
-        _by: &'a ModuleRef,
+        by: &'a ModuleRef,
         event: NewEventContent,
     ) -> HostFuture<'a, Event> {
         Box::pin(async move {
+            // As Synapse's `create_and_send_event_into_room`: the auth rules,
+            // `check_event_allowed` and `check_event_for_spam`, and no rate
+            // limit (`user_may_send_state_event` is the client API's).
+            let actor = Actor::module(by, &event.sender);
             let draft = crate::events::EventDraft {
-                sender: event.sender.to_string(),
+                sender: event.sender,
                 event_type: event.event_type,
                 state_key: event.state_key,
                 content: event.content,
             };
             let options = SendOptions {
-                txn: None,
+                txn_id: None,
                 spam_check: true,
             };
-            let id = api::send_event(self, event.room_id.as_str(), draft, options).await?;
+            let id = Homeserver::send_event(self, &actor, &event.room_id, draft, options).await?;
             let stored = self
                 .storage
                 .get_event(&id)
                 .await?
                 .ok_or_else(|| ModuleError::internal("the event was not stored"))?;
-            stored
-                .to_module_event()
-                .ok_or_else(|| ModuleError::internal("the stored event does not parse"))
+            Ok(stored.to_module_event())
         })
     }
 
@@ -261,12 +216,11 @@ impl Host for AppState {
         alias: &'a RoomAliasId,
     ) -> HostFuture<'a, Option<(OwnedRoomId, Vec<OwnedServerName>)>> {
         Box::pin(async move {
-            Ok(match self.storage.get_alias(alias.as_str()).await? {
-                Some((room, _)) => {
-                    Some((parse_id("room ID", room)?, vec![self.server_name.clone()]))
-                }
-                None => None,
-            })
+            Ok(self
+                .storage
+                .get_alias(alias)
+                .await?
+                .map(|(room, _)| (room, vec![self.server_name.clone()])))
         })
     }
 
@@ -274,7 +228,7 @@ impl Host for AppState {
         Box::pin(async move {
             Ok(self
                 .storage
-                .room_snapshot(room.as_str())
+                .room_snapshot(room)
                 .await?
                 .is_some_and(|s| s.is_public))
         })
@@ -282,11 +236,11 @@ impl Host for AppState {
 
     fn set_room_public<'a>(
         &'a self,
-        _by: &'a ModuleRef,
+        by: &'a ModuleRef,
         room: &'a RoomId,
         public: bool,
     ) -> HostFuture<'a, ()> {
-        Box::pin(async move { Ok(self.storage.set_room_public(room.as_str(), public).await?) })
+        Box::pin(async move { self.module_set_room_visibility(by, room, public).await })
     }
 
     fn module_db<'a>(
@@ -313,7 +267,7 @@ impl Host for AppState {
         Box::pin(async move {
             Ok(self
                 .storage
-                .get_account_data(user.as_str(), None, data_type)
+                .get_account_data(user, None, data_type)
                 .await?
                 .and_then(|v| v.as_object().cloned()))
         })
@@ -321,32 +275,14 @@ impl Host for AppState {
 
     fn put_global_account_data<'a>(
         &'a self,
-        _by: &'a ModuleRef,
+        by: &'a ModuleRef,
         user: &'a UserId,
         data_type: &'a str,
         content: JsonObject,
     ) -> HostFuture<'a, ()> {
         Box::pin(async move {
-            if self.storage.get_user(user.as_str()).await?.is_none() {
-                return Err(ModuleError::new(
-                    404,
-                    ErrCode::NotFound,
-                    format!("no user {user}"),
-                ));
-            }
-            self.storage
-                .put_account_data(
-                    user.as_str(),
-                    None,
-                    data_type,
-                    serde_json::Value::Object(content.clone()),
-                )
-                .await?;
-            self.callbacks
-                .account_data
-                .on_account_data_updated(user, None, data_type, &content)
-                .await;
-            Ok(())
+            self.put_account_data(&Actor::module(by, user), user, None, data_type, content)
+                .await
         })
     }
 

@@ -8,6 +8,8 @@
 //! - [`log`]: the call log test modules write and tests read.
 //! - [`rules`]: `test.Rules`, a module implementing every callback, each
 //!   answering what its config says and logging its arguments.
+//! - [`operator`]: `test.Operator`, which performs operations through its
+//!   `ModuleApi` when a test asks, to drive the module entry point.
 //! - [`scripted`]: `test.Scripted`, `test.Hooked` and `test.Bare`, for the
 //!   loader and the dispatchers without a server.
 //! - [`smtp_sink`]: a loopback SMTP server that keeps what it receives.
@@ -16,6 +18,7 @@
 //! _;`), or the linker drops the module's registration.
 
 pub mod log;
+pub mod operator;
 pub mod rules;
 pub mod scripted;
 mod server;

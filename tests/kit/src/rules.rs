@@ -359,17 +359,61 @@ impl Rules {
             .await
     }
 
+    /// Logs `user:name:avatar:by_admin:deactivation`.
     #[callback(third_party_rules)]
     async fn on_profile_update(
         &self,
         user: &UserId,
         profile: &ProfileInfo,
-        _by_admin: bool,
+        by_admin: bool,
         deactivation: bool,
     ) -> Result<(), ModuleError> {
         let name = profile.display_name.clone().unwrap_or_default();
-        self.observe("on_profile_update", format!("{user}:{name}:{deactivation}"))
+        let avatar = profile.avatar_url.clone().unwrap_or_default();
+        self.observe(
+            "on_profile_update",
+            format!("{user}:{name}:{avatar}:{by_admin}:{deactivation}"),
+        )
+        .await
+    }
+
+    #[callback(third_party_rules)]
+    async fn on_threepid_bind(
+        &self,
+        user: &UserId,
+        medium: &str,
+        address: &str,
+    ) -> Result<(), ModuleError> {
+        self.observe("on_threepid_bind", format!("{user}:{medium}:{address}"))
             .await
+    }
+
+    #[callback(third_party_rules)]
+    async fn on_add_user_third_party_identifier(
+        &self,
+        user: &UserId,
+        medium: &str,
+        address: &str,
+    ) -> Result<(), ModuleError> {
+        self.observe(
+            "on_add_user_third_party_identifier",
+            format!("{user}:{medium}:{address}"),
+        )
+        .await
+    }
+
+    #[callback(third_party_rules)]
+    async fn on_remove_user_third_party_identifier(
+        &self,
+        user: &UserId,
+        medium: &str,
+        address: &str,
+    ) -> Result<(), ModuleError> {
+        self.observe(
+            "on_remove_user_third_party_identifier",
+            format!("{user}:{medium}:{address}"),
+        )
+        .await
     }
 
     #[callback(third_party_rules)]

@@ -105,7 +105,7 @@ fn callback_timeout_must_be_a_duration() {
 fn unknown_module_suggests_the_closest_and_lists_what_is_compiled_in() {
     assert_eq!(
         load_errors("modules:\n  - module: test.Scripte\n"),
-        ["at `modules[0].module`: unknown module `test.Scripte`; did you mean `test.Scripted`? Modules compiled into this binary: test.Bare, test.Hooked, test.Rules, test.Scripted"]
+        ["at `modules[0].module`: unknown module `test.Scripte`; did you mean `test.Scripted`? Modules compiled into this binary: test.Bare, test.Hooked, test.Operator, test.Rules, test.Scripted"]
     );
     // A Synapse-style dotted path with another package finds the type.
     let errors = load_errors("modules:\n  - module: synapse_hooked.Hooked\n");
@@ -116,7 +116,7 @@ fn unknown_module_suggests_the_closest_and_lists_what_is_compiled_in() {
     // Nothing close: no suggestion.
     assert_eq!(
         load_errors("modules:\n  - module: zzz\n"),
-        ["at `modules[0].module`: unknown module `zzz` Modules compiled into this binary: test.Bare, test.Hooked, test.Rules, test.Scripted"]
+        ["at `modules[0].module`: unknown module `zzz` Modules compiled into this binary: test.Bare, test.Hooked, test.Operator, test.Rules, test.Scripted"]
     );
 }
 
@@ -176,7 +176,7 @@ fn every_error_is_reported_together() {
     assert_eq!(
         text,
         "4 errors in the modules config:\n  \
-         - at `modules[0].module`: unknown module `nope` Modules compiled into this binary: test.Bare, test.Hooked, test.Rules, test.Scripted\n  \
+         - at `modules[0].module`: unknown module `nope` Modules compiled into this binary: test.Bare, test.Hooked, test.Operator, test.Rules, test.Scripted\n  \
          - module `test.Scripted` at `modules[1].config`: missing field `log`\n  \
          - at `modules[2]`: expected a mapping such as `module: my_crate::MyModule`, found number `7`\n  \
          - module `test.Bare` at `modules[3].config`: this module takes no config, found a list; remove `config:`"

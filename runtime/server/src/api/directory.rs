@@ -1,20 +1,21 @@
 //! Room aliases, room directory visibility and the public room list.
 
 use super::extract::{ApiPath, ApiQuery, Auth, JsonBody};
-use super::rooms::visible_upto;
-use super::{ApiResult, AppState, MatrixError};
-use crate::events::PowerLevels;
-use crate::storage::StorageError;
-use axon::callbacks::SpamCheck;
+use super::rooms::room_id;
+use super::{ApiResult, MatrixError};
+use crate::homeserver::Homeserver;
+use crate::service::Actor;
+use axon::callbacks::Visibility;
 use axon::ErrCode;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use ruma::{OwnedRoomAliasId, RoomAliasId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes() -> Router<Arc<Homeserver>> {
     Router::new()
         .route(
             "/directory/room/{alias}",
@@ -30,22 +31,15 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
 }
 
-fn local_alias(state: &AppState, alias: &str) -> Result<(), MatrixError> {
-    let parsed = ruma::RoomAliasId::parse(alias).map_err(|e| {
+/// A room alias from a request; `M_INVALID_PARAM` if it is not one.
+fn alias_id(alias: &str) -> Result<OwnedRoomAliasId, MatrixError> {
+    RoomAliasId::parse(alias).map_err(|e| {
         MatrixError::new(
             400,
             ErrCode::InvalidParam,
             format!("invalid room alias `{alias}`: {e}"),
         )
-    })?;
-    if parsed.server_name().as_str() != state.server_name() {
-        return Err(MatrixError::new(
-            400,
-            ErrCode::InvalidParam,
-            "Room alias must be local",
-        ));
-    }
-    Ok(())
+    })
 }
 
 #[derive(Deserialize)]
@@ -54,67 +48,26 @@ struct AliasBody {
 }
 
 async fn put_alias(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath(alias): ApiPath<String>,
     JsonBody(body): JsonBody<AliasBody>,
 ) -> ApiResult {
-    local_alias(&state, &alias)?;
-    if !state.storage.room_exists(&body.room_id).await? {
-        return Err(MatrixError::new(404, ErrCode::NotFound, "Room not found"));
-    }
-    visible_upto(&state, &requester.user_id, &body.room_id).await?;
-    if let (Ok(user), Ok(parsed)) = (
-        ruma::UserId::parse(&requester.user_id),
-        ruma::RoomAliasId::parse(&alias),
-    ) {
-        if let SpamCheck::Deny {
-            errcode,
-            extra_fields,
-        } = state
-            .callbacks
-            .spam_checker
-            .user_may_create_room_alias(&user, &parsed)
-            .await?
-        {
-            let mut error = MatrixError::new(
-                403,
-                errcode,
-                "This user is not permitted to create this alias",
-            );
-            error.extra_fields = extra_fields;
-            return Err(error);
-        }
-    }
-    match state
-        .storage
-        .create_alias(&alias, &body.room_id, &requester.user_id)
-        .await
-    {
-        Ok(()) => Ok(Json(json!({}))),
-        Err(StorageError::Conflict(_)) => Err(MatrixError::new(
-            409,
-            ErrCode::Unknown,
-            format!("Room alias {alias} already exists"),
-        )),
-        Err(e) => Err(e.into()),
-    }
+    let alias = alias_id(&alias)?;
+    let room = room_id(&body.room_id)?;
+    hs.create_alias(&Actor::client(&requester), &alias, &room)
+        .await?;
+    Ok(Json(json!({})))
 }
 
 async fn get_alias(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     ApiPath(alias): ApiPath<String>,
 ) -> ApiResult {
-    ruma::RoomAliasId::parse(&alias).map_err(|e| {
-        MatrixError::new(
-            400,
-            ErrCode::InvalidParam,
-            format!("invalid room alias `{alias}`: {e}"),
-        )
-    })?;
-    match state.storage.get_alias(&alias).await? {
+    let alias = alias_id(&alias)?;
+    match hs.storage.get_alias(&alias).await? {
         Some((room_id, _)) => Ok(Json(
-            json!({ "room_id": room_id, "servers": [state.server_name()] }),
+            json!({ "room_id": room_id, "servers": [hs.server_name()] }),
         )),
         None => Err(MatrixError::new(
             404,
@@ -125,116 +78,46 @@ async fn get_alias(
 }
 
 async fn delete_alias(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath(alias): ApiPath<String>,
 ) -> ApiResult {
-    local_alias(&state, &alias)?;
-    let Some((room_id, creator)) = state.storage.get_alias(&alias).await? else {
-        return Err(MatrixError::new(
-            404,
-            ErrCode::NotFound,
-            format!("Room alias {alias} not found"),
-        ));
-    };
-    let allowed = creator == requester.user_id || requester.admin || {
-        match state.storage.room_snapshot(&room_id).await? {
-            Some(snapshot) => {
-                let levels = PowerLevels::of(&snapshot);
-                levels.user_level(&requester.user_id)
-                    >= levels.event_level("m.room.canonical_alias", true)
-            }
-            None => false,
-        }
-    };
-    if !allowed {
-        return Err(MatrixError::forbidden(
-            "You don't have permission to delete the alias.",
-        ));
-    }
-    state.storage.delete_alias(&alias).await?;
+    let alias = alias_id(&alias)?;
+    hs.delete_alias(&Actor::client(&requester), &alias).await?;
     Ok(Json(json!({})))
 }
 
+fn unknown_room() -> MatrixError {
+    MatrixError::new(404, ErrCode::NotFound, "Unknown room")
+}
+
 async fn get_visibility(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     ApiPath(room): ApiPath<String>,
 ) -> ApiResult {
-    match state.storage.room_snapshot(&room).await? {
+    let room = room_id(&room).map_err(|_| unknown_room())?;
+    match hs.storage.room_snapshot(&room).await? {
         Some(snapshot) => Ok(Json(
             json!({ "visibility": if snapshot.is_public { "public" } else { "private" } }),
         )),
-        None => Err(MatrixError::new(404, ErrCode::NotFound, "Unknown room")),
+        None => Err(unknown_room()),
     }
 }
 
 #[derive(Deserialize)]
 struct VisibilityBody {
-    visibility: axon::callbacks::Visibility,
+    visibility: Visibility,
 }
 
 async fn put_visibility(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath(room): ApiPath<String>,
     JsonBody(body): JsonBody<VisibilityBody>,
 ) -> ApiResult {
-    let snapshot = state
-        .storage
-        .room_snapshot(&room)
-        .await?
-        .ok_or_else(|| MatrixError::new(404, ErrCode::NotFound, "Unknown room"))?;
-    let levels = PowerLevels::of(&snapshot);
-    if crate::events::membership_of(&snapshot, &requester.user_id) != "join"
-        || levels.user_level(&requester.user_id)
-            < levels.event_level("m.room.canonical_alias", true)
-    {
-        return Err(MatrixError::forbidden(
-            "You don't have permission to change the visibility of this room",
-        ));
-    }
-    let public = body.visibility == axon::callbacks::Visibility::Public;
-    if public {
-        if let (Ok(user), Ok(room_id)) = (
-            ruma::UserId::parse(&requester.user_id),
-            ruma::RoomId::parse(&room),
-        ) {
-            if !requester.admin {
-                if let SpamCheck::Deny {
-                    errcode,
-                    extra_fields,
-                } = state
-                    .callbacks
-                    .spam_checker
-                    .user_may_publish_room(&user, &room_id)
-                    .await?
-                {
-                    let mut error = MatrixError::new(403, errcode, "Not allowed to publish room");
-                    error.extra_fields = extra_fields;
-                    return Err(error);
-                }
-            }
-        }
-    }
-    if let Ok(room_id) = ruma::RoomId::parse(&room) {
-        let rules = &state.callbacks.third_party_rules;
-        if !rules.check_visibility_can_be_modified.is_empty()
-            && !rules
-                .check_visibility_can_be_modified(
-                    &room_id,
-                    &crate::events::state_map(&snapshot),
-                    body.visibility,
-                )
-                .await
-        {
-            return Err(MatrixError::new(
-                403,
-                ErrCode::Unknown,
-                "Not allowed to publish room",
-            ));
-        }
-    }
-    state.storage.set_room_public(&room, public).await?;
+    let room = room_id(&room).map_err(|_| unknown_room())?;
+    hs.set_room_visibility(&Actor::client(&requester), &room, body.visibility)
+        .await?;
     Ok(Json(json!({})))
 }
 
@@ -257,15 +140,15 @@ struct PublicRoomsBody {
 }
 
 async fn public_rooms_get(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     _auth: Auth,
     ApiQuery(q): ApiQuery<PublicRoomsQuery>,
 ) -> ApiResult {
-    public_rooms(&state, q.limit, q.since, None).await
+    public_rooms(&hs, q.limit, q.since, None).await
 }
 
 async fn public_rooms_post(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     _auth: Auth,
     JsonBody(body): JsonBody<PublicRoomsBody>,
 ) -> ApiResult {
@@ -275,16 +158,16 @@ async fn public_rooms_post(
         .and_then(|f| f.get("generic_search_term"))
         .and_then(|t| t.as_str())
         .map(str::to_lowercase);
-    public_rooms(&state, body.limit, body.since, term).await
+    public_rooms(&hs, body.limit, body.since, term).await
 }
 
 async fn public_rooms(
-    state: &AppState,
+    hs: &Homeserver,
     limit: Option<usize>,
     since: Option<String>,
     term: Option<String>,
 ) -> ApiResult {
-    let rooms = state.storage.public_rooms().await?;
+    let rooms = hs.storage.public_rooms().await?;
     let mut chunk = Vec::new();
     for room in rooms {
         let mut entry = json!({

@@ -3,7 +3,9 @@
 //! parameters (`M_INVALID_PARAM`), and the access token (`M_MISSING_TOKEN`,
 //! `M_UNKNOWN_TOKEN`).
 
-use super::{AppState, MatrixError};
+use super::MatrixError;
+use crate::homeserver::Homeserver;
+use crate::service::Requester;
 use axon::ErrCode;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -83,16 +85,6 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
     }
 }
 
-/// The user an access token belongs to.
-#[derive(Debug, Clone)]
-pub struct Requester {
-    pub user_id: String,
-    pub device_id: String,
-    pub access_token: String,
-    pub admin: bool,
-    pub shadow_banned: bool,
-}
-
 /// An authenticated request (Synapse's `get_user_by_req`): the token from
 /// `Authorization: Bearer …` or `?access_token=`.
 pub struct Auth(pub Requester);
@@ -116,65 +108,32 @@ pub fn url_param(query: &str, name: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
+/// The user a request's access token belongs to.
 pub(crate) async fn authenticate(
-    state: &AppState,
+    hs: &Homeserver,
     parts: &Parts,
     allow_expired: bool,
 ) -> Result<Requester, MatrixError> {
-    let token = access_token(parts)
-        .ok_or_else(|| MatrixError::new(401, ErrCode::MissingToken, "Missing access token"))?;
-    let owner = state
-        .storage
-        .token_owner(&token)
-        .await?
-        .filter(|o| !o.deactivated)
-        .ok_or_else(|| {
-            MatrixError::new(401, ErrCode::UnknownToken, "Unrecognised access token")
-                .with_field("soft_logout", false)
-        })?;
-    if !allow_expired {
-        if let Ok(user) = ruma::UserId::parse(&owner.user_id) {
-            if state
-                .callbacks
-                .account_validity
-                .is_user_expired(&user)
-                .await?
-                == Some(true)
-            {
-                return Err(MatrixError::new(
-                    403,
-                    ErrCode::ExpiredAccount,
-                    "User account has expired",
-                ));
-            }
-        }
-    }
-    Ok(Requester {
-        user_id: owner.user_id,
-        device_id: owner.device_id,
-        access_token: token,
-        admin: owner.admin,
-        shadow_banned: owner.shadow_banned,
-    })
+    hs.authenticate(access_token(parts), allow_expired).await
 }
 
-impl FromRequestParts<Arc<AppState>> for Auth {
+impl FromRequestParts<Arc<Homeserver>> for Auth {
     type Rejection = MatrixError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &Arc<AppState>,
+        state: &Arc<Homeserver>,
     ) -> Result<Self, MatrixError> {
         authenticate(state, parts, false).await.map(Auth)
     }
 }
 
-impl FromRequestParts<Arc<AppState>> for AuthAllowExpired {
+impl FromRequestParts<Arc<Homeserver>> for AuthAllowExpired {
     type Rejection = MatrixError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &Arc<AppState>,
+        state: &Arc<Homeserver>,
     ) -> Result<Self, MatrixError> {
         authenticate(state, parts, true).await.map(AuthAllowExpired)
     }

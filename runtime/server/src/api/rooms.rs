@@ -1,19 +1,21 @@
-//! Rooms: creation, memberships, sending, state, members, history.
+//! Rooms: creation, memberships, sending, state, members, history. Each
+//! handler parses the request, calls its service, and answers.
 
-use super::extract::{ApiPath, ApiQuery, Auth, JsonBody, Requester};
-use super::room_ops::{create_room, send_event, update_membership, Actor, SendOptions};
-use super::{now_ms, ApiResult, AppState, MatrixError};
-use crate::events::{client_event, EventDraft};
+use super::extract::{ApiPath, ApiQuery, Auth, JsonBody};
+use super::{ApiResult, MatrixError};
+use crate::homeserver::Homeserver;
+use crate::service::{Actor, MembershipChange, Requester};
 use crate::storage::StoredEvent;
-use axon::ErrCode;
+use axon::{ErrCode, Membership};
 use axum::extract::State;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use ruma::{EventId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes() -> Router<Arc<Homeserver>> {
     Router::new()
         .route("/createRoom", post(create))
         .route("/join/{room}", post(join_by_id_or_alias))
@@ -44,26 +46,23 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/rooms/{room}/event/{event_id}", get(event))
 }
 
-/// What a shadow-banned user's send answers with: an event ID that looks
-/// real, for an event nobody else sees (as Synapse does).
-fn shadow_event_id() -> String {
-    format!("${}", super::random_string(43))
+/// A room ID from a request; `M_INVALID_PARAM` if it is not one.
+pub(crate) fn room_id(room: &str) -> Result<OwnedRoomId, MatrixError> {
+    RoomId::parse(room)
+        .ok()
+        .filter(|_| room.len() > 1)
+        .ok_or_else(|| {
+            MatrixError::new(
+                400,
+                ErrCode::InvalidParam,
+                format!("invalid room ID `{room}`"),
+            )
+        })
 }
 
-fn check_room_id(room: &str) -> Result<(), MatrixError> {
-    if room.starts_with('!') && room.len() > 1 {
-        Ok(())
-    } else {
-        Err(MatrixError::new(
-            400,
-            ErrCode::InvalidParam,
-            format!("invalid room ID `{room}`"),
-        ))
-    }
-}
-
-fn check_user_id(user: &str) -> Result<(), MatrixError> {
-    ruma::UserId::parse(user).map(|_| ()).map_err(|e| {
+/// A user ID from a request; `M_INVALID_PARAM` if it is not one.
+pub(crate) fn user_id(user: &str) -> Result<OwnedUserId, MatrixError> {
+    UserId::parse(user).map_err(|e| {
         MatrixError::new(
             400,
             ErrCode::InvalidParam,
@@ -72,62 +71,12 @@ fn check_user_id(user: &str) -> Result<(), MatrixError> {
     })
 }
 
-/// The viewer's membership must let them read the room; returns the highest
-/// stream position they may see (`i64::MAX` while joined).
-pub(crate) async fn visible_upto(
-    state: &AppState,
-    user: &str,
-    room_id: &str,
-) -> Result<i64, MatrixError> {
-    match state.storage.membership(user, room_id).await? {
-        Some((m, _)) if m == "join" => Ok(i64::MAX),
-        Some((m, at)) if m == "leave" || m == "ban" => Ok(at),
-        _ => Err(MatrixError::forbidden(format!(
-            "User {user} not in room {room_id}, and room previews are disabled"
-        ))),
-    }
-}
-
-/// Events in the client format, with the fields modules add to `unsigned`.
-pub(crate) async fn serve_events(
-    state: &AppState,
-    events: &[StoredEvent],
-    viewer: &Requester,
-    with_room_id: bool,
-) -> Result<Vec<Value>, MatrixError> {
-    let now = now_ms();
-    let unsigned_slot = &state.callbacks.add_extra_fields_to_unsigned_client_event;
-    let mut out = Vec::with_capacity(events.len());
-    for event in events {
-        let mut client = client_event(
-            event,
-            Some((&viewer.user_id, &viewer.device_id)),
-            with_room_id,
-            now,
-        );
-        if !unsigned_slot.add_field_to_unsigned_callback.is_empty() {
-            if let Some(module_event) = event.to_module_event() {
-                let mut extra = unsigned_slot
-                    .add_field_to_unsigned_callback(&module_event)
-                    .await?;
-                // Modules cannot override the server's own unsigned fields.
-                for own in ["age", "transaction_id", "prev_content", "redacted_because"] {
-                    extra.remove(own);
-                }
-                client.unsigned.extra = extra;
-            }
-        }
-        out.push(serde_json::to_value(&client).map_err(|e| MatrixError::internal(e.to_string()))?);
-    }
-    Ok(out)
-}
-
 async fn create(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> ApiResult {
-    let (room_id, alias) = create_room(&state, &Actor::from(&requester), body).await?;
+    let (room_id, alias) = hs.create_room(&Actor::client(&requester), body).await?;
     let mut response = json!({ "room_id": room_id });
     if let Some(alias) = alias {
         response["room_alias"] = json!(alias);
@@ -141,21 +90,34 @@ struct ReasonBody {
     reason: Option<String>,
 }
 
+async fn join_room(
+    hs: &Homeserver,
+    requester: &Requester,
+    room: &RoomId,
+    reason: Option<String>,
+) -> ApiResult {
+    let change =
+        MembershipChange::new(room, &requester.user_id, Membership::Join).with_reason(reason);
+    hs.change_membership(&Actor::client(requester), change)
+        .await?;
+    Ok(Json(json!({ "room_id": room })))
+}
+
 async fn join_by_id_or_alias(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath(room): ApiPath<String>,
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> ApiResult {
     let room_id = if room.starts_with('#') {
-        ruma::RoomAliasId::parse(&room).map_err(|e| {
+        let alias = RoomAliasId::parse(&room).map_err(|e| {
             MatrixError::new(
                 400,
                 ErrCode::InvalidParam,
                 format!("invalid room alias `{room}`: {e}"),
             )
         })?;
-        match state.storage.get_alias(&room).await? {
+        match hs.storage.get_alias(&alias).await? {
             Some((room_id, _)) => room_id,
             None => {
                 return Err(MatrixError::new(
@@ -166,38 +128,18 @@ async fn join_by_id_or_alias(
             }
         }
     } else {
-        check_room_id(&room)?;
-        room
+        room_id(&room)?
     };
-    update_membership(
-        &state,
-        &Actor::from(&requester),
-        &requester.user_id,
-        &room_id,
-        "join",
-        body.reason,
-    )
-    .await?;
-    Ok(Json(json!({ "room_id": room_id })))
+    join_room(&hs, &requester, &room_id, body.reason).await
 }
 
 async fn join(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath(room): ApiPath<String>,
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> ApiResult {
-    check_room_id(&room)?;
-    update_membership(
-        &state,
-        &Actor::from(&requester),
-        &requester.user_id,
-        &room,
-        "join",
-        body.reason,
-    )
-    .await?;
-    Ok(Json(json!({ "room_id": room })))
+    join_room(&hs, &requester, &room_id(&room)?, body.reason).await
 }
 
 #[derive(Deserialize)]
@@ -207,47 +149,24 @@ struct TargetBody {
     reason: Option<String>,
 }
 
+/// Invite, kick, ban: a membership of the user the body names.
 async fn targeted(
-    state: &AppState,
+    hs: &Homeserver,
     requester: &Requester,
     room: &str,
     body: TargetBody,
-    membership: &str,
+    membership: Membership,
 ) -> ApiResult {
-    check_room_id(room)?;
-    check_user_id(&body.user_id)?;
-    if membership == "unban" {
-        let current = state.storage.membership(&body.user_id, room).await?;
-        if !matches!(current, Some((ref m, _)) if m == "ban") {
-            return Err(MatrixError::forbidden(format!(
-                "{} is not banned",
-                body.user_id
-            )));
-        }
-    }
-    if membership == "invite" && requester.shadow_banned {
-        // A shadow-banned user's invites vanish silently, as in Synapse.
-        return Ok(Json(json!({})));
-    }
-    let membership = if membership == "unban" || membership == "kick" {
-        "leave"
-    } else {
-        membership
-    };
-    update_membership(
-        state,
-        &Actor::from(requester),
-        &body.user_id,
-        room,
-        membership,
-        body.reason,
-    )
-    .await?;
+    let room = room_id(room)?;
+    let target = user_id(&body.user_id)?;
+    let change = MembershipChange::new(&room, &target, membership).with_reason(body.reason);
+    hs.change_membership(&Actor::client(requester), change)
+        .await?;
     Ok(Json(json!({})))
 }
 
 async fn invite(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath(room): ApiPath<String>,
     JsonBody(body): JsonBody<Value>,
@@ -259,209 +178,147 @@ async fn invite(
             "Third-party invites need an identity server, which Axon does not support",
         ));
     }
-    let body: TargetBody = super::extract::parse_json(body)?;
-    targeted(&state, &requester, &room, body, "invite").await
+    let body: TargetBody = super::parse_json(body)?;
+    targeted(&hs, &requester, &room, body, Membership::Invite).await
 }
 
 async fn kick(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath(room): ApiPath<String>,
     JsonBody(body): JsonBody<TargetBody>,
 ) -> ApiResult {
-    targeted(&state, &requester, &room, body, "kick").await
+    targeted(&hs, &requester, &room, body, Membership::Leave).await
 }
 
 async fn ban(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath(room): ApiPath<String>,
     JsonBody(body): JsonBody<TargetBody>,
 ) -> ApiResult {
-    targeted(&state, &requester, &room, body, "ban").await
+    targeted(&hs, &requester, &room, body, Membership::Ban).await
 }
 
 async fn unban(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath(room): ApiPath<String>,
     JsonBody(body): JsonBody<TargetBody>,
 ) -> ApiResult {
-    targeted(&state, &requester, &room, body, "unban").await
+    let room = room_id(&room)?;
+    let target = user_id(&body.user_id)?;
+    hs.unban(&Actor::client(&requester), &room, &target, body.reason)
+        .await?;
+    Ok(Json(json!({})))
 }
 
 async fn leave(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath(room): ApiPath<String>,
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> ApiResult {
-    check_room_id(&room)?;
-    update_membership(
-        &state,
-        &Actor::from(&requester),
-        &requester.user_id,
-        &room,
-        "leave",
-        body.reason,
-    )
-    .await?;
+    let room = room_id(&room)?;
+    let change = MembershipChange::new(&room, &requester.user_id, Membership::Leave)
+        .with_reason(body.reason);
+    hs.change_membership(&Actor::client(&requester), change)
+        .await?;
     Ok(Json(json!({})))
 }
 
-async fn joined_rooms(State(state): State<Arc<AppState>>, Auth(requester): Auth) -> ApiResult {
-    let rooms: Vec<String> = state
+async fn joined_rooms(State(hs): State<Arc<Homeserver>>, Auth(requester): Auth) -> ApiResult {
+    let rooms: Vec<OwnedRoomId> = hs
         .storage
         .memberships(&requester.user_id)
         .await?
         .into_iter()
-        .filter(|m| m.membership == "join")
+        .filter(|m| m.membership == Membership::Join)
         .map(|m| m.room_id)
         .collect();
     Ok(Json(json!({ "joined_rooms": rooms })))
 }
 
 async fn send(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath((room, event_type, txn_id)): ApiPath<(String, String, String)>,
     JsonBody(content): JsonBody<Map<String, Value>>,
 ) -> ApiResult {
-    check_room_id(&room)?;
-    state
-        .ratelimit_user("rc_message", &requester.user_id, state.config.rc_message)
+    let room = room_id(&room)?;
+    let event_id = hs
+        .send_message(
+            &Actor::client(&requester),
+            &room,
+            event_type,
+            content,
+            Some(txn_id),
+        )
         .await?;
-    let draft = EventDraft {
-        sender: requester.user_id.clone(),
-        event_type,
-        state_key: None,
-        content,
-    };
-    if requester.shadow_banned {
-        return Ok(Json(json!({ "event_id": shadow_event_id() })));
-    }
-    let options = SendOptions {
-        txn: Some((requester.device_id.clone(), txn_id)),
-        spam_check: true,
-    };
-    let event_id = send_event(&state, &room, draft, options).await?;
     Ok(Json(json!({ "event_id": event_id })))
 }
 
 async fn put_state_impl(
-    state: &AppState,
+    hs: &Homeserver,
     requester: &Requester,
     room: String,
     event_type: String,
     state_key: String,
     content: Map<String, Value>,
 ) -> ApiResult {
-    check_room_id(&room)?;
-    if event_type == "m.room.member" {
-        let membership = content
-            .get("membership")
-            .and_then(|m| m.as_str())
-            .unwrap_or_default()
-            .to_string();
-        check_user_id(&state_key)?;
-        let reason = content
-            .get("reason")
-            .and_then(|r| r.as_str())
-            .map(str::to_string);
-        let event_id = update_membership(
-            state,
-            &Actor::from(requester),
-            &state_key,
+    let room = room_id(&room)?;
+    let event_id = hs
+        .set_state(
+            &Actor::client(requester),
             &room,
-            &membership,
-            reason,
+            event_type,
+            state_key,
+            content,
         )
         .await?;
-        return Ok(Json(json!({ "event_id": event_id })));
-    }
-    state
-        .ratelimit_user("rc_message", &requester.user_id, state.config.rc_message)
-        .await?;
-    let spam = &state.callbacks.spam_checker;
-    if !requester.admin && !spam.user_may_send_state_event.is_empty() {
-        if let (Ok(user), Ok(room_id)) = (
-            ruma::UserId::parse(&requester.user_id),
-            ruma::RoomId::parse(&room),
-        ) {
-            if let axon::callbacks::SpamCheck::Deny {
-                errcode,
-                extra_fields,
-            } = spam
-                .user_may_send_state_event(&user, &room_id, &event_type, &state_key, &content)
-                .await?
-            {
-                let mut error = MatrixError::new(
-                    403,
-                    errcode,
-                    "You are not permitted to send the state event",
-                );
-                error.extra_fields = extra_fields;
-                return Err(error);
-            }
-        }
-    }
-    if requester.shadow_banned {
-        return Ok(Json(json!({ "event_id": shadow_event_id() })));
-    }
-    let draft = EventDraft {
-        sender: requester.user_id.clone(),
-        event_type,
-        state_key: Some(state_key),
-        content,
-    };
-    let options = SendOptions {
-        txn: None,
-        spam_check: true,
-    };
-    let event_id = send_event(state, &room, draft, options).await?;
     Ok(Json(json!({ "event_id": event_id })))
 }
 
 async fn put_state(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath((room, event_type, state_key)): ApiPath<(String, String, String)>,
     JsonBody(content): JsonBody<Map<String, Value>>,
 ) -> ApiResult {
-    put_state_impl(&state, &requester, room, event_type, state_key, content).await
+    put_state_impl(&hs, &requester, room, event_type, state_key, content).await
 }
 
 async fn put_state_empty_key(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath((room, event_type)): ApiPath<(String, String)>,
     JsonBody(content): JsonBody<Map<String, Value>>,
 ) -> ApiResult {
-    put_state_impl(&state, &requester, room, event_type, String::new(), content).await
+    put_state_impl(&hs, &requester, room, event_type, String::new(), content).await
 }
 
 async fn state_events_visible(
-    state: &AppState,
+    hs: &Homeserver,
     requester: &Requester,
     room: &str,
 ) -> Result<Vec<StoredEvent>, MatrixError> {
-    check_room_id(room)?;
-    let upto = visible_upto(state, &requester.user_id, room).await?;
+    let room = room_id(room)?;
+    let upto = hs.visible_upto(&requester.user_id, &room).await?;
     if upto == i64::MAX {
-        Ok(state.storage.current_state(room).await?)
+        Ok(hs.storage.current_state(&room).await?)
     } else {
-        Ok(state.storage.state_at(room, upto).await?)
+        Ok(hs.storage.state_at(&room, upto).await?)
     }
 }
 
 async fn get_state_impl(
-    state: &AppState,
+    hs: &Homeserver,
     requester: &Requester,
     room: String,
     event_type: String,
     state_key: String,
 ) -> ApiResult {
-    let events = state_events_visible(state, requester, &room).await?;
+    let events = state_events_visible(hs, requester, &room).await?;
     let found = events
         .iter()
         .find(|e| e.event_type == event_type && e.state_key.as_deref() == Some(state_key.as_str()));
@@ -475,29 +332,29 @@ async fn get_state_impl(
 }
 
 async fn get_state(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath((room, event_type, state_key)): ApiPath<(String, String, String)>,
 ) -> ApiResult {
-    get_state_impl(&state, &requester, room, event_type, state_key).await
+    get_state_impl(&hs, &requester, room, event_type, state_key).await
 }
 
 async fn get_state_empty_key(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath((room, event_type)): ApiPath<(String, String)>,
 ) -> ApiResult {
-    get_state_impl(&state, &requester, room, event_type, String::new()).await
+    get_state_impl(&hs, &requester, room, event_type, String::new()).await
 }
 
 async fn all_state(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath(room): ApiPath<String>,
 ) -> ApiResult {
-    let events = state_events_visible(&state, &requester, &room).await?;
+    let events = state_events_visible(&hs, &requester, &room).await?;
     Ok(Json(Value::Array(
-        serve_events(&state, &events, &requester, true).await?,
+        hs.serve_events(&events, &requester, true).await?,
     )))
 }
 
@@ -510,12 +367,12 @@ struct MembersQuery {
 }
 
 async fn members(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath(room): ApiPath<String>,
     ApiQuery(q): ApiQuery<MembersQuery>,
 ) -> ApiResult {
-    let events: Vec<StoredEvent> = state_events_visible(&state, &requester, &room)
+    let events: Vec<StoredEvent> = state_events_visible(&hs, &requester, &room)
         .await?
         .into_iter()
         .filter(|e| e.event_type == "m.room.member")
@@ -533,16 +390,16 @@ async fn members(
         })
         .collect();
     Ok(Json(
-        json!({ "chunk": serve_events(&state, &events, &requester, true).await? }),
+        json!({ "chunk": hs.serve_events(&events, &requester, true).await? }),
     ))
 }
 
 async fn joined_members(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath(room): ApiPath<String>,
 ) -> ApiResult {
-    let events = state_events_visible(&state, &requester, &room).await?;
+    let events = state_events_visible(&hs, &requester, &room).await?;
     let mut joined = Map::new();
     for event in events.iter().filter(|e| e.event_type == "m.room.member") {
         let content: Value = serde_json::from_str(event.content.get()).unwrap_or_default();
@@ -582,12 +439,12 @@ pub(crate) fn parse_token(token: &str) -> Result<i64, MatrixError> {
 }
 
 async fn messages(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath(room): ApiPath<String>,
     ApiQuery(q): ApiQuery<MessagesQuery>,
 ) -> ApiResult {
-    check_room_id(&room)?;
+    let room = room_id(&room)?;
     let backwards = match q.dir.as_deref() {
         Some("b") | None => true,
         Some("f") => false,
@@ -599,8 +456,8 @@ async fn messages(
             ))
         }
     };
-    let upto = visible_upto(&state, &requester.user_id, &room).await?;
-    let current = state.storage.current_position();
+    let upto = hs.visible_upto(&requester.user_id, &room).await?;
+    let current = hs.storage.current_position();
     let from = match &q.from {
         Some(token) => parse_token(token)?,
         None if backwards => current,
@@ -609,14 +466,12 @@ async fn messages(
     let to = q.to.as_deref().map(parse_token).transpose()?;
     let limit = q.limit.unwrap_or(10).clamp(1, 1000);
     let mut events = if backwards {
-        state
-            .storage
+        hs.storage
             .room_messages(&room, from.min(upto), true, to, limit)
             .await?
     } else {
         let to = Some(to.unwrap_or(i64::MAX).min(upto));
-        state
-            .storage
+        hs.storage
             .room_messages(&room, from, false, to, limit)
             .await?
     };
@@ -629,7 +484,7 @@ async fn messages(
         }
     });
     let mut response = json!({
-        "chunk": serve_events(&state, &events, &requester, true).await?,
+        "chunk": hs.serve_events(&events, &requester, true).await?,
         "start": format!("s{from}"),
     });
     if let Some(end) = end {
@@ -639,18 +494,22 @@ async fn messages(
 }
 
 async fn event(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath((room, event_id)): ApiPath<(String, String)>,
 ) -> ApiResult {
-    check_room_id(&room)?;
-    let upto = visible_upto(&state, &requester.user_id, &room).await?;
-    let event = state
+    let room = room_id(&room)?;
+    let upto = hs.visible_upto(&requester.user_id, &room).await?;
+    let not_found = || MatrixError::new(404, ErrCode::NotFound, "Event not found.");
+    let event_id = EventId::parse(&event_id).map_err(|_| not_found())?;
+    let event = hs
         .storage
         .get_event(&event_id)
         .await?
         .filter(|e| e.room_id == room && e.stream <= upto)
-        .ok_or_else(|| MatrixError::new(404, ErrCode::NotFound, "Event not found."))?;
-    let mut served = serve_events(&state, std::slice::from_ref(&event), &requester, true).await?;
+        .ok_or_else(not_found)?;
+    let mut served = hs
+        .serve_events(std::slice::from_ref(&event), &requester, true)
+        .await?;
     Ok(Json(served.pop().unwrap_or_default()))
 }

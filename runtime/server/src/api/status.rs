@@ -4,7 +4,8 @@
 //! admins only.
 
 use super::extract::Auth;
-use super::{ApiResult, AppState, MatrixError};
+use super::{ApiResult, MatrixError};
+use crate::homeserver::Homeserver;
 use axon::stats::CallbackRecord;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -15,7 +16,7 @@ use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes() -> Router<Arc<Homeserver>> {
     Router::new().route("/_axon/admin/modules", get(modules_page))
 }
 
@@ -53,7 +54,7 @@ fn callback_json(record: &CallbackRecord) -> Value {
     })
 }
 
-fn status_json(state: &AppState) -> Value {
+fn status_json(state: &Homeserver) -> Value {
     let modules: Vec<Value> = state
         .modules
         .iter()
@@ -180,7 +181,7 @@ fn wants_json(headers: &HeaderMap, query: Option<&str>) -> bool {
 }
 
 async fn modules_page(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     headers: HeaderMap,
     uri: axum::http::Uri,

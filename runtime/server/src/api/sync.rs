@@ -1,20 +1,22 @@
 //! `GET /sync`: initial and incremental, long-polling on the committed
 //! stream position (no polling loop: a commit wakes the waiters).
 
-use super::extract::{ApiQuery, Auth, Requester};
-use super::rooms::{parse_token, serve_events};
-use super::{now_ms, ApiResult, AppState, MatrixError};
-use crate::storage::{Membership, StoredEvent};
+use super::extract::{ApiQuery, Auth};
+use super::rooms::parse_token;
+use super::{ApiResult, MatrixError};
+use crate::homeserver::Homeserver;
+use crate::service::Requester;
+use crate::storage::{MembershipRow, StoredEvent};
+use axon::Membership;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes() -> Router<Arc<Homeserver>> {
     Router::new().route("/sync", get(sync))
 }
 
@@ -36,33 +38,33 @@ struct SyncQuery {
 }
 
 async fn sync(
-    State(state): State<Arc<AppState>>,
+    State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiQuery(q): ApiQuery<SyncQuery>,
 ) -> ApiResult {
     let since = q.since.as_deref().map(parse_token).transpose()?;
     let full_state = q.full_state.unwrap_or(false);
-    let timeline_limit = timeline_limit(&state, &requester, q.filter.as_deref()).await?;
+    let timeline_limit = timeline_limit(&hs, &requester, q.filter.as_deref()).await?;
     if let Some(presence) = q.set_presence.as_deref().or(Some("online")) {
         if matches!(presence, "online" | "unavailable") {
-            mark_present(&state, &requester.user_id, presence).await?;
+            hs.set_presence(&requester.user_id, presence, None).await?;
         }
     }
     let deadline = Instant::now() + Duration::from_millis(q.timeout.unwrap_or(0)).min(MAX_TIMEOUT);
     loop {
-        let upto = state.storage.current_position();
+        let upto = hs.storage.current_position();
         let (response, changed) =
-            compute(&state, &requester, since, upto, full_state, timeline_limit).await?;
+            compute(&hs, &requester, since, upto, full_state, timeline_limit).await?;
         let now = Instant::now();
         if since.is_none() || full_state || changed || now >= deadline {
             return Ok(Json(response));
         }
-        state.storage.wait_for_position(upto, deadline - now).await;
+        hs.storage.wait_for_position(upto, deadline - now).await;
     }
 }
 
 async fn timeline_limit(
-    state: &AppState,
+    hs: &Homeserver,
     requester: &Requester,
     filter: Option<&str>,
 ) -> Result<u32, MatrixError> {
@@ -70,7 +72,7 @@ async fn timeline_limit(
         None => None,
         Some(f) if f.trim_start().starts_with('{') => serde_json::from_str(f).ok(),
         Some(id) => match id.parse::<i64>() {
-            Ok(id) => state.storage.get_filter(&requester.user_id, id).await?,
+            Ok(id) => hs.storage.get_filter(&requester.user_id, id).await?,
             Err(_) => None,
         },
     };
@@ -80,19 +82,6 @@ async fn timeline_limit(
         .and_then(|l| l.as_u64())
         .map(|l| l.clamp(1, 1000) as u32)
         .unwrap_or(10))
-}
-
-/// Syncing says the user is online, without a write when nothing changes.
-async fn mark_present(state: &AppState, user: &str, presence: &str) -> Result<(), MatrixError> {
-    let current = state.storage.get_presence(user).await?;
-    if current.as_ref().map(|p| p.presence.as_str()) != Some(presence) {
-        let status = current.and_then(|p| p.status_msg);
-        state
-            .storage
-            .set_presence(user, presence, status, now_ms())
-            .await?;
-    }
-    Ok(())
 }
 
 fn stripped(events: &[StoredEvent]) -> Vec<Value> {
@@ -110,7 +99,7 @@ fn stripped(events: &[StoredEvent]) -> Vec<Value> {
 }
 
 async fn compute(
-    state: &AppState,
+    hs: &Homeserver,
     requester: &Requester,
     since: Option<i64>,
     upto: i64,
@@ -123,24 +112,24 @@ async fn compute(
     let mut join = Map::new();
     let mut invite = Map::new();
     let mut leave = Map::new();
-    let account_data = state.storage.account_data_since(user, after, upto).await?;
-    let memberships: Vec<Membership> = state.storage.memberships(user).await?;
+    let account_data = hs.storage.account_data_since(user, after, upto).await?;
+    let memberships: Vec<MembershipRow> = hs.storage.memberships(user).await?;
     for m in &memberships {
         if m.stream > upto {
             continue;
         }
         let new_here = since.is_none() || m.stream > after;
-        match m.membership.as_str() {
-            "join" => {
+        match m.membership {
+            Membership::Join => {
                 let fresh = new_here || full_state;
                 let from = if fresh { 0 } else { after };
-                let (timeline, limited) = state
+                let (timeline, limited) = hs
                     .storage
                     .room_events_since(&m.room_id, from, upto, limit)
                     .await?;
                 let room_account_data: Vec<Value> = account_data
                     .iter()
-                    .filter(|a| a.room_id == m.room_id)
+                    .filter(|a| a.room_id.as_ref() == Some(&m.room_id))
                     .map(|a| json!({ "type": a.data_type, "content": a.content }))
                     .collect();
                 if !fresh && timeline.is_empty() && room_account_data.is_empty() {
@@ -148,11 +137,10 @@ async fn compute(
                 }
                 let first = timeline.first().map(|e| e.stream).unwrap_or(upto + 1);
                 let state_events: Vec<StoredEvent> = if fresh {
-                    state.storage.state_at(&m.room_id, first - 1).await?
+                    hs.storage.state_at(&m.room_id, first - 1).await?
                 } else if limited {
                     // State that changed in the gap the timeline skipped.
-                    state
-                        .storage
+                    hs.storage
                         .state_at(&m.room_id, first - 1)
                         .await?
                         .into_iter()
@@ -161,16 +149,16 @@ async fn compute(
                 } else {
                     Vec::new()
                 };
-                let joined = state.storage.joined_members(&m.room_id).await?.len();
+                let joined = hs.storage.joined_members(&m.room_id).await?.len();
                 join.insert(
-                    m.room_id.clone(),
+                    m.room_id.to_string(),
                     json!({
                         "timeline": {
-                            "events": serve_events(state, &timeline, requester, false).await?,
+                            "events": hs.serve_events(&timeline, requester, false).await?,
                             "limited": limited,
                             "prev_batch": format!("s{}", first - 1),
                         },
-                        "state": { "events": serve_events(state, &state_events, requester, false).await? },
+                        "state": { "events": hs.serve_events(&state_events, requester, false).await? },
                         "account_data": { "events": room_account_data },
                         "ephemeral": { "events": [] },
                         "summary": { "m.joined_member_count": joined },
@@ -179,8 +167,8 @@ async fn compute(
                 );
                 changed = true;
             }
-            "invite" if new_here => {
-                let current = state.storage.current_state(&m.room_id).await?;
+            Membership::Invite if new_here => {
+                let current = hs.storage.current_state(&m.room_id).await?;
                 let shown: Vec<StoredEvent> = current
                     .into_iter()
                     .filter(|e| {
@@ -198,22 +186,22 @@ async fn compute(
                     })
                     .collect();
                 invite.insert(
-                    m.room_id.clone(),
+                    m.room_id.to_string(),
                     json!({ "invite_state": { "events": stripped(&shown) } }),
                 );
                 changed = true;
             }
-            "leave" | "ban" if since.is_some() && new_here => {
-                let (timeline, limited) = state
+            Membership::Leave | Membership::Ban if since.is_some() && new_here => {
+                let (timeline, limited) = hs
                     .storage
                     .room_events_since(&m.room_id, after, m.stream, limit)
                     .await?;
                 let first = timeline.first().map(|e| e.stream).unwrap_or(m.stream);
                 leave.insert(
-                    m.room_id.clone(),
+                    m.room_id.to_string(),
                     json!({
                         "timeline": {
-                            "events": serve_events(state, &timeline, requester, false).await?,
+                            "events": hs.serve_events(&timeline, requester, false).await?,
                             "limited": limited,
                             "prev_batch": format!("s{}", first - 1),
                         },
@@ -228,11 +216,11 @@ async fn compute(
     }
     let global: Vec<Value> = account_data
         .iter()
-        .filter(|a| a.room_id.is_empty())
+        .filter(|a| a.room_id.is_none())
         .map(|a| json!({ "type": a.data_type, "content": a.content }))
         .collect();
     changed |= !global.is_empty();
-    let presence = presence_events(state, user, after, upto).await?;
+    let presence = presence_events(hs, user, after, upto).await?;
     changed |= !presence.is_empty();
     let response = json!({
         "next_batch": format!("s{upto}"),
@@ -246,73 +234,17 @@ async fn compute(
     Ok((response, changed))
 }
 
-/// Presence of the users this user shares a room with, plus whoever the
-/// presence router modules add.
+/// The presence events this user receives (see `Homeserver::presence_for`).
 async fn presence_events(
-    state: &AppState,
-    user: &str,
+    hs: &Homeserver,
+    user: &ruma::UserId,
     after: i64,
     upto: i64,
 ) -> Result<Vec<Value>, MatrixError> {
-    let mut users: BTreeSet<String> = state
-        .storage
-        .users_sharing_rooms(user)
+    let now = axon::time::now_ms();
+    Ok(hs
+        .presence_for(user, after, upto)
         .await?
-        .into_iter()
-        .collect();
-    let router = &state.callbacks.presence_router;
-    let mut everyone = false;
-    if !router.get_interested_users.is_empty() {
-        if let Ok(user_id) = ruma::UserId::parse(user) {
-            match router.get_interested_users(&user_id).await {
-                axon::callbacks::InterestedUsers::All => everyone = true,
-                axon::callbacks::InterestedUsers::Users(extra) => {
-                    users.extend(extra.into_iter().map(|u| u.to_string()))
-                }
-            }
-        }
-    }
-    let mut rows = if everyone {
-        state.storage.presence_changed_since(after, upto).await?
-    } else {
-        state
-            .storage
-            .presence_since(users.iter().cloned().collect(), after, upto)
-            .await?
-    };
-    // Modules may route other users' presence to this user.
-    if !everyone && !router.get_users_for_states.is_empty() {
-        if let Ok(me) = ruma::UserId::parse(user) {
-            let changed = state.storage.presence_changed_since(after, upto).await?;
-            let states: Vec<axon::callbacks::PresenceState> = changed
-                .iter()
-                .filter(|p| !users.contains(&p.user_id))
-                .filter_map(|p| {
-                    Some(axon::callbacks::PresenceState {
-                        user_id: ruma::UserId::parse(&p.user_id).ok()?,
-                        presence: match p.presence.as_str() {
-                            "online" => axon::callbacks::Presence::Online,
-                            "unavailable" => axon::callbacks::Presence::Unavailable,
-                            _ => axon::callbacks::Presence::Offline,
-                        },
-                        status_msg: p.status_msg.clone(),
-                        last_active_ts: p.last_active_ts.max(0) as u64,
-                        currently_active: p.presence == "online",
-                    })
-                })
-                .collect();
-            if !states.is_empty() {
-                let routed = router.get_users_for_states(&states).await;
-                if let Some(mine) = routed.get(&me) {
-                    let wanted: BTreeSet<String> =
-                        mine.iter().map(|s| s.user_id.to_string()).collect();
-                    rows.extend(changed.into_iter().filter(|p| wanted.contains(&p.user_id)));
-                }
-            }
-        }
-    }
-    let now = now_ms();
-    Ok(rows
         .into_iter()
         .map(|p| {
             let mut content = json!({

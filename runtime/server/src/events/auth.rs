@@ -3,6 +3,7 @@
 
 use super::build::EventDraft;
 use crate::storage::RoomSnapshot;
+use axon::Membership;
 use axon::{ErrCode, ModuleError};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -53,7 +54,7 @@ impl PowerLevels {
                     .state
                     .get(&("m.room.create".to_string(), String::new()))
                 {
-                    users.insert(create.sender.clone(), 100);
+                    users.insert(create.sender.to_string(), 100);
                 }
                 PowerLevels {
                     users,
@@ -98,8 +99,13 @@ impl PowerLevels {
     }
 }
 
-/// A user's membership in the room (`leave` if none).
-pub fn membership_of<'a>(snapshot: &'a RoomSnapshot, user: &str) -> &'a str {
+/// A user's membership in the room (`Leave` if none).
+pub fn membership_of(snapshot: &RoomSnapshot, user: &str) -> Membership {
+    Membership::parse(membership_str(snapshot, user)).unwrap_or(Membership::Leave)
+}
+
+/// As the event writes it (`leave` if none), for the auth rules.
+fn membership_str<'a>(snapshot: &'a RoomSnapshot, user: &str) -> &'a str {
     snapshot
         .state
         .get(&("m.room.member".to_string(), user.to_string()))
@@ -118,18 +124,18 @@ pub fn check_auth(snapshot: &RoomSnapshot, draft: &EventDraft) -> Result<(), Mod
         return Err(forbidden("The room has already been created"));
     }
     let levels = PowerLevels::of(snapshot);
-    let sender_level = levels.user_level(&draft.sender);
+    let sender_level = levels.user_level(draft.sender.as_str());
     if draft.event_type == "m.room.member" {
         return check_membership(snapshot, draft, &levels);
     }
-    if membership_of(snapshot, &draft.sender) != "join" {
+    if membership_str(snapshot, draft.sender.as_str()) != "join" {
         return Err(forbidden(format!(
             "User {} not in room {}",
             draft.sender, snapshot.room_id
         )));
     }
     if let Some(state_key) = &draft.state_key {
-        if state_key.starts_with('@') && state_key != &draft.sender {
+        if state_key.starts_with('@') && state_key != draft.sender.as_str() {
             return Err(forbidden("You are not allowed to set others' state"));
         }
     }
@@ -143,7 +149,7 @@ pub fn check_auth(snapshot: &RoomSnapshot, draft: &EventDraft) -> Result<(), Mod
         check_power_levels_change(
             &levels,
             &PowerLevels::from_content(&Value::Object(draft.content.clone())),
-            &draft.sender,
+            draft.sender.as_str(),
         )?;
     }
     Ok(())
@@ -169,8 +175,8 @@ fn check_membership(
             )
         })?;
     let sender = draft.sender.as_str();
-    let sender_membership = membership_of(snapshot, sender);
-    let target_membership = membership_of(snapshot, target);
+    let sender_membership = membership_str(snapshot, sender);
+    let target_membership = membership_str(snapshot, target);
     let sender_level = levels.user_level(sender);
     let target_level = levels.user_level(target);
     let join_rule = snapshot

@@ -16,7 +16,7 @@ pub const SUPPORTED_ROOM_VERSIONS: &[&str] = &["10", "11"];
 /// An event a user wants to send, before it is built.
 #[derive(Debug, Clone)]
 pub struct EventDraft {
-    pub sender: String,
+    pub sender: ruma::OwnedUserId,
     pub event_type: String,
     pub state_key: Option<String>,
     pub content: Map<String, Value>,
@@ -101,7 +101,8 @@ pub fn build_event(
     redacted.remove("signatures");
     redacted.remove("unsigned");
     let reference = sha256(CanonicalJsonValue::Object(redacted).to_string().as_bytes());
-    let event_id = format!("${}", URL_SAFE_NO_PAD.encode(reference));
+    let event_id = ruma::OwnedEventId::try_from(format!("${}", URL_SAFE_NO_PAD.encode(reference)))
+        .map_err(|e| ModuleError::internal(format!("event ID: {e}")))?;
     pdu.insert("signatures".into(), json!({}));
     let pdu_text = serde_json::to_string(&pdu).map_err(|e| ModuleError::internal(e.to_string()))?;
     if pdu_text.len() > MAX_PDU_SIZE {
@@ -130,7 +131,7 @@ pub fn build_event(
 
 /// The state events that authorise this one: create, power levels, the
 /// sender's membership, and for memberships the target's and the join rules.
-fn auth_event_ids(snapshot: &RoomSnapshot, draft: &EventDraft) -> Vec<String> {
+fn auth_event_ids(snapshot: &RoomSnapshot, draft: &EventDraft) -> Vec<ruma::OwnedEventId> {
     if draft.event_type == "m.room.create" {
         return Vec::new();
     }

@@ -40,17 +40,19 @@ pub fn client_event<'a>(
     now: i64,
 ) -> ClientEvent<'a> {
     let transaction_id = match (viewer, &event.device_id, &event.txn_id) {
-        (Some((user, device)), Some(d), Some(txn)) if user == event.sender && device == d => {
+        (Some((user, device)), Some(d), Some(txn))
+            if user == event.sender.as_str() && device == d.as_str() =>
+        {
             Some(txn.as_str())
         }
         _ => None,
     };
     ClientEvent {
         content: &event.content,
-        event_id: &event.event_id,
+        event_id: event.event_id.as_str(),
         origin_server_ts: event.origin_server_ts,
         room_id: with_room_id.then_some(event.room_id.as_str()),
-        sender: &event.sender,
+        sender: event.sender.as_str(),
         state_key: event.state_key.as_deref(),
         event_type: &event.event_type,
         unsigned: Unsigned {

@@ -1,13 +1,14 @@
 //! Account data, presence, room aliases and the room directory, media and
 //! filters.
 
-use super::{Storage, StorageError, StorageResult};
+use super::{id, Storage, StorageError, StorageResult};
+use ruma::{OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId};
 use rusqlite::{params, OptionalExtension};
 
-/// One account data entry; `room_id` is empty for global account data.
+/// One account data entry; `room_id` is `None` for global account data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccountDataRow {
-    pub room_id: String,
+    pub room_id: Option<OwnedRoomId>,
     pub data_type: String,
     pub content: serde_json::Value,
     pub stream: i64,
@@ -15,7 +16,7 @@ pub struct AccountDataRow {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PresenceRow {
-    pub user_id: String,
+    pub user_id: OwnedUserId,
     pub presence: String,
     pub status_msg: Option<String>,
     pub last_active_ts: i64,
@@ -25,7 +26,7 @@ pub struct PresenceRow {
 /// A room as the public room directory lists it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PublicRoom {
-    pub room_id: String,
+    pub room_id: OwnedRoomId,
     pub num_joined_members: i64,
     pub state: Vec<(String, serde_json::Value)>,
 }
@@ -33,7 +34,7 @@ pub struct PublicRoom {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MediaRow {
     pub media_id: String,
-    pub uploader: String,
+    pub uploader: OwnedUserId,
     pub content_type: Option<String>,
     pub upload_name: Option<String>,
     pub size: i64,
@@ -43,14 +44,14 @@ pub struct MediaRow {
 impl Storage {
     pub async fn put_account_data(
         &self,
-        user_id: &str,
-        room_id: Option<&str>,
+        user_id: &UserId,
+        room_id: Option<&RoomId>,
         data_type: &str,
         content: serde_json::Value,
     ) -> StorageResult<i64> {
         let (user_id, room_id, data_type) = (
             user_id.to_string(),
-            room_id.unwrap_or("").to_string(),
+            room_id.map(RoomId::as_str).unwrap_or("").to_string(),
             data_type.to_string(),
         );
         let content = serde_json::to_string(&content)?;
@@ -69,13 +70,13 @@ impl Storage {
 
     pub async fn get_account_data(
         &self,
-        user_id: &str,
-        room_id: Option<&str>,
+        user_id: &UserId,
+        room_id: Option<&RoomId>,
         data_type: &str,
     ) -> StorageResult<Option<serde_json::Value>> {
         let (user_id, room_id, data_type) = (
             user_id.to_string(),
-            room_id.unwrap_or("").to_string(),
+            room_id.map(RoomId::as_str).unwrap_or("").to_string(),
             data_type.to_string(),
         );
         self.read(move |c| {
@@ -91,7 +92,7 @@ impl Storage {
     /// Account data written after `since`, up to `upto`.
     pub async fn account_data_since(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         since: i64,
         upto: i64,
     ) -> StorageResult<Vec<AccountDataRow>> {
@@ -105,8 +106,9 @@ impl Storage {
             let mut out = Vec::new();
             while let Some(r) = rows.next()? {
                 let content: String = r.get(2)?;
+                let room: String = r.get(0)?;
                 out.push(AccountDataRow {
-                    room_id: r.get(0)?,
+                    room_id: if room.is_empty() { None } else { Some(id(r, 0)?) },
                     data_type: r.get(1)?,
                     content: serde_json::from_str(&content)?,
                     stream: r.get(3)?,
@@ -119,7 +121,7 @@ impl Storage {
 
     pub async fn set_presence(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         presence: &str,
         status_msg: Option<String>,
         now: i64,
@@ -139,7 +141,7 @@ impl Storage {
         .await
     }
 
-    pub async fn get_presence(&self, user_id: &str) -> StorageResult<Option<PresenceRow>> {
+    pub async fn get_presence(&self, user_id: &UserId) -> StorageResult<Option<PresenceRow>> {
         let user_id = user_id.to_string();
         self.read(move |c| {
             Ok(c.prepare_cached(
@@ -154,7 +156,7 @@ impl Storage {
     /// Presence of these users changed after `since`, up to `upto`.
     pub async fn presence_since(
         &self,
-        users: Vec<String>,
+        users: Vec<OwnedUserId>,
         since: i64,
         upto: i64,
     ) -> StorageResult<Vec<PresenceRow>> {
@@ -166,7 +168,7 @@ impl Storage {
             let mut out = Vec::new();
             for user in users {
                 if let Some(row) = stmt
-                    .query_row(params![user, since, upto], presence_from_row)
+                    .query_row(params![user.as_str(), since, upto], presence_from_row)
                     .optional()?
                 {
                     out.push(row);
@@ -199,9 +201,9 @@ impl Storage {
     /// `Conflict` if the alias exists.
     pub async fn create_alias(
         &self,
-        alias: &str,
-        room_id: &str,
-        creator: &str,
+        alias: &RoomAliasId,
+        room_id: &RoomId,
+        creator: &UserId,
     ) -> StorageResult<()> {
         let (alias, room_id, creator) =
             (alias.to_string(), room_id.to_string(), creator.to_string());
@@ -227,20 +229,23 @@ impl Storage {
     }
 
     /// `(room_id, creator)` of an alias.
-    pub async fn get_alias(&self, alias: &str) -> StorageResult<Option<(String, String)>> {
+    pub async fn get_alias(
+        &self,
+        alias: &RoomAliasId,
+    ) -> StorageResult<Option<(OwnedRoomId, OwnedUserId)>> {
         let alias = alias.to_string();
         self.read(move |c| {
             Ok(c.query_row(
                 "SELECT room_id, creator FROM room_aliases WHERE alias = ?1",
                 [&alias],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((id(r, 0)?, id(r, 1)?)),
             )
             .optional()?)
         })
         .await
     }
 
-    pub async fn delete_alias(&self, alias: &str) -> StorageResult<bool> {
+    pub async fn delete_alias(&self, alias: &RoomAliasId) -> StorageResult<bool> {
         let alias = alias.to_string();
         self.write(move |w| {
             Ok(w.conn
@@ -250,7 +255,7 @@ impl Storage {
         .await
     }
 
-    pub async fn set_room_public(&self, room_id: &str, public: bool) -> StorageResult<()> {
+    pub async fn set_room_public(&self, room_id: &RoomId, public: bool) -> StorageResult<()> {
         let room_id = room_id.to_string();
         let id = room_id.clone();
         self.write_then(
@@ -273,7 +278,7 @@ impl Storage {
                 "SELECT r.room_id, (SELECT COUNT(*) FROM memberships m WHERE m.room_id = r.room_id AND m.membership = 'join') AS n
                  FROM rooms r WHERE r.is_public = 1 ORDER BY n DESC, r.room_id",
             )?;
-            let rooms: Vec<(String, i64)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+            let rooms: Vec<(OwnedRoomId, i64)> = stmt.query_map([], |r| Ok((id(r, 0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
             let mut state_stmt = c.prepare_cached(
                 "SELECT s.type, e.content FROM current_state s JOIN events e ON e.event_id = s.event_id
                  WHERE s.room_id = ?1 AND s.state_key = '' AND s.type IN
@@ -283,7 +288,7 @@ impl Storage {
             let mut out = Vec::new();
             for (room_id, n) in rooms {
                 let mut state = Vec::new();
-                let mut rows = state_stmt.query([&room_id])?;
+                let mut rows = state_stmt.query([room_id.as_str()])?;
                 while let Some(r) = rows.next()? {
                     let content: String = r.get(1)?;
                     state.push((r.get(0)?, serde_json::from_str(&content)?));
@@ -303,7 +308,7 @@ impl Storage {
         self.write(move |w| {
             w.conn.execute(
                 "INSERT INTO media (media_id, uploader, content_type, upload_name, size, created_ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![media.media_id, media.uploader, media.content_type, media.upload_name, media.size, media.created_ts],
+                params![media.media_id, media.uploader.as_str(), media.content_type, media.upload_name, media.size, media.created_ts],
             )?;
             Ok(())
         })
@@ -311,7 +316,7 @@ impl Storage {
     }
 
     /// Bytes `user` uploaded since `since_ms`.
-    pub async fn uploaded_bytes_since(&self, user: &str, since_ms: i64) -> StorageResult<u64> {
+    pub async fn uploaded_bytes_since(&self, user: &UserId, since_ms: i64) -> StorageResult<u64> {
         let user = user.to_string();
         self.read(move |c| {
             let total: i64 = c.query_row(
@@ -333,7 +338,7 @@ impl Storage {
                 |r| {
                     Ok(MediaRow {
                         media_id: r.get(0)?,
-                        uploader: r.get(1)?,
+                        uploader: id(r, 1)?,
                         content_type: r.get(2)?,
                         upload_name: r.get(3)?,
                         size: r.get(4)?,
@@ -347,7 +352,11 @@ impl Storage {
     }
 
     /// Stores a filter; returns its ID.
-    pub async fn put_filter(&self, user_id: &str, filter: serde_json::Value) -> StorageResult<i64> {
+    pub async fn put_filter(
+        &self,
+        user_id: &UserId,
+        filter: serde_json::Value,
+    ) -> StorageResult<i64> {
         let user_id = user_id.to_string();
         let filter = serde_json::to_string(&filter)?;
         self.write(move |w| {
@@ -367,7 +376,7 @@ impl Storage {
 
     pub async fn get_filter(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         filter_id: i64,
     ) -> StorageResult<Option<serde_json::Value>> {
         let user_id = user_id.to_string();
@@ -387,7 +396,7 @@ impl Storage {
 
 fn presence_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PresenceRow> {
     Ok(PresenceRow {
-        user_id: r.get(0)?,
+        user_id: id(r, 0)?,
         presence: r.get(1)?,
         status_msg: r.get(2)?,
         last_active_ts: r.get(3)?,

@@ -77,7 +77,7 @@ impl Caches {
         let mut cache = lock(&self.rooms);
         if cache
             .generations
-            .get(&snapshot.room_id)
+            .get(snapshot.room_id.as_str())
             .copied()
             .unwrap_or(0)
             != read_at
@@ -89,15 +89,20 @@ impl Caches {
                 cache.snapshots.remove(&victim);
             }
         }
-        cache.snapshots.insert(snapshot.room_id.clone(), snapshot);
+        cache
+            .snapshots
+            .insert(snapshot.room_id.to_string(), snapshot);
     }
 
     /// After a commit: events were stored, in this order.
     pub fn apply_events(&self, events: &[SnapshotUpdate]) {
         let mut cache = lock(&self.rooms);
         for event in events {
-            *cache.generations.entry(event.room_id.clone()).or_default() += 1;
-            if let Some(snapshot) = cache.snapshots.get_mut(&event.room_id) {
+            *cache
+                .generations
+                .entry(event.room_id.to_string())
+                .or_default() += 1;
+            if let Some(snapshot) = cache.snapshots.get_mut(event.room_id.as_str()) {
                 Arc::make_mut(snapshot).apply(event);
             }
         }

@@ -1,6 +1,10 @@
 //! Rooms, events and room state.
 
-use super::{Storage, StorageError, StorageResult};
+use super::{id, membership_column, Storage, StorageError, StorageResult};
+use axon::Membership;
+use ruma::{
+    DeviceId, EventId, OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
@@ -10,9 +14,9 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub stream: i64,
-    pub event_id: String,
-    pub room_id: String,
-    pub sender: String,
+    pub event_id: OwnedEventId,
+    pub room_id: OwnedRoomId,
+    pub sender: OwnedUserId,
     pub event_type: String,
     pub state_key: Option<String>,
     pub depth: i64,
@@ -21,7 +25,7 @@ pub struct StoredEvent {
     /// For a state event, the content of the state it replaced.
     pub prev_content: Option<Box<RawValue>>,
     /// The device and transaction ID it was sent with, for `unsigned.transaction_id`.
-    pub device_id: Option<String>,
+    pub device_id: Option<OwnedDeviceId>,
     pub txn_id: Option<String>,
 }
 
@@ -36,41 +40,42 @@ fn raw(text: String) -> rusqlite::Result<Box<RawValue>> {
 fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     Ok(StoredEvent {
         stream: r.get(0)?,
-        event_id: r.get(1)?,
-        room_id: r.get(2)?,
-        sender: r.get(3)?,
+        event_id: id(r, 1)?,
+        room_id: id(r, 2)?,
+        sender: id(r, 3)?,
         event_type: r.get(4)?,
         state_key: r.get(5)?,
         depth: r.get(6)?,
         origin_server_ts: r.get(7)?,
         content: raw(r.get(8)?)?,
         prev_content: r.get::<_, Option<String>>(9)?.map(raw).transpose()?,
-        device_id: r.get(10)?,
+        device_id: r.get::<_, Option<String>>(10)?.map(Into::into),
         txn_id: r.get(11)?,
     })
 }
 
 impl StoredEvent {
     /// The event as modules see it.
-    pub fn to_module_event(&self) -> Option<axon::callbacks::Event> {
-        Some(axon::callbacks::Event {
-            event_id: self.event_id.as_str().try_into().ok()?,
-            room_id: self.room_id.as_str().try_into().ok()?,
-            sender: self.sender.as_str().try_into().ok()?,
+    pub fn to_module_event(&self) -> axon::callbacks::Event {
+        axon::callbacks::Event {
+            event_id: self.event_id.clone(),
+            room_id: self.room_id.clone(),
+            sender: self.sender.clone(),
             event_type: self.event_type.clone(),
             state_key: self.state_key.clone(),
-            content: serde_json::from_str(self.content.get()).ok()?,
+            // Stored content is an object: the server wrote it from one.
+            content: serde_json::from_str(self.content.get()).unwrap_or_default(),
             origin_server_ts: self.origin_server_ts.max(0) as u64,
             unsigned: Default::default(),
-        })
+        }
     }
 }
 
 /// One piece of current state, as event building and auth rules need it.
 #[derive(Debug, Clone)]
 pub struct StateEntry {
-    pub event_id: String,
-    pub sender: String,
+    pub event_id: OwnedEventId,
+    pub sender: OwnedUserId,
     pub origin_server_ts: i64,
     pub content: serde_json::Value,
 }
@@ -78,28 +83,28 @@ pub struct StateEntry {
 /// What building the next event of a room needs.
 #[derive(Debug, Clone)]
 pub struct RoomSnapshot {
-    pub room_id: String,
+    pub room_id: OwnedRoomId,
     pub room_version: String,
     pub is_public: bool,
     pub state: BTreeMap<(String, String), StateEntry>,
     /// The room's latest events, which the next event follows.
-    pub extremities: Vec<String>,
+    pub extremities: Vec<OwnedEventId>,
     pub max_depth: i64,
 }
 
 /// What storing an event changes in a room's snapshot, content parsed once.
 #[derive(Debug, Clone)]
 pub(crate) struct SnapshotUpdate {
-    pub room_id: String,
-    event_id: String,
-    sender: String,
+    pub room_id: OwnedRoomId,
+    event_id: OwnedEventId,
+    sender: OwnedUserId,
     event_type: String,
     state_key: Option<String>,
     depth: i64,
     origin_server_ts: i64,
     /// Parsed only for state events.
     content: serde_json::Value,
-    prev_events: Vec<String>,
+    prev_events: Vec<OwnedEventId>,
 }
 
 impl From<&NewEvent> for SnapshotUpdate {
@@ -148,9 +153,9 @@ impl RoomSnapshot {
 /// A room being created, stored with its first events.
 #[derive(Debug, Clone)]
 pub struct NewRoom {
-    pub room_id: String,
+    pub room_id: OwnedRoomId,
     pub room_version: String,
-    pub creator: String,
+    pub creator: OwnedUserId,
     pub is_public: bool,
     pub created_ts: i64,
 }
@@ -158,17 +163,17 @@ pub struct NewRoom {
 /// An event built and authorised, to be stored.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
-    pub event_id: String,
-    pub room_id: String,
-    pub sender: String,
+    pub event_id: OwnedEventId,
+    pub room_id: OwnedRoomId,
+    pub sender: OwnedUserId,
     pub event_type: String,
     pub state_key: Option<String>,
     pub depth: i64,
     pub origin_server_ts: i64,
     pub content: String,
     pub pdu: String,
-    pub prev_events: Vec<String>,
-    pub device_id: Option<String>,
+    pub prev_events: Vec<OwnedEventId>,
+    pub device_id: Option<OwnedDeviceId>,
     pub txn_id: Option<String>,
 }
 
@@ -176,13 +181,13 @@ pub struct NewEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Persisted {
     /// Stored at this stream position.
-    New { event_id: String, stream: i64 },
+    New { event_id: OwnedEventId, stream: i64 },
     /// The same device already sent this transaction: this is its event.
-    Duplicate { event_id: String },
+    Duplicate { event_id: OwnedEventId },
 }
 
 impl Persisted {
-    pub fn event_id(&self) -> &str {
+    pub fn event_id(&self) -> &EventId {
         match self {
             Persisted::New { event_id, .. } | Persisted::Duplicate { event_id } => event_id,
         }
@@ -191,20 +196,23 @@ impl Persisted {
 
 /// A user's current membership in a room.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Membership {
-    pub room_id: String,
-    pub membership: String,
-    pub event_id: String,
+pub struct MembershipRow {
+    pub room_id: OwnedRoomId,
+    pub membership: Membership,
+    pub event_id: OwnedEventId,
     pub stream: i64,
 }
 
 impl Storage {
     /// The room's version, state and latest events; `None` for an unknown room.
-    pub async fn room_snapshot(&self, room_id: &str) -> StorageResult<Option<Arc<RoomSnapshot>>> {
-        if let Some(cached) = self.caches().room(room_id) {
+    pub async fn room_snapshot(
+        &self,
+        room_id: &RoomId,
+    ) -> StorageResult<Option<Arc<RoomSnapshot>>> {
+        if let Some(cached) = self.caches().room(room_id.as_str()) {
             return Ok(Some(cached));
         }
-        let read_at = self.caches().room_generation(room_id);
+        let read_at = self.caches().room_generation(room_id.as_str());
         let id = room_id.to_string();
         let snapshot = self
             .read(move |c| room_snapshot(c, &id))
@@ -219,10 +227,10 @@ impl Storage {
     /// The event a device already sent with this transaction ID, if any.
     pub async fn event_for_txn(
         &self,
-        sender: &str,
-        device_id: &str,
+        sender: &UserId,
+        device_id: &DeviceId,
         txn_id: &str,
-    ) -> StorageResult<Option<String>> {
+    ) -> StorageResult<Option<OwnedEventId>> {
         let (sender, device_id, txn_id) = (
             sender.to_string(),
             device_id.to_string(),
@@ -243,13 +251,13 @@ impl Storage {
             if let Some(room) = &room {
                 w.conn.execute(
                     "INSERT INTO rooms (room_id, room_version, creator, is_public, created_ts) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![room.room_id, room.room_version, room.creator, room.is_public, room.created_ts],
+                    params![room.room_id.as_str(), room.room_version, room.creator.as_str(), room.is_public, room.created_ts],
                 )?;
             }
             let mut outcomes = Vec::with_capacity(events.len());
             for event in &events {
                 if let (Some(device), Some(txn)) = (&event.device_id, &event.txn_id) {
-                    if let Some(existing) = txn_event(w.conn, &event.sender, device, txn)? {
+                    if let Some(existing) = txn_event(w.conn, event.sender.as_str(), device.as_str(), txn)? {
                         outcomes.push(Persisted::Duplicate { event_id: existing });
                         continue;
                     }
@@ -274,7 +282,7 @@ impl Storage {
         .await
     }
 
-    pub async fn get_event(&self, event_id: &str) -> StorageResult<Option<StoredEvent>> {
+    pub async fn get_event(&self, event_id: &EventId) -> StorageResult<Option<StoredEvent>> {
         let event_id = event_id.to_string();
         self.read(move |c| {
             Ok(c.query_row(
@@ -288,7 +296,7 @@ impl Storage {
     }
 
     /// The current state events of a room.
-    pub async fn current_state(&self, room_id: &str) -> StorageResult<Vec<StoredEvent>> {
+    pub async fn current_state(&self, room_id: &RoomId) -> StorageResult<Vec<StoredEvent>> {
         let room_id = room_id.to_string();
         self.read(move |c| {
             let mut stmt = c.prepare_cached(&format!(
@@ -302,7 +310,7 @@ impl Storage {
     }
 
     /// The state of a room as it was at stream position `at`.
-    pub async fn state_at(&self, room_id: &str, at: i64) -> StorageResult<Vec<StoredEvent>> {
+    pub async fn state_at(&self, room_id: &RoomId, at: i64) -> StorageResult<Vec<StoredEvent>> {
         let room_id = room_id.to_string();
         self.read(move |c| state_at(c, &room_id, at)).await
     }
@@ -311,7 +319,7 @@ impl Storage {
     /// `limit`, the latest ones, and whether older ones were left out.
     pub async fn room_events_since(
         &self,
-        room_id: &str,
+        room_id: &RoomId,
         after: i64,
         upto: i64,
         limit: u32,
@@ -341,7 +349,7 @@ impl Storage {
     /// (exclusive of `from` going back, inclusive going forward), not past `to`.
     pub async fn room_messages(
         &self,
-        room_id: &str,
+        room_id: &RoomId,
         from: i64,
         backwards: bool,
         to: Option<i64>,
@@ -376,7 +384,7 @@ impl Storage {
     }
 
     /// Every room the user has a membership in, with the latest one.
-    pub async fn memberships(&self, user_id: &str) -> StorageResult<Vec<Membership>> {
+    pub async fn memberships(&self, user_id: &UserId) -> StorageResult<Vec<MembershipRow>> {
         let user_id = user_id.to_string();
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
@@ -384,10 +392,10 @@ impl Storage {
             )?;
             let rows = stmt
                 .query_map([&user_id], |r| {
-                    Ok(Membership {
-                        room_id: r.get(0)?,
-                        membership: r.get(1)?,
-                        event_id: r.get(2)?,
+                    Ok(MembershipRow {
+                        room_id: id(r, 0)?,
+                        membership: membership_column(r, 1)?,
+                        event_id: id(r, 2)?,
                         stream: r.get(3)?,
                     })
                 })?
@@ -398,26 +406,26 @@ impl Storage {
     }
 
     /// The users joined to a room.
-    pub async fn joined_members(&self, room_id: &str) -> StorageResult<Vec<String>> {
+    pub async fn joined_members(&self, room_id: &RoomId) -> StorageResult<Vec<OwnedUserId>> {
         let room_id = room_id.to_string();
         self.read(move |c| {
             let mut stmt =
                 c.prepare_cached("SELECT user_id FROM memberships WHERE room_id = ?1 AND membership = 'join' ORDER BY user_id")?;
-            let users = stmt.query_map([&room_id], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+            let users = stmt.query_map([&room_id], |r| id(r, 0))?.collect::<Result<Vec<_>, _>>()?;
             Ok(users)
         })
         .await
     }
 
     /// Users who share a joined room with `user_id` (including them).
-    pub async fn users_sharing_rooms(&self, user_id: &str) -> StorageResult<Vec<String>> {
-        let user_id = user_id.to_string();
+    pub async fn users_sharing_rooms(&self, user_id: &UserId) -> StorageResult<Vec<OwnedUserId>> {
+        let user_id = user_id.to_owned();
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT DISTINCT b.user_id FROM memberships a JOIN memberships b ON a.room_id = b.room_id
                  WHERE a.user_id = ?1 AND a.membership = 'join' AND b.membership = 'join'",
             )?;
-            let mut users = stmt.query_map([&user_id], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?;
+            let mut users = stmt.query_map([user_id.as_str()], |r| id(r, 0))?.collect::<Result<Vec<OwnedUserId>, _>>()?;
             if !users.contains(&user_id) {
                 users.push(user_id);
             }
@@ -429,19 +437,19 @@ impl Storage {
     /// A user's current membership in a room, with its stream position.
     pub async fn membership(
         &self,
-        user_id: &str,
-        room_id: &str,
-    ) -> StorageResult<Option<(String, i64)>> {
+        user_id: &UserId,
+        room_id: &RoomId,
+    ) -> StorageResult<Option<(Membership, i64)>> {
         let (user_id, room_id) = (user_id.to_string(), room_id.to_string());
         self.read(move |c| {
             Ok(c.prepare_cached("SELECT membership, stream_ordering FROM memberships WHERE user_id = ?1 AND room_id = ?2")?
-                .query_row(params![user_id, room_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row(params![user_id, room_id], |r| Ok((membership_column(r, 0)?, r.get(1)?)))
                 .optional()?)
         })
         .await
     }
 
-    pub async fn room_exists(&self, room_id: &str) -> StorageResult<bool> {
+    pub async fn room_exists(&self, room_id: &RoomId) -> StorageResult<bool> {
         let room_id = room_id.to_string();
         self.read(move |c| {
             Ok(
@@ -461,11 +469,11 @@ fn txn_event(
     sender: &str,
     device_id: &str,
     txn_id: &str,
-) -> StorageResult<Option<String>> {
+) -> StorageResult<Option<OwnedEventId>> {
     Ok(c.prepare_cached(
         "SELECT event_id FROM events WHERE sender = ?1 AND device_id = ?2 AND txn_id = ?3",
     )?
-    .query_row(params![sender, device_id, txn_id], |r| r.get(0))
+    .query_row(params![sender, device_id, txn_id], |r| id(r, 0))
     .optional()?)
 }
 
@@ -488,8 +496,8 @@ fn room_snapshot(c: &Connection, room_id: &str) -> StorageResult<Option<RoomSnap
         state.insert(
             (r.get(0)?, r.get(1)?),
             StateEntry {
-                event_id: r.get(2)?,
-                sender: r.get(3)?,
+                event_id: id(r, 2)?,
+                sender: id(r, 3)?,
                 origin_server_ts: r.get(5)?,
                 content: serde_json::from_str(&content)?,
             },
@@ -497,12 +505,14 @@ fn room_snapshot(c: &Connection, room_id: &str) -> StorageResult<Option<RoomSnap
     }
     let mut stmt =
         c.prepare_cached("SELECT event_id, depth FROM forward_extremities WHERE room_id = ?1")?;
-    let extremities: Vec<(String, i64)> = stmt
-        .query_map([room_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+    let extremities: Vec<(OwnedEventId, i64)> = stmt
+        .query_map([room_id], |r| Ok((id(r, 0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     let max_depth = extremities.iter().map(|(_, d)| *d).max().unwrap_or(0);
     Ok(Some(RoomSnapshot {
-        room_id: room_id.to_string(),
+        room_id: room_id
+            .try_into()
+            .map_err(|e| StorageError::Closed(format!("room ID {room_id}: {e}")))?,
         room_version,
         is_public,
         state,
@@ -533,9 +543,10 @@ fn insert_event(c: &Connection, event: &NewEvent, stream: i64) -> StorageResult<
                 "SELECT e.content FROM current_state s JOIN events e ON e.event_id = s.event_id
                  WHERE s.room_id = ?1 AND s.type = ?2 AND s.state_key = ?3",
             )?
-            .query_row(params![event.room_id, event.event_type, state_key], |r| {
-                r.get(0)
-            })
+            .query_row(
+                params![event.room_id.as_str(), event.event_type, state_key],
+                |r| r.get(0),
+            )
             .optional()?,
         None => None,
     };
@@ -546,16 +557,16 @@ fn insert_event(c: &Connection, event: &NewEvent, stream: i64) -> StorageResult<
     )?
     .execute(params![
         stream,
-        event.event_id,
-        event.room_id,
-        event.sender,
+        event.event_id.as_str(),
+        event.room_id.as_str(),
+        event.sender.as_str(),
         event.event_type,
         event.state_key,
         event.depth,
         event.origin_server_ts,
         event.content,
         prev_content,
-        event.device_id,
+        event.device_id.as_deref().map(DeviceId::as_str),
         event.txn_id,
         event.pdu
     ])
@@ -570,7 +581,7 @@ fn insert_event(c: &Connection, event: &NewEvent, stream: i64) -> StorageResult<
             "INSERT INTO current_state (room_id, type, state_key, event_id, stream_ordering) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id, stream_ordering = excluded.stream_ordering",
         )?
-        .execute(params![event.room_id, event.event_type, state_key, event.event_id, stream])?;
+        .execute(params![event.room_id.as_str(), event.event_type, state_key, event.event_id.as_str(), stream])?;
         if event.event_type == "m.room.member" {
             let content: serde_json::Value = serde_json::from_str(&event.content)?;
             let membership = content
@@ -582,16 +593,20 @@ fn insert_event(c: &Connection, event: &NewEvent, stream: i64) -> StorageResult<
                  ON CONFLICT (user_id, room_id) DO UPDATE SET membership = excluded.membership,
                     event_id = excluded.event_id, stream_ordering = excluded.stream_ordering",
             )?
-            .execute(params![state_key, event.room_id, membership, event.event_id, stream])?;
+            .execute(params![state_key, event.room_id.as_str(), membership, event.event_id.as_str(), stream])?;
         }
     }
     for prev in &event.prev_events {
         c.prepare_cached("DELETE FROM forward_extremities WHERE room_id = ?1 AND event_id = ?2")?
-            .execute(params![event.room_id, prev])?;
+            .execute(params![event.room_id.as_str(), prev.as_str()])?;
     }
     c.prepare_cached(
         "INSERT INTO forward_extremities (room_id, event_id, depth) VALUES (?1, ?2, ?3)",
     )?
-    .execute(params![event.room_id, event.event_id, event.depth])?;
+    .execute(params![
+        event.room_id.as_str(),
+        event.event_id.as_str(),
+        event.depth
+    ])?;
     Ok(())
 }

@@ -67,6 +67,35 @@ impl From<serde_json::Error> for StorageError {
 
 pub type StorageResult<T> = Result<T, StorageError>;
 
+/// A column holding a Matrix ID (user, room, event, device, alias). The
+/// server wrote it from a parsed ID, so it parses; if the file was edited
+/// by hand and it does not, the read fails rather than passing a string on.
+pub(crate) fn id<T>(row: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<T>
+where
+    T: TryFrom<String>,
+    T::Error: std::error::Error + Send + Sync + 'static,
+{
+    let text: String = row.get(column)?;
+    T::try_from(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+/// A `membership` column.
+pub(crate) fn membership_column(
+    row: &rusqlite::Row<'_>,
+    column: usize,
+) -> rusqlite::Result<axon::Membership> {
+    let text: String = row.get(column)?;
+    axon::Membership::parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            rusqlite::types::Type::Text,
+            format!("unknown membership `{text}`").into(),
+        )
+    })
+}
+
 /// What a write job sees: the connection inside its savepoint, and the
 /// stream position counter (positions order everything `/sync` reports).
 pub struct WriteCtx<'a> {

@@ -1,11 +1,12 @@
 //! Users, devices and access tokens.
 
-use super::{Storage, StorageError, StorageResult};
+use super::{id, Storage, StorageError, StorageResult};
+use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 use rusqlite::{params, OptionalExtension};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRow {
-    pub user_id: String,
+    pub user_id: OwnedUserId,
     pub password_hash: Option<String>,
     pub admin: bool,
     pub deactivated: bool,
@@ -17,7 +18,7 @@ pub struct UserRow {
 
 #[derive(Debug, Clone)]
 pub struct NewUser {
-    pub user_id: String,
+    pub user_id: OwnedUserId,
     pub password_hash: Option<String>,
     pub admin: bool,
     pub shadow_banned: bool,
@@ -28,8 +29,8 @@ pub struct NewUser {
 /// The owner of an access token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenOwner {
-    pub user_id: String,
-    pub device_id: String,
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
     pub admin: bool,
     pub deactivated: bool,
     pub shadow_banned: bool,
@@ -44,11 +45,18 @@ pub struct ThreepidRow {
     pub added_at: i64,
 }
 
+/// What `set_threepids` changed: `(medium, address)` pairs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThreepidChanges {
+    pub added: Vec<(String, String)>,
+    pub removed: Vec<(String, String)>,
+}
+
 /// A login: a device and its access token.
 #[derive(Debug, Clone)]
 pub struct NewDevice {
-    pub user_id: String,
-    pub device_id: String,
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
     pub display_name: Option<String>,
     pub access_token: String,
     pub created_ts: i64,
@@ -56,7 +64,7 @@ pub struct NewDevice {
 
 fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
     Ok(UserRow {
-        user_id: r.get(0)?,
+        user_id: id(r, 0)?,
         password_hash: r.get(1)?,
         admin: r.get(2)?,
         deactivated: r.get(3)?,
@@ -76,7 +84,7 @@ impl Storage {
         self.write(move |w| {
             let taken: Option<i64> = w
                 .conn
-                .query_row("SELECT 1 FROM users WHERE user_id = ?1", [&user.user_id], |r| r.get(0))
+                .query_row("SELECT 1 FROM users WHERE user_id = ?1", [user.user_id.as_str()], |r| r.get(0))
                 .optional()?;
             if taken.is_some() {
                 return Err(StorageError::Conflict(format!("user {} exists", user.user_id)));
@@ -84,7 +92,7 @@ impl Storage {
             w.conn.execute(
                 "INSERT INTO users (user_id, password_hash, created_ts, admin, shadow_banned, displayname)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![user.user_id, user.password_hash, user.created_ts, user.admin, user.shadow_banned, user.displayname],
+                params![user.user_id.as_str(), user.password_hash, user.created_ts, user.admin, user.shadow_banned, user.displayname],
             )?;
             if let Some(device) = device {
                 insert_device(w.conn, &device)?;
@@ -94,7 +102,7 @@ impl Storage {
         .await
     }
 
-    pub async fn get_user(&self, user_id: &str) -> StorageResult<Option<UserRow>> {
+    pub async fn get_user(&self, user_id: &UserId) -> StorageResult<Option<UserRow>> {
         let user_id = user_id.to_string();
         self.read(move |c| {
             Ok(c.query_row(
@@ -127,8 +135,8 @@ impl Storage {
                     [&token],
                     |r| {
                         Ok(TokenOwner {
-                            user_id: r.get(0)?,
-                            device_id: r.get(1)?,
+                            user_id: id(r, 0)?,
+                            device_id: id(r, 1)?,
                             admin: r.get(2)?,
                             deactivated: r.get(3)?,
                             shadow_banned: r.get(4)?,
@@ -145,7 +153,7 @@ impl Storage {
     }
 
     /// Logs one device out: deletes the device and its token.
-    pub async fn delete_device(&self, user_id: &str, device_id: &str) -> StorageResult<()> {
+    pub async fn delete_device(&self, user_id: &UserId, device_id: &DeviceId) -> StorageResult<()> {
         let (user_id, device_id) = (user_id.to_string(), device_id.to_string());
         self.write_then(
             move |w| {
@@ -165,7 +173,10 @@ impl Storage {
     }
 
     /// Logs every device of a user out; returns `(device_id, token)` of each.
-    pub async fn delete_all_devices(&self, user_id: &str) -> StorageResult<Vec<(String, String)>> {
+    pub async fn delete_all_devices(
+        &self,
+        user_id: &UserId,
+    ) -> StorageResult<Vec<(OwnedDeviceId, String)>> {
         let user_id = user_id.to_string();
         self.write_then(
             move |w| log_out_everywhere(w.conn, &user_id),
@@ -174,19 +185,39 @@ impl Storage {
         .await
     }
 
-    /// Marks a user deactivated, logs every device out and clears the profile.
-    pub async fn deactivate_user(&self, user_id: &str) -> StorageResult<Vec<(String, String)>> {
+    /// Marks a user deactivated, logs every device out, clears the profile
+    /// and removes their third-party identifiers (as Synapse does), in one
+    /// transaction; returns the identifiers removed, for the modules.
+    pub async fn deactivate_user(&self, user_id: &UserId) -> StorageResult<Vec<ThreepidRow>> {
         let user_id = user_id.to_string();
         self.write_then(
             move |w| {
-                let tokens = log_out_everywhere(w.conn, &user_id)?;
-                // As Synapse does: a deactivated account keeps no identifiers.
+                log_out_everywhere(w.conn, &user_id)?;
+                let threepids = threepids_of(w.conn, &user_id)?;
                 w.conn.execute("DELETE FROM user_threepids WHERE user_id = ?1", [&user_id])?;
                 w.conn.execute(
                     "UPDATE users SET deactivated = 1, password_hash = NULL, displayname = NULL, avatar_url = NULL WHERE user_id = ?1",
                     [&user_id],
                 )?;
-                Ok(tokens)
+                Ok(threepids)
+            },
+            |caches, _| caches.forget_tokens(),
+        )
+        .await
+    }
+
+    /// Marks a deactivated user active again (Synapse's admin
+    /// reactivation): they keep no rooms, devices or identifiers, and need a
+    /// password set to log in.
+    pub async fn reactivate_user(&self, user_id: &UserId) -> StorageResult<()> {
+        let user_id = user_id.to_string();
+        self.write_then(
+            move |w| {
+                w.conn.execute(
+                    "UPDATE users SET deactivated = 0 WHERE user_id = ?1",
+                    [&user_id],
+                )?;
+                Ok(())
             },
             |caches, _| caches.forget_tokens(),
         )
@@ -196,25 +227,26 @@ impl Storage {
     /// User IDs in order, up to `limit` after `after`.
     pub async fn list_users(
         &self,
-        after: Option<String>,
+        after: Option<&UserId>,
         limit: usize,
-    ) -> StorageResult<Vec<String>> {
+    ) -> StorageResult<Vec<OwnedUserId>> {
+        let after = after.map(|a| a.to_string());
         self.read(move |c| {
             Ok(
                 c.prepare(
                     "SELECT user_id FROM users WHERE user_id > ?1 ORDER BY user_id LIMIT ?2",
                 )?
                 .query_map(params![after.unwrap_or_default(), limit as i64], |r| {
-                    r.get(0)
+                    id(r, 0)
                 })?
-                .collect::<Result<Vec<String>, _>>()?,
+                .collect::<Result<Vec<_>, _>>()?,
             )
         })
         .await
     }
 
     /// The third-party identifiers bound to a user, in the order they were added.
-    pub async fn threepids(&self, user_id: &str) -> StorageResult<Vec<ThreepidRow>> {
+    pub async fn threepids(&self, user_id: &UserId) -> StorageResult<Vec<ThreepidRow>> {
         let user_id = user_id.to_string();
         self.read(move |c| threepids_of(c, &user_id)).await
     }
@@ -224,13 +256,13 @@ impl Storage {
         &self,
         medium: &str,
         address: &str,
-    ) -> StorageResult<Option<String>> {
+    ) -> StorageResult<Option<OwnedUserId>> {
         let (medium, address) = (medium.to_string(), address.to_string());
         self.read(move |c| {
             Ok(c.query_row(
                 "SELECT user_id FROM user_threepids WHERE medium = ?1 AND address = ?2",
                 params![medium, address],
-                |r| r.get(0),
+                |r| id(r, 0),
             )
             .optional()?)
         })
@@ -239,15 +271,16 @@ impl Storage {
 
     /// Replaces a user's third-party identifiers with `wanted` (`(medium,
     /// address)` pairs); those kept keep their timestamps. `Conflict` if one
-    /// is bound to another user, and then nothing changes.
+    /// is bound to another user, and then nothing changes. Returns what was
+    /// added and what was removed.
     pub async fn set_threepids(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         wanted: Vec<(String, String)>,
-    ) -> StorageResult<()> {
+    ) -> StorageResult<ThreepidChanges> {
         let user_id = user_id.to_string();
         self.write(move |w| {
-            let now = crate::api::now_ms();
+            let now = axon::time::now_ms();
             for (medium, address) in &wanted {
                 let owner: Option<String> = w
                     .conn
@@ -261,30 +294,34 @@ impl Storage {
                     return Err(StorageError::Conflict(format!("{medium} {address}")));
                 }
             }
-            let current = threepids_of(w.conn, &user_id)?;
-            for old in &current {
+            let mut changes = ThreepidChanges::default();
+            for old in threepids_of(w.conn, &user_id)? {
                 if !wanted.iter().any(|(m, a)| *m == old.medium && *a == old.address) {
                     w.conn.execute(
                         "DELETE FROM user_threepids WHERE medium = ?1 AND address = ?2",
                         params![old.medium, old.address],
                     )?;
+                    changes.removed.push((old.medium, old.address));
                 }
             }
-            for (medium, address) in &wanted {
-                w.conn.execute(
+            for (medium, address) in wanted {
+                let inserted = w.conn.execute(
                     "INSERT OR IGNORE INTO user_threepids (user_id, medium, address, validated_at, added_at)
                      VALUES (?1, ?2, ?3, ?4, ?4)",
                     params![user_id, medium, address, now],
                 )?;
+                if inserted > 0 {
+                    changes.added.push((medium, address));
+                }
             }
-            Ok(())
+            Ok(changes)
         })
         .await
     }
 
     /// Sets a new password and logs every device out (as Synapse's admin API
     /// does by default).
-    pub async fn set_password_hash(&self, user_id: &str, hash: &str) -> StorageResult<()> {
+    pub async fn set_password_hash(&self, user_id: &UserId, hash: &str) -> StorageResult<()> {
         let (user_id, hash) = (user_id.to_string(), hash.to_string());
         self.write_then(
             move |w| {
@@ -300,7 +337,7 @@ impl Storage {
         .await
     }
 
-    pub async fn set_admin(&self, user_id: &str, admin: bool) -> StorageResult<()> {
+    pub async fn set_admin(&self, user_id: &UserId, admin: bool) -> StorageResult<()> {
         let user_id = user_id.to_string();
         self.write_then(
             move |w| {
@@ -317,7 +354,7 @@ impl Storage {
 
     pub async fn set_displayname(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         displayname: Option<String>,
     ) -> StorageResult<()> {
         let user_id = user_id.to_string();
@@ -333,7 +370,7 @@ impl Storage {
 
     pub async fn set_avatar_url(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         avatar_url: Option<String>,
     ) -> StorageResult<()> {
         let user_id = user_id.to_string();
@@ -352,7 +389,7 @@ impl Storage {
     /// default, `search_all_users: false`).
     pub async fn search_users(
         &self,
-        searcher: &str,
+        searcher: &UserId,
         term: &str,
         limit: u32,
     ) -> StorageResult<Vec<UserRow>> {
@@ -389,16 +426,20 @@ fn insert_device(conn: &rusqlite::Connection, device: &NewDevice) -> StorageResu
     // Logging in again with a device ID replaces that device's token.
     conn.execute(
         "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
-        params![device.user_id, device.device_id],
+        params![device.user_id.as_str(), device.device_id.as_str()],
     )?;
     conn.execute(
         "INSERT INTO devices (user_id, device_id, display_name, created_ts) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (user_id, device_id) DO UPDATE SET display_name = COALESCE(excluded.display_name, display_name)",
-        params![device.user_id, device.device_id, device.display_name, device.created_ts],
+        params![device.user_id.as_str(), device.device_id.as_str(), device.display_name, device.created_ts],
     )?;
     conn.execute(
         "INSERT INTO access_tokens (token, user_id, device_id) VALUES (?1, ?2, ?3)",
-        params![device.access_token, device.user_id, device.device_id],
+        params![
+            device.access_token,
+            device.user_id.as_str(),
+            device.device_id.as_str()
+        ],
     )?;
     Ok(())
 }
@@ -408,10 +449,10 @@ fn insert_device(conn: &rusqlite::Connection, device: &NewDevice) -> StorageResu
 fn log_out_everywhere(
     conn: &rusqlite::Connection,
     user_id: &str,
-) -> StorageResult<Vec<(String, String)>> {
+) -> StorageResult<Vec<(OwnedDeviceId, String)>> {
     let tokens = conn
         .prepare("SELECT device_id, token FROM access_tokens WHERE user_id = ?1")?
-        .query_map([user_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map([user_id], |r| Ok((id(r, 0)?, r.get(1)?)))?
         .collect::<Result<Vec<_>, _>>()?;
     conn.execute("DELETE FROM access_tokens WHERE user_id = ?1", [user_id])?;
     conn.execute("DELETE FROM devices WHERE user_id = ?1", [user_id])?;

@@ -1,0 +1,54 @@
+//! Account data: global and per room.
+
+use super::{Actor, MatrixError, Via};
+use crate::homeserver::Homeserver;
+use axon::callbacks::JsonObject;
+use axon::ErrCode;
+use ruma::{RoomId, UserId};
+
+impl Homeserver {
+    /// `PUT /user/{user}/[rooms/{room}/]account_data/{type}`, and a module's
+    /// `put_global_account_data`: stored, delivered by `/sync`, and
+    /// `on_account_data_updated` hears of it. A client writes only its own.
+    pub async fn put_account_data(
+        &self,
+        actor: &Actor,
+        user: &UserId,
+        room: Option<&RoomId>,
+        data_type: &str,
+        content: JsonObject,
+    ) -> Result<(), MatrixError> {
+        if actor.via == Via::Client && actor.user_id != user {
+            return Err(MatrixError::forbidden(
+                "Cannot add account data for other users.",
+            ));
+        }
+        if data_type == "m.fully_read" || data_type == "m.push_rules" {
+            return Err(MatrixError::new(
+                400,
+                ErrCode::BadJson,
+                format!("Cannot set {data_type} through this API."),
+            ));
+        }
+        if actor.via != Via::Client && self.storage.get_user(user).await?.is_none() {
+            return Err(MatrixError::new(
+                404,
+                ErrCode::NotFound,
+                format!("no user {user}"),
+            ));
+        }
+        self.storage
+            .put_account_data(
+                user,
+                room,
+                data_type,
+                serde_json::Value::Object(content.clone()),
+            )
+            .await?;
+        self.callbacks
+            .account_data
+            .on_account_data_updated(user, room, data_type, &content)
+            .await;
+        Ok(())
+    }
+}

@@ -1,0 +1,157 @@
+//! Room aliases and the public room directory.
+
+use super::{refused, Actor, MatrixError};
+use crate::events::{membership_of, state_map, PowerLevels};
+use crate::homeserver::Homeserver;
+use crate::storage::StorageError;
+use axon::callbacks::{ModuleRef, Visibility};
+use axon::{ErrCode, Membership};
+use ruma::{RoomAliasId, RoomId};
+
+fn unknown_room() -> MatrixError {
+    MatrixError::new(404, ErrCode::NotFound, "Unknown room")
+}
+
+impl Homeserver {
+    /// `PUT /directory/room/{alias}`: a local alias for a room the user is
+    /// (or was) in; `user_may_create_room_alias` may refuse.
+    pub async fn create_alias(
+        &self,
+        actor: &Actor,
+        alias: &RoomAliasId,
+        room: &RoomId,
+    ) -> Result<(), MatrixError> {
+        self.local_alias(alias)?;
+        if !self.storage.room_exists(room).await? {
+            return Err(MatrixError::new(404, ErrCode::NotFound, "Room not found"));
+        }
+        self.visible_upto(&actor.user_id, room).await?;
+        let verdict = self
+            .callbacks
+            .spam_checker
+            .user_may_create_room_alias(&actor.user_id, alias)
+            .await?;
+        refused(verdict, "This user is not permitted to create this alias")?;
+        match self.storage.create_alias(alias, room, &actor.user_id).await {
+            Ok(()) => Ok(()),
+            Err(StorageError::Conflict(_)) => Err(MatrixError::new(
+                409,
+                ErrCode::Unknown,
+                format!("Room alias {alias} already exists"),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `DELETE /directory/room/{alias}`: by its creator, a server admin, or
+    /// a member who may change the room's canonical alias.
+    pub async fn delete_alias(
+        &self,
+        actor: &Actor,
+        alias: &RoomAliasId,
+    ) -> Result<(), MatrixError> {
+        self.local_alias(alias)?;
+        let Some((room_id, creator)) = self.storage.get_alias(alias).await? else {
+            return Err(MatrixError::new(
+                404,
+                ErrCode::NotFound,
+                format!("Room alias {alias} not found"),
+            ));
+        };
+        let allowed = creator == actor.user_id || actor.admin || {
+            match self.storage.room_snapshot(&room_id).await? {
+                Some(snapshot) => {
+                    let levels = PowerLevels::of(&snapshot);
+                    levels.user_level(actor.user_id.as_str())
+                        >= levels.event_level("m.room.canonical_alias", true)
+                }
+                None => false,
+            }
+        };
+        if !allowed {
+            return Err(MatrixError::forbidden(
+                "You don't have permission to delete the alias.",
+            ));
+        }
+        self.storage.delete_alias(alias).await?;
+        Ok(())
+    }
+
+    fn local_alias(&self, alias: &RoomAliasId) -> Result<(), MatrixError> {
+        if alias.server_name() != &*self.server_name {
+            return Err(MatrixError::new(
+                400,
+                ErrCode::InvalidParam,
+                "Room alias must be local",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `PUT /directory/list/room/{room}`: the user must be a joined member
+    /// who may change the canonical alias; publishing asks
+    /// `user_may_publish_room` (not for server admins), and every change
+    /// asks `check_visibility_can_be_modified`.
+    pub async fn set_room_visibility(
+        &self,
+        actor: &Actor,
+        room: &RoomId,
+        visibility: Visibility,
+    ) -> Result<(), MatrixError> {
+        let snapshot = self
+            .storage
+            .room_snapshot(room)
+            .await?
+            .ok_or_else(unknown_room)?;
+        let public = visibility == Visibility::Public;
+        {
+            let levels = PowerLevels::of(&snapshot);
+            if membership_of(&snapshot, actor.user_id.as_str()) != Membership::Join
+                || levels.user_level(actor.user_id.as_str())
+                    < levels.event_level("m.room.canonical_alias", true)
+            {
+                return Err(MatrixError::forbidden(
+                    "You don't have permission to change the visibility of this room",
+                ));
+            }
+            if public && !actor.admin {
+                let verdict = self
+                    .callbacks
+                    .spam_checker
+                    .user_may_publish_room(&actor.user_id, room)
+                    .await?;
+                refused(verdict, "Not allowed to publish room")?;
+            }
+            let rules = &self.callbacks.third_party_rules;
+            if !rules.check_visibility_can_be_modified.is_empty()
+                && !rules
+                    .check_visibility_can_be_modified(room, &state_map(&snapshot), visibility)
+                    .await
+            {
+                return Err(MatrixError::new(
+                    403,
+                    ErrCode::Unknown,
+                    "Not allowed to publish room",
+                ));
+            }
+        }
+        self.storage.set_room_public(room, public).await?;
+        Ok(())
+    }
+
+    /// A module's `add_room_to_public_room_list` and
+    /// `remove_room_from_public_room_list`: made as the module asks, as
+    /// Synapse's module API writes the directory directly.
+    pub async fn module_set_room_visibility(
+        &self,
+        _by: &ModuleRef,
+        room: &RoomId,
+        public: bool,
+    ) -> Result<(), MatrixError> {
+        if self.storage.room_snapshot(room).await?.is_none() {
+            return Err(unknown_room());
+        }
+        self.storage.set_room_public(room, public).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,371 @@
+//! Sending events: a client's message or state event, a module's event, the
+//! events other services make (memberships, room creation); and serving
+//! events to clients with the fields modules add.
+
+use super::{denial, refused, Actor, MatrixError};
+use crate::events::{build_event, check_auth, module_event, state_map, BuiltEvent, EventDraft};
+use crate::homeserver::Homeserver;
+use crate::service::{MembershipChange, Requester};
+use crate::storage::{
+    NewEvent, Persisted, RoomSnapshot, SnapshotUpdate, StorageError, StoredEvent,
+};
+use axon::callbacks::{Event, EventAllowed, JsonObject, StateMap};
+use axon::{ErrCode, Membership};
+use ruma::{OwnedEventId, RoomId, UserId};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// How an event is sent, which decides the checks it goes through.
+#[derive(Debug, Clone, Default)]
+pub struct SendOptions {
+    /// The client's transaction ID: a repeat from the same device returns
+    /// the first event's ID.
+    pub txn_id: Option<String>,
+    /// Client messages and state go through `check_event_for_spam`;
+    /// memberships and the events of room creation do not (as in Synapse).
+    pub spam_check: bool,
+}
+
+/// What a shadow-banned user's send answers with: an event ID that looks
+/// real, for an event nobody else sees (as Synapse does).
+pub(crate) fn shadow_event_id() -> OwnedEventId {
+    OwnedEventId::try_from(format!("${}", super::random_string(43)))
+        .unwrap_or_else(|_| unreachable!("a `$` and letters make an event ID"))
+}
+
+fn not_in_room(user: &UserId, room: &RoomId) -> MatrixError {
+    MatrixError::forbidden(format!("User {user} not in room {room}"))
+}
+
+impl Homeserver {
+    /// `PUT /rooms/{room}/send/{type}/{txn}`, and a module's
+    /// `create_and_send_event_into_room` of a message: rate-limited for
+    /// clients (`rc_message`), through `check_event_allowed` and
+    /// `check_event_for_spam`.
+    pub async fn send_message(
+        &self,
+        actor: &Actor,
+        room: &RoomId,
+        event_type: String,
+        content: JsonObject,
+        txn_id: Option<String>,
+    ) -> Result<OwnedEventId, MatrixError> {
+        if actor.is_ratelimited() {
+            self.ratelimit_user("rc_message", &actor.user_id, self.config.rc_message)
+                .await?;
+        }
+        if actor.shadow_banned {
+            return Ok(shadow_event_id());
+        }
+        let draft = EventDraft {
+            sender: actor.user_id.clone(),
+            event_type,
+            state_key: None,
+            content,
+        };
+        let options = SendOptions {
+            txn_id,
+            spam_check: true,
+        };
+        self.send_event(actor, room, draft, options).await
+    }
+
+    /// `PUT /rooms/{room}/state/{type}/{key}`, and a module's state event.
+    /// A membership goes through the membership service; anything else is
+    /// rate-limited for clients, asks `user_may_send_state_event` (not for
+    /// server admins), then is sent as a message is.
+    pub async fn set_state(
+        &self,
+        actor: &Actor,
+        room: &RoomId,
+        event_type: String,
+        state_key: String,
+        content: JsonObject,
+    ) -> Result<OwnedEventId, MatrixError> {
+        if event_type == "m.room.member" {
+            let target = UserId::parse(&state_key).map_err(|e| {
+                MatrixError::new(
+                    400,
+                    ErrCode::InvalidParam,
+                    format!("invalid user ID `{state_key}`: {e}"),
+                )
+            })?;
+            let membership = content
+                .get("membership")
+                .and_then(Value::as_str)
+                .and_then(Membership::parse)
+                .ok_or_else(|| {
+                    MatrixError::new(
+                        400,
+                        ErrCode::BadJson,
+                        "m.room.member content needs a membership of join, invite, leave, ban or knock",
+                    )
+                })?;
+            let mut change = MembershipChange::new(room, &target, membership);
+            change.reason = content
+                .get("reason")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            return self.change_membership(actor, change).await;
+        }
+        if actor.is_ratelimited() {
+            self.ratelimit_user("rc_message", &actor.user_id, self.config.rc_message)
+                .await?;
+        }
+        if !actor.admin {
+            let verdict = self
+                .callbacks
+                .spam_checker
+                .user_may_send_state_event(&actor.user_id, room, &event_type, &state_key, &content)
+                .await?;
+            refused(verdict, "You are not permitted to send the state event")?;
+        }
+        if actor.shadow_banned {
+            return Ok(shadow_event_id());
+        }
+        let draft = EventDraft {
+            sender: actor.user_id.clone(),
+            event_type,
+            state_key: Some(state_key),
+            content,
+        };
+        let options = SendOptions {
+            txn_id: None,
+            spam_check: true,
+        };
+        self.send_event(actor, room, draft, options).await
+    }
+
+    /// Builds, authorises, checks with the modules and stores an event;
+    /// returns its ID. After it is stored, `on_new_event` runs in the
+    /// background. The other services send through here.
+    pub(crate) async fn send_event(
+        &self,
+        actor: &Actor,
+        room: &RoomId,
+        draft: EventDraft,
+        options: SendOptions,
+    ) -> Result<OwnedEventId, MatrixError> {
+        // The writer recognises a repeated transaction; the read here is only
+        // for a retry that would now be refused (the sender left meanwhile):
+        // it still gets the event it sent the first time.
+        let txn = match (&actor.device_id, &options.txn_id) {
+            (Some(device), Some(txn_id)) => Some((device.clone(), txn_id.clone())),
+            _ => None,
+        };
+        let sender = draft.sender.clone();
+        let earlier_send = || async {
+            match &txn {
+                Some((device, txn_id)) => self.storage.event_for_txn(&sender, device, txn_id).await,
+                None => Ok(None),
+            }
+        };
+        for attempt in 1.. {
+            let (built, snapshot) = match self
+                .prepare_event(room, draft.clone(), options.spam_check)
+                .await
+            {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    if let Some(existing) = earlier_send().await? {
+                        return Ok(existing);
+                    }
+                    return Err(e);
+                }
+            };
+            let mut new = built.new;
+            if let Some((device, txn_id)) = &txn {
+                new.device_id = Some(device.clone());
+                new.txn_id = Some(txn_id.clone());
+            }
+            let work = self.new_event_work(&snapshot, std::slice::from_ref(&new));
+            drop(snapshot);
+            let persisted = match self.storage.persist_events(None, vec![new]).await {
+                // Another request built the very same event (same sender,
+                // content, parents and millisecond), so the same ID: build this
+                // one again a random few milliseconds later, so that it (and
+                // any other send it collided with) gets an ID of its own.
+                Err(StorageError::Conflict(_)) if attempt < 20 => {
+                    if let Some(existing) = earlier_send().await? {
+                        return Ok(existing);
+                    }
+                    let wait = rand::Rng::gen_range(&mut rand::thread_rng(), 1..=4);
+                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                    continue;
+                }
+                other => other?,
+            };
+            let persisted = persisted
+                .into_iter()
+                .next()
+                .ok_or_else(|| MatrixError::internal("the event was not stored"))?;
+            if let Persisted::New { .. } = persisted {
+                self.announce_new_events(work);
+            }
+            return Ok(persisted.event_id().to_owned());
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// Authorises and builds the next event of a room, then asks the modules:
+    /// `check_event_allowed` (which may replace it), then `check_event_for_spam`.
+    async fn prepare_event(
+        &self,
+        room: &RoomId,
+        draft: EventDraft,
+        spam_check: bool,
+    ) -> Result<(BuiltEvent, Arc<RoomSnapshot>), MatrixError> {
+        let snapshot = self
+            .storage
+            .room_snapshot(room)
+            .await?
+            .ok_or_else(|| not_in_room(&draft.sender, room))?;
+        check_auth(&snapshot, &draft)?;
+        let built = build_event(&snapshot, &draft, axon::time::now_ms())?;
+        let built = self.allow_event(&snapshot, built, draft).await?;
+        let spam = &self.callbacks.spam_checker;
+        if spam_check && !spam.check_event_for_spam.is_empty() {
+            if let axon::callbacks::SpamCheck::Deny {
+                errcode,
+                extra_fields,
+            } = spam
+                .check_event_for_spam(&module_event(&built.new)?)
+                .await?
+            {
+                return Err(denial(
+                    "This message has been rejected as probable spam",
+                    errcode,
+                    extra_fields,
+                ));
+            }
+        }
+        Ok((built, snapshot))
+    }
+
+    /// `check_event_allowed` with the state before the event: allowed as is,
+    /// refused, or replaced. A replacement is authorised and built anew on the
+    /// room as it is now (as Synapse rebuilds it): a module may have sent events
+    /// of its own first (synapse-freeze-room does).
+    pub(crate) async fn allow_event(
+        &self,
+        snapshot: &RoomSnapshot,
+        built: BuiltEvent,
+        draft: EventDraft,
+    ) -> Result<BuiltEvent, MatrixError> {
+        let rules = &self.callbacks.third_party_rules;
+        if rules.check_event_allowed.is_empty() {
+            return Ok(built);
+        }
+        let event = module_event(&built.new)?;
+        match rules
+            .check_event_allowed(&event, &state_map(snapshot))
+            .await?
+        {
+            EventAllowed::Allow => Ok(built),
+            EventAllowed::Deny => Err(MatrixError::forbidden(
+                "This event is not allowed in this context",
+            )),
+            EventAllowed::Replace(replacement) => {
+                let draft = EventDraft {
+                    sender: draft.sender,
+                    event_type: replacement.event_type,
+                    state_key: replacement.state_key,
+                    content: replacement.content,
+                };
+                // During createRoom the room is not stored yet: build on the snapshot.
+                let current = self.storage.room_snapshot(&snapshot.room_id).await?;
+                let base = current.as_deref().unwrap_or(snapshot);
+                if draft.event_type != "m.room.create" {
+                    check_auth(base, &draft)?;
+                }
+                build_event(base, &draft, built.new.origin_server_ts)
+            }
+        }
+    }
+
+    /// What `on_new_event` will need once `events` are stored: each event with
+    /// the room state after it. Computed before the commit so nothing holds the
+    /// room snapshot across it (the writer then updates the cached one in
+    /// place instead of copying it); `None` when no module listens.
+    pub(crate) fn new_event_work(
+        &self,
+        before: &RoomSnapshot,
+        events: &[NewEvent],
+    ) -> Option<Vec<(Event, StateMap)>> {
+        if self.callbacks.third_party_rules.on_new_event.is_empty() {
+            return None;
+        }
+        let mut snapshot = before.clone();
+        let mut work = Vec::new();
+        for new in events {
+            snapshot.apply(&SnapshotUpdate::from(new));
+            if let Ok(event) = module_event(new) {
+                work.push((event, state_map(&snapshot)));
+            }
+        }
+        Some(work)
+    }
+
+    /// After events are stored: `on_new_event` for each, in the background (it
+    /// cannot refuse, and must not delay the reply).
+    pub(crate) fn announce_new_events(&self, work: Option<Vec<(Event, StateMap)>>) {
+        let Some(work) = work else { return };
+        let callbacks = self.callbacks.clone();
+        tokio::spawn(async move {
+            for (event, state_after) in work {
+                callbacks
+                    .third_party_rules
+                    .on_new_event(&event, &state_after)
+                    .await;
+            }
+        });
+    }
+
+    /// The highest stream position `user` may read in `room` (`i64::MAX`
+    /// while joined, their leave or ban after it); 403 if they were never in it.
+    pub async fn visible_upto(&self, user: &UserId, room: &RoomId) -> Result<i64, MatrixError> {
+        match self.storage.membership(user, room).await? {
+            Some((Membership::Join, _)) => Ok(i64::MAX),
+            Some((Membership::Leave | Membership::Ban, at)) => Ok(at),
+            _ => Err(MatrixError::forbidden(format!(
+                "User {user} not in room {room}, and room previews are disabled"
+            ))),
+        }
+    }
+
+    /// Events in the client format, with the fields modules add to
+    /// `unsigned` (`add_field_to_unsigned_callback`); `with_room_id` is
+    /// false inside `/sync` rooms.
+    pub async fn serve_events(
+        &self,
+        events: &[StoredEvent],
+        viewer: &Requester,
+        with_room_id: bool,
+    ) -> Result<Vec<Value>, MatrixError> {
+        let now = axon::time::now_ms();
+        let unsigned_slot = &self.callbacks.add_extra_fields_to_unsigned_client_event;
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            let mut client = crate::events::client_event(
+                event,
+                Some((viewer.user_id.as_str(), viewer.device_id.as_str())),
+                with_room_id,
+                now,
+            );
+            if !unsigned_slot.add_field_to_unsigned_callback.is_empty() {
+                let mut extra = unsigned_slot
+                    .add_field_to_unsigned_callback(&event.to_module_event())
+                    .await?;
+                // Modules cannot override the server's own unsigned fields.
+                for own in ["age", "transaction_id", "prev_content", "redacted_because"] {
+                    extra.remove(own);
+                }
+                client.unsigned.extra = extra;
+            }
+            out.push(
+                serde_json::to_value(&client).map_err(|e| MatrixError::internal(e.to_string()))?,
+            );
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,166 @@
+//! Changing a membership: join, invite, leave, kick, ban, unban — from the
+//! client endpoints, `PUT /state/m.room.member`, `createRoom` (its invites
+//! and the memberships of its `initial_state`), deactivation and modules.
+
+use super::events::shadow_event_id;
+use super::{refused, Actor, MatrixError, SendOptions};
+use crate::events::{membership_of, EventDraft};
+use crate::homeserver::Homeserver;
+use axon::callbacks::JsonObject;
+use axon::{ErrCode, Membership};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
+use serde_json::json;
+
+/// A membership `target` is to have in `room`.
+#[derive(Debug, Clone)]
+pub struct MembershipChange {
+    pub room: OwnedRoomId,
+    pub target: OwnedUserId,
+    pub membership: Membership,
+    pub reason: Option<String>,
+    /// More content, such as `is_direct`.
+    pub extra: JsonObject,
+    /// Whether the join and invite rate limits apply (they do for a
+    /// client's request; `createRoom`'s `invite` list is checked as a whole
+    /// first, as Synapse does).
+    pub ratelimit: bool,
+}
+
+impl MembershipChange {
+    pub fn new(room: &RoomId, target: &UserId, membership: Membership) -> Self {
+        MembershipChange {
+            room: room.to_owned(),
+            target: target.to_owned(),
+            membership,
+            reason: None,
+            extra: JsonObject::new(),
+            ratelimit: true,
+        }
+    }
+
+    pub fn with_reason(mut self, reason: Option<String>) -> Self {
+        self.reason = reason;
+        self
+    }
+}
+
+fn not_found_room() -> MatrixError {
+    MatrixError::new(404, ErrCode::NotFound, "No known servers")
+}
+
+impl Homeserver {
+    /// Changes a membership as `actor`. Joins and invites are rate-limited
+    /// for clients (`rc_joins.local`, `rc_invites.*`); they go through the
+    /// spam checker (`user_may_join_room`, `user_may_invite`) unless the
+    /// actor is a server admin; a shadow-banned user's invites silently go
+    /// nowhere. Joins and invites of local users carry their profile, as
+    /// Synapse's do. A join of a user already joined returns that join.
+    pub async fn change_membership(
+        &self,
+        actor: &Actor,
+        change: MembershipChange,
+    ) -> Result<OwnedEventId, MatrixError> {
+        let MembershipChange {
+            room,
+            target,
+            membership,
+            reason,
+            extra,
+            ratelimit,
+        } = change;
+        let sender = &actor.user_id;
+        let snapshot = self
+            .storage
+            .room_snapshot(&room)
+            .await?
+            .ok_or_else(not_found_room)?;
+        let current = membership_of(&snapshot, target.as_str());
+        if membership == Membership::Join && current == Membership::Join {
+            if let Some(entry) = snapshot
+                .state
+                .get(&("m.room.member".to_string(), target.to_string()))
+            {
+                return Ok(entry.event_id.clone());
+            }
+        }
+        if ratelimit && actor.is_ratelimited() {
+            match membership {
+                Membership::Join => {
+                    self.ratelimit_user("rc_joins.local", sender, self.config.rc_joins.local)
+                        .await?
+                }
+                Membership::Invite => {
+                    let limits = &self.config.rc_invites;
+                    self.rate_limiter.check(
+                        "rc_invites.per_room",
+                        room.as_str(),
+                        limits.per_room,
+                    )?;
+                    self.ratelimit_user("rc_invites.per_user", &target, limits.per_user)
+                        .await?;
+                    self.ratelimit_user("rc_invites.per_issuer", sender, limits.per_issuer)
+                        .await?;
+                }
+                _ => {}
+            }
+        }
+        if membership == Membership::Invite && actor.shadow_banned {
+            return Ok(shadow_event_id());
+        }
+        if !actor.admin {
+            let spam = &self.callbacks.spam_checker;
+            match membership {
+                Membership::Join if *sender == target => {
+                    let invited = current == Membership::Invite;
+                    let verdict = spam.user_may_join_room(&target, &room, invited).await?;
+                    refused(verdict, "Not allowed to join this room")?;
+                }
+                Membership::Invite => {
+                    let verdict = spam.user_may_invite(sender, &target, &room).await?;
+                    refused(verdict, "Invites have been disabled on this server")?;
+                }
+                _ => {}
+            }
+        }
+        let mut content = extra;
+        content.insert("membership".into(), json!(membership));
+        if let Some(reason) = reason {
+            content.insert("reason".into(), json!(reason));
+        }
+        if matches!(membership, Membership::Join | Membership::Invite) {
+            if let Some(user) = self.storage.get_user(&target).await? {
+                if let Some(name) = user.displayname {
+                    content.insert("displayname".into(), json!(name));
+                }
+                if let Some(avatar) = user.avatar_url {
+                    content.insert("avatar_url".into(), json!(avatar));
+                }
+            }
+        }
+        let draft = EventDraft {
+            sender: sender.clone(),
+            event_type: "m.room.member".into(),
+            state_key: Some(target.to_string()),
+            content,
+        };
+        self.send_event(actor, &room, draft, SendOptions::default())
+            .await
+    }
+
+    /// `POST /rooms/{room}/unban`: a leave of a banned user; 403 if they are
+    /// not banned.
+    pub async fn unban(
+        &self,
+        actor: &Actor,
+        room: &RoomId,
+        target: &UserId,
+        reason: Option<String>,
+    ) -> Result<OwnedEventId, MatrixError> {
+        let current = self.storage.membership(target, room).await?;
+        if !matches!(current, Some((Membership::Ban, _))) {
+            return Err(MatrixError::forbidden(format!("{target} is not banned")));
+        }
+        let change = MembershipChange::new(room, target, Membership::Leave).with_reason(reason);
+        self.change_membership(actor, change).await
+    }
+}

@@ -1,0 +1,149 @@
+//! The service layer: each Matrix operation exists once, here, whoever asks
+//! for it — a client through the HTTP API, a server admin through the admin
+//! API, a module through its `ModuleApi` (and, later, a remote server). An
+//! operation runs its rate limits, the modules' callbacks (with the right
+//! `by_admin`), the auth rules, storage and notifications, in Synapse's
+//! order. HTTP handlers parse, call a service, answer; nothing outside this
+//! module dispatches a callback (a test in `lib.rs` keeps it so).
+
+mod account_data;
+mod accounts;
+mod directory;
+mod events;
+mod media;
+mod membership;
+mod presence;
+mod profile;
+mod ratelimit;
+mod rooms;
+mod sessions;
+
+pub use accounts::{hash_password, AdminUserChange, Registration, RegistrationOutcome};
+pub use events::SendOptions;
+pub use media::Upload;
+pub use membership::MembershipChange;
+pub use profile::ProfileChange;
+pub use ratelimit::RateLimiter;
+pub use rooms::CreateRoomRequest;
+pub use sessions::{LoginRequest, Requester};
+
+use axon::callbacks::{JsonObject, ModuleRef, SpamCheck};
+use axon::{ErrCode, ModuleError};
+use ruma::{OwnedDeviceId, OwnedUserId, UserId};
+
+/// A Matrix error: the same type modules return.
+pub type MatrixError = ModuleError;
+
+/// Through which door an operation comes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// The user's own client.
+    Client,
+    /// A server admin through the admin API, on someone's account.
+    AdminApi,
+    /// A module through its `ModuleApi`, with the module's path.
+    Module(String),
+}
+
+/// Who performs an operation. It decides the checks the operation goes
+/// through and what modules are told: rate limits apply to clients, spam
+/// checks are skipped for server admins (as Synapse skips them), and an
+/// operation not made by the user themselves is `by_admin` to modules.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// The local user the operation is done as: the sender of its events,
+    /// the admin of an admin API call, the user a module acts as.
+    pub user_id: OwnedUserId,
+    pub device_id: Option<OwnedDeviceId>,
+    /// A server admin: skips the spam checks Synapse skips for admins.
+    pub admin: bool,
+    /// The user's messages and invites silently go nowhere.
+    pub shadow_banned: bool,
+    pub via: Via,
+}
+
+impl Actor {
+    /// A user through their client, as their access token says.
+    pub fn client(requester: &Requester) -> Actor {
+        Actor {
+            user_id: requester.user_id.clone(),
+            device_id: Some(requester.device_id.clone()),
+            admin: requester.admin,
+            shadow_banned: requester.shadow_banned,
+            via: Via::Client,
+        }
+    }
+
+    /// A server admin through the admin API.
+    pub fn admin_api(requester: &Requester) -> Actor {
+        Actor {
+            admin: true,
+            shadow_banned: false,
+            via: Via::AdminApi,
+            ..Actor::client(requester)
+        }
+    }
+
+    /// A module acting as local user `user` (for operations on an account,
+    /// the account itself). A module is not a server admin: its users' room
+    /// operations meet the spam checks as a client's do.
+    pub fn module(module: &ModuleRef, user: &UserId) -> Actor {
+        Actor {
+            user_id: user.to_owned(),
+            device_id: None,
+            admin: false,
+            shadow_banned: false,
+            via: Via::Module(module.path.clone()),
+        }
+    }
+
+    /// The same door, acting as another user (a deactivated user leaving
+    /// their rooms, a creator's invites).
+    pub fn as_user(&self, user: &UserId) -> Actor {
+        Actor {
+            user_id: user.to_owned(),
+            device_id: None,
+            ..self.clone()
+        }
+    }
+
+    /// Done with server authority rather than by the user themselves
+    /// (Synapse's `by_admin`): the admin API and modules.
+    pub fn by_admin(&self) -> bool {
+        !matches!(self.via, Via::Client)
+    }
+
+    /// Rate limits apply to clients only (as Synapse's module API and admin
+    /// API are not rate-limited).
+    pub fn is_ratelimited(&self) -> bool {
+        matches!(self.via, Via::Client)
+    }
+}
+
+/// A spam checker's denial as the client sees it: 403 with the module's
+/// errcode and fields (which may replace the message, as Synapse allows).
+fn refused(verdict: SpamCheck, message: &str) -> Result<(), MatrixError> {
+    match verdict {
+        SpamCheck::NotSpam => Ok(()),
+        SpamCheck::Deny {
+            errcode,
+            extra_fields,
+        } => Err(denial(message, errcode, extra_fields)),
+    }
+}
+
+fn denial(message: &str, errcode: ErrCode, extra_fields: JsonObject) -> MatrixError {
+    let mut error = MatrixError::new(403, errcode, message);
+    error.extra_fields = extra_fields;
+    error
+}
+
+/// A random string of `len` letters and digits.
+pub(crate) fn random_string(len: usize) -> String {
+    use rand::Rng;
+    rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}

@@ -1,0 +1,101 @@
+//! Presence: setting it, and whose presence a user receives (room-mates,
+//! plus whoever the presence router modules add).
+
+use super::MatrixError;
+use crate::homeserver::Homeserver;
+use crate::storage::PresenceRow;
+use axon::callbacks::{InterestedUsers, Presence, PresenceState};
+use axon::ErrCode;
+use ruma::{OwnedUserId, UserId};
+use std::collections::BTreeSet;
+
+impl Homeserver {
+    /// `PUT /presence/{user}/status`, and a `/sync` that says the user is
+    /// there (written only when it changes).
+    pub async fn set_presence(
+        &self,
+        user: &UserId,
+        presence: &str,
+        status_msg: Option<Option<String>>,
+    ) -> Result<(), MatrixError> {
+        if !matches!(presence, "online" | "offline" | "unavailable") {
+            return Err(MatrixError::new(
+                400,
+                ErrCode::InvalidParam,
+                format!("Invalid presence state `{presence}`"),
+            ));
+        }
+        let current = self.storage.get_presence(user).await?;
+        let status_msg = match status_msg {
+            Some(msg) => msg,
+            None => {
+                if current.as_ref().map(|p| p.presence.as_str()) == Some(presence) {
+                    return Ok(());
+                }
+                current.and_then(|p| p.status_msg)
+            }
+        };
+        self.storage
+            .set_presence(user, presence, status_msg, axon::time::now_ms())
+            .await?;
+        Ok(())
+    }
+
+    /// The presence changes after `after` (up to `upto`) that `user`
+    /// receives: their room-mates', whoever `get_interested_users` adds (all
+    /// users for `All`), and what `get_users_for_states` routes to them.
+    pub async fn presence_for(
+        &self,
+        user: &UserId,
+        after: i64,
+        upto: i64,
+    ) -> Result<Vec<PresenceRow>, MatrixError> {
+        let mut users: BTreeSet<OwnedUserId> = self
+            .storage
+            .users_sharing_rooms(user)
+            .await?
+            .into_iter()
+            .collect();
+        let router = &self.callbacks.presence_router;
+        let mut everyone = false;
+        if !router.get_interested_users.is_empty() {
+            match router.get_interested_users(user).await {
+                InterestedUsers::All => everyone = true,
+                InterestedUsers::Users(extra) => users.extend(extra),
+            }
+        }
+        let mut rows = if everyone {
+            self.storage.presence_changed_since(after, upto).await?
+        } else {
+            self.storage
+                .presence_since(users.iter().cloned().collect(), after, upto)
+                .await?
+        };
+        if !everyone && !router.get_users_for_states.is_empty() {
+            let changed = self.storage.presence_changed_since(after, upto).await?;
+            let states: Vec<PresenceState> = changed
+                .iter()
+                .filter(|p| !users.contains(&p.user_id))
+                .map(|p| PresenceState {
+                    user_id: p.user_id.clone(),
+                    presence: match p.presence.as_str() {
+                        "online" => Presence::Online,
+                        "unavailable" => Presence::Unavailable,
+                        _ => Presence::Offline,
+                    },
+                    status_msg: p.status_msg.clone(),
+                    last_active_ts: p.last_active_ts.max(0) as u64,
+                    currently_active: p.presence == "online",
+                })
+                .collect();
+            if !states.is_empty() {
+                let routed = router.get_users_for_states(&states).await;
+                if let Some(mine) = routed.get(user) {
+                    let wanted: BTreeSet<&UserId> = mine.iter().map(|s| &*s.user_id).collect();
+                    rows.extend(changed.into_iter().filter(|p| wanted.contains(&*p.user_id)));
+                }
+            }
+        }
+        Ok(rows)
+    }
+}
