@@ -121,7 +121,7 @@ pub static CATALOG: &[Category] = &[
                 should_drop_federated_event(event: "&Event") -> "bool", AnyTrue, Propagate),
             callback!("A local join (not the creator's own join at creation; skipped for server admins). Deny → 403 \"Not allowed to join this room\"."
                 user_may_join_room(user: "&UserId", room: "&RoomId", is_invited: "bool") -> "SpamCheck", FirstNonAllow, Propagate),
-            callback!("A local invite, `createRoom`'s `invite` list included (skipped for server admins). Deny → 403 \"Invites have been disabled on this server\"."
+            callback!("A local invite, however it is asked for: `/invite`, `PUT /state/m.room.member`, `createRoom`'s `invite` list and `initial_state` memberships, the ModuleApi (skipped for server admins). Deny → 403 \"Invites have been disabled on this server\"."
                 user_may_invite(inviter: "&UserId", invitee: "&UserId", room: "&RoomId") -> "SpamCheck", FirstNonAllow, Propagate),
             callback!("An invite received over federation, before `user_may_invite`. Never fires yet: Axon has no federation."
                 federated_user_may_invite(event: "&Event") -> "SpamCheck", FirstNonAllow, Propagate),
@@ -162,17 +162,17 @@ pub static CATALOG: &[Category] = &[
                 on_new_event(event: "&Event", state: "&StateMap") -> "()", All, FailOpen),
             callback!("An admin room shutdown (`user` None when not user-initiated): `false` → 403. Never fires yet: Axon has no room deletion API."
                 check_can_shutdown_room(user: "Option<&UserId>", room: "&RoomId") -> "bool", AllTrue, FailOpen),
-            callback!("`POST /account/deactivate`: `false` → 403 \"Deactivation of this user is forbidden\"."
+            callback!("A deactivation, whoever asks: `POST /account/deactivate` (`by_admin` false), the admin API and the ModuleApi (`by_admin` true). `false` → 403 \"Deactivation of this user is forbidden\"; nothing changes."
                 check_can_deactivate_user(user: "&UserId", by_admin: "bool") -> "bool", AllTrue, FailOpen),
-            callback!("After a user's display name or avatar changed, and at deactivation (name blanked, `deactivation` true)."
+            callback!("After a user's display name or avatar changed (by the user, or with `by_admin` by the admin API or the ModuleApi; one call for an admin change of both), and at deactivation (name blanked, `deactivation` true)."
                 on_profile_update(user: "&UserId", profile: "&ProfileInfo", by_admin: "bool", deactivation: "bool") -> "()", All, FailOpen),
-            callback!("After `POST /account/deactivate`."
+            callback!("After a deactivation from any entry point (`deactivated` true), and after an admin reactivation (`deactivated` false, `by_admin` true)."
                 on_user_deactivation_status_changed(user: "&UserId", deactivated: "bool", by_admin: "bool") -> "()", All, FailOpen),
-            callback!("Deprecated in Synapse: after a third-party identifier was bound. Never fires: Axon has no third-party identifiers."
+            callback!("Deprecated in Synapse: after a third-party identifier was added, right after `on_add_user_third_party_identifier`."
                 on_threepid_bind(user: "&UserId", medium: "&str", address: "&str") -> "()", All, FailOpen),
-            callback!("After a third-party identifier was added. Never fires: Axon has no third-party identifiers."
+            callback!("After a third-party identifier was added to an account (the admin API: Axon has no identity-server validation flow)."
                 on_add_user_third_party_identifier(user: "&UserId", medium: "&str", address: "&str") -> "()", All, FailOpen),
-            callback!("After a third-party identifier was removed. Never fires: Axon has no third-party identifiers."
+            callback!("After a third-party identifier was removed from an account: by the admin API, and each one at deactivation."
                 on_remove_user_third_party_identifier(user: "&UserId", medium: "&str", address: "&str") -> "()", All, FailOpen),
         ],
     },
@@ -212,7 +212,7 @@ pub static CATALOG: &[Category] = &[
                 get_username_for_registration(uia_results: "&JsonObject", params: "&JsonObject") -> "Option<String>", FirstSome, Propagate),
             callback!("`POST /register` after its auth stages: `Some(name)` is the new user's display name (default: the localpart)."
                 get_displayname_for_registration(uia_results: "&JsonObject", params: "&JsonObject") -> "Option<String>", FirstSome, Propagate),
-            callback!("Whether a third-party identifier may be used: `false` → 403 `M_THREEPID_DENIED`. Never fires: Axon has no third-party identifiers."
+            callback!("Whether a third-party identifier may be used: `false` → 403 `M_THREEPID_DENIED`. Never fires: Axon has no identity-server validation flow (identifiers are bound by an admin)."
                 is_3pid_allowed(medium: "&str", address: "&str", registration: "bool") -> "bool", AllTrue, Propagate),
         ],
     },
@@ -232,7 +232,7 @@ pub static CATALOG: &[Category] = &[
         name: "account_data",
         doc: "Account data: observe writes. Synapse's `register_account_data_callbacks`.",
         callbacks: &[
-            callback!("After `PUT /user/{id}/account_data/…`, global (`room` None) and per room."
+            callback!("After account data is written: `PUT /user/{id}/account_data/…`, global (`room` None) and per room, and the ModuleApi's `put_global_account_data`."
                 on_account_data_updated(user: "&UserId", room: "Option<&RoomId>", account_data_type: "&str", content: "&JsonObject") -> "()", All, FailOpen),
         ],
     },

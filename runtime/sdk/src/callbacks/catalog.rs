@@ -332,7 +332,7 @@ pub mod spam_checker {
             Ok(<combine::FirstNonAllow as Combine<SpamCheck>>::finish(acc))
         }
 
-        /// A local invite, `createRoom`'s `invite` list included (skipped for server admins). Deny → 403 "Invites have been disabled on this server".
+        /// A local invite, however it is asked for: `/invite`, `PUT /state/m.room.member`, `createRoom`'s `invite` list and `initial_state` memberships, the ModuleApi (skipped for server admins). Deny → 403 "Invites have been disabled on this server".
         ///
         /// The first module whose verdict is not allow decides; later modules are not called.
         /// Fails the request: a `ModuleError` reaches the client as it is; a panic or timeout is a 500.
@@ -1673,7 +1673,7 @@ pub mod third_party_rules {
             <combine::AllTrue as Combine<bool>>::finish(acc)
         }
 
-        /// `POST /account/deactivate`: `false` → 403 "Deactivation of this user is forbidden".
+        /// A deactivation, whoever asks: `POST /account/deactivate` (`by_admin` false), the admin API and the ModuleApi (`by_admin` true). `false` → 403 "Deactivation of this user is forbidden"; nothing changes.
         ///
         /// The first module answering `false` decides; later modules are not called.
         /// Fails open: a module that errors, panics or times out is logged and skipped.
@@ -1722,7 +1722,7 @@ pub mod third_party_rules {
             <combine::AllTrue as Combine<bool>>::finish(acc)
         }
 
-        /// After a user's display name or avatar changed, and at deactivation (name blanked, `deactivation` true).
+        /// After a user's display name or avatar changed (by the user, or with `by_admin` by the admin API or the ModuleApi; one call for an admin change of both), and at deactivation (name blanked, `deactivation` true).
         ///
         /// Every module is called in config order.
         /// Fails open: a module that errors, panics or times out is logged and skipped.
@@ -1775,7 +1775,7 @@ pub mod third_party_rules {
             <combine::All as Combine<()>>::finish(acc)
         }
 
-        /// After `POST /account/deactivate`.
+        /// After a deactivation from any entry point (`deactivated` true), and after an admin reactivation (`deactivated` false, `by_admin` true).
         ///
         /// Every module is called in config order.
         /// Fails open: a module that errors, panics or times out is logged and skipped.
@@ -1826,7 +1826,7 @@ pub mod third_party_rules {
             <combine::All as Combine<()>>::finish(acc)
         }
 
-        /// Deprecated in Synapse: after a third-party identifier was bound. Never fires: Axon has no third-party identifiers.
+        /// Deprecated in Synapse: after a third-party identifier was added, right after `on_add_user_third_party_identifier`.
         ///
         /// Every module is called in config order.
         /// Fails open: a module that errors, panics or times out is logged and skipped.
@@ -1877,7 +1877,7 @@ pub mod third_party_rules {
             <combine::All as Combine<()>>::finish(acc)
         }
 
-        /// After a third-party identifier was added. Never fires: Axon has no third-party identifiers.
+        /// After a third-party identifier was added to an account (the admin API: Axon has no identity-server validation flow).
         ///
         /// Every module is called in config order.
         /// Fails open: a module that errors, panics or times out is logged and skipped.
@@ -1928,7 +1928,7 @@ pub mod third_party_rules {
             <combine::All as Combine<()>>::finish(acc)
         }
 
-        /// After a third-party identifier was removed. Never fires: Axon has no third-party identifiers.
+        /// After a third-party identifier was removed from an account: by the admin API, and each one at deactivation.
         ///
         /// Every module is called in config order.
         /// Fails open: a module that errors, panics or times out is logged and skipped.
@@ -2974,7 +2974,7 @@ pub mod password_auth_provider {
             Ok(<combine::FirstSome as Combine<Option<String>>>::finish(acc))
         }
 
-        /// Whether a third-party identifier may be used: `false` → 403 `M_THREEPID_DENIED`. Never fires: Axon has no third-party identifiers.
+        /// Whether a third-party identifier may be used: `false` → 403 `M_THREEPID_DENIED`. Never fires: Axon has no identity-server validation flow (identifiers are bound by an admin).
         ///
         /// The first module answering `false` decides; later modules are not called.
         /// Fails the request: a `ModuleError` reaches the client as it is; a panic or timeout is a 500.
@@ -3428,7 +3428,7 @@ pub mod account_data {
     }
 
     impl AccountData {
-        /// After `PUT /user/{id}/account_data/…`, global (`room` None) and per room.
+        /// After account data is written: `PUT /user/{id}/account_data/…`, global (`room` None) and per room, and the ModuleApi's `put_global_account_data`.
         ///
         /// Every module is called in config order.
         /// Fails open: a module that errors, panics or times out is logged and skipped.
@@ -4329,7 +4329,7 @@ CategoryInfo { name: "spam_checker", doc: "Spam checker: veto users' actions. Sy
 CallbackInfo { name: "check_event_for_spam", doc: "A client's message or state event (not memberships, not the events `createRoom` makes). Deny → 403 \"This message has been rejected as probable spam\" with the module's errcode and fields; nothing is stored.", signature: "async fn check_event_for_spam(&self, event: &Event) -> SpamCheck", combine: "FirstNonAllow", on_failure: FailurePolicy::Propagate },
 CallbackInfo { name: "should_drop_federated_event", doc: "An event received over federation: `true` drops it silently. Never fires yet: Axon has no federation.", signature: "async fn should_drop_federated_event(&self, event: &Event) -> bool", combine: "AnyTrue", on_failure: FailurePolicy::Propagate },
 CallbackInfo { name: "user_may_join_room", doc: "A local join (not the creator's own join at creation; skipped for server admins). Deny → 403 \"Not allowed to join this room\".", signature: "async fn user_may_join_room(&self, user: &UserId, room: &RoomId, is_invited: bool) -> SpamCheck", combine: "FirstNonAllow", on_failure: FailurePolicy::Propagate },
-CallbackInfo { name: "user_may_invite", doc: "A local invite, `createRoom`'s `invite` list included (skipped for server admins). Deny → 403 \"Invites have been disabled on this server\".", signature: "async fn user_may_invite(&self, inviter: &UserId, invitee: &UserId, room: &RoomId) -> SpamCheck", combine: "FirstNonAllow", on_failure: FailurePolicy::Propagate },
+CallbackInfo { name: "user_may_invite", doc: "A local invite, however it is asked for: `/invite`, `PUT /state/m.room.member`, `createRoom`'s `invite` list and `initial_state` memberships, the ModuleApi (skipped for server admins). Deny → 403 \"Invites have been disabled on this server\".", signature: "async fn user_may_invite(&self, inviter: &UserId, invitee: &UserId, room: &RoomId) -> SpamCheck", combine: "FirstNonAllow", on_failure: FailurePolicy::Propagate },
 CallbackInfo { name: "federated_user_may_invite", doc: "An invite received over federation, before `user_may_invite`. Never fires yet: Axon has no federation.", signature: "async fn federated_user_may_invite(&self, event: &Event) -> SpamCheck", combine: "FirstNonAllow", on_failure: FailurePolicy::Propagate },
 CallbackInfo { name: "user_may_send_3pid_invite", doc: "A third-party identifier invite. Never fires: such invites need an identity server, which Axon does not support (they are refused with 400).", signature: "async fn user_may_send_3pid_invite(&self, inviter: &UserId, medium: &str, address: &str, room: &RoomId) -> SpamCheck", combine: "FirstNonAllow", on_failure: FailurePolicy::Propagate },
 CallbackInfo { name: "user_may_create_room", doc: "`POST /createRoom`, with the body as `on_create_room` left it (skipped for server admins). Deny → 403 \"You are not permitted to create rooms\".", signature: "async fn user_may_create_room(&self, user: &UserId, room_config: &JsonObject) -> SpamCheck", combine: "FirstNonAllow", on_failure: FailurePolicy::Propagate },
@@ -4348,12 +4348,12 @@ CallbackInfo { name: "check_threepid_can_be_invited", doc: "A third-party identi
 CallbackInfo { name: "check_visibility_can_be_modified", doc: "`PUT /directory/list/room/{id}` and `createRoom` with `visibility: public`: `false` → 403 `M_UNKNOWN` \"Not allowed to publish room\" (\"Room visibility value not allowed.\" at creation).", signature: "async fn check_visibility_can_be_modified(&self, room: &RoomId, state: &StateMap, new_visibility: Visibility) -> bool", combine: "AllTrue", on_failure: FailurePolicy::FailOpen },
 CallbackInfo { name: "on_new_event", doc: "After each event is stored, in the background, with the room state after it. Cannot refuse.", signature: "async fn on_new_event(&self, event: &Event, state: &StateMap)", combine: "All", on_failure: FailurePolicy::FailOpen },
 CallbackInfo { name: "check_can_shutdown_room", doc: "An admin room shutdown (`user` None when not user-initiated): `false` → 403. Never fires yet: Axon has no room deletion API.", signature: "async fn check_can_shutdown_room(&self, user: Option<&UserId>, room: &RoomId) -> bool", combine: "AllTrue", on_failure: FailurePolicy::FailOpen },
-CallbackInfo { name: "check_can_deactivate_user", doc: "`POST /account/deactivate`: `false` → 403 \"Deactivation of this user is forbidden\".", signature: "async fn check_can_deactivate_user(&self, user: &UserId, by_admin: bool) -> bool", combine: "AllTrue", on_failure: FailurePolicy::FailOpen },
-CallbackInfo { name: "on_profile_update", doc: "After a user's display name or avatar changed, and at deactivation (name blanked, `deactivation` true).", signature: "async fn on_profile_update(&self, user: &UserId, profile: &ProfileInfo, by_admin: bool, deactivation: bool)", combine: "All", on_failure: FailurePolicy::FailOpen },
-CallbackInfo { name: "on_user_deactivation_status_changed", doc: "After `POST /account/deactivate`.", signature: "async fn on_user_deactivation_status_changed(&self, user: &UserId, deactivated: bool, by_admin: bool)", combine: "All", on_failure: FailurePolicy::FailOpen },
-CallbackInfo { name: "on_threepid_bind", doc: "Deprecated in Synapse: after a third-party identifier was bound. Never fires: Axon has no third-party identifiers.", signature: "async fn on_threepid_bind(&self, user: &UserId, medium: &str, address: &str)", combine: "All", on_failure: FailurePolicy::FailOpen },
-CallbackInfo { name: "on_add_user_third_party_identifier", doc: "After a third-party identifier was added. Never fires: Axon has no third-party identifiers.", signature: "async fn on_add_user_third_party_identifier(&self, user: &UserId, medium: &str, address: &str)", combine: "All", on_failure: FailurePolicy::FailOpen },
-CallbackInfo { name: "on_remove_user_third_party_identifier", doc: "After a third-party identifier was removed. Never fires: Axon has no third-party identifiers.", signature: "async fn on_remove_user_third_party_identifier(&self, user: &UserId, medium: &str, address: &str)", combine: "All", on_failure: FailurePolicy::FailOpen },
+CallbackInfo { name: "check_can_deactivate_user", doc: "A deactivation, whoever asks: `POST /account/deactivate` (`by_admin` false), the admin API and the ModuleApi (`by_admin` true). `false` → 403 \"Deactivation of this user is forbidden\"; nothing changes.", signature: "async fn check_can_deactivate_user(&self, user: &UserId, by_admin: bool) -> bool", combine: "AllTrue", on_failure: FailurePolicy::FailOpen },
+CallbackInfo { name: "on_profile_update", doc: "After a user's display name or avatar changed (by the user, or with `by_admin` by the admin API or the ModuleApi; one call for an admin change of both), and at deactivation (name blanked, `deactivation` true).", signature: "async fn on_profile_update(&self, user: &UserId, profile: &ProfileInfo, by_admin: bool, deactivation: bool)", combine: "All", on_failure: FailurePolicy::FailOpen },
+CallbackInfo { name: "on_user_deactivation_status_changed", doc: "After a deactivation from any entry point (`deactivated` true), and after an admin reactivation (`deactivated` false, `by_admin` true).", signature: "async fn on_user_deactivation_status_changed(&self, user: &UserId, deactivated: bool, by_admin: bool)", combine: "All", on_failure: FailurePolicy::FailOpen },
+CallbackInfo { name: "on_threepid_bind", doc: "Deprecated in Synapse: after a third-party identifier was added, right after `on_add_user_third_party_identifier`.", signature: "async fn on_threepid_bind(&self, user: &UserId, medium: &str, address: &str)", combine: "All", on_failure: FailurePolicy::FailOpen },
+CallbackInfo { name: "on_add_user_third_party_identifier", doc: "After a third-party identifier was added to an account (the admin API: Axon has no identity-server validation flow).", signature: "async fn on_add_user_third_party_identifier(&self, user: &UserId, medium: &str, address: &str)", combine: "All", on_failure: FailurePolicy::FailOpen },
+CallbackInfo { name: "on_remove_user_third_party_identifier", doc: "After a third-party identifier was removed from an account: by the admin API, and each one at deactivation.", signature: "async fn on_remove_user_third_party_identifier(&self, user: &UserId, medium: &str, address: &str)", combine: "All", on_failure: FailurePolicy::FailOpen },
 ] },
 CategoryInfo { name: "presence_router", doc: "Presence router: who receives whose presence. Both callbacks or neither. Synapse's `register_presence_router_callbacks`.", callbacks: &[
 CallbackInfo { name: "get_users_for_states", doc: "`/sync` presence: other users' presence changes a module routes to this user. Results are unioned.", signature: "async fn get_users_for_states(&self, states: &[PresenceState]) -> UsersForStates", combine: "Merge", on_failure: FailurePolicy::FailOpen },
@@ -4370,7 +4370,7 @@ CallbackInfo { name: "check_3pid_auth", doc: "`POST /login` with an `m.id.thirdp
 CallbackInfo { name: "on_logged_out", doc: "After `POST /logout`, and for each device at `POST /logout/all`.", signature: "async fn on_logged_out(&self, user: &UserId, device_id: Option<&DeviceId>, access_token: &str)", combine: "All", on_failure: FailurePolicy::FailOpen },
 CallbackInfo { name: "get_username_for_registration", doc: "`POST /register` after its auth stages: `Some(localpart)` replaces the requested username.", signature: "async fn get_username_for_registration(&self, uia_results: &JsonObject, params: &JsonObject) -> Option<String>", combine: "FirstSome", on_failure: FailurePolicy::Propagate },
 CallbackInfo { name: "get_displayname_for_registration", doc: "`POST /register` after its auth stages: `Some(name)` is the new user's display name (default: the localpart).", signature: "async fn get_displayname_for_registration(&self, uia_results: &JsonObject, params: &JsonObject) -> Option<String>", combine: "FirstSome", on_failure: FailurePolicy::Propagate },
-CallbackInfo { name: "is_3pid_allowed", doc: "Whether a third-party identifier may be used: `false` → 403 `M_THREEPID_DENIED`. Never fires: Axon has no third-party identifiers.", signature: "async fn is_3pid_allowed(&self, medium: &str, address: &str, registration: bool) -> bool", combine: "AllTrue", on_failure: FailurePolicy::Propagate },
+CallbackInfo { name: "is_3pid_allowed", doc: "Whether a third-party identifier may be used: `false` → 403 `M_THREEPID_DENIED`. Never fires: Axon has no identity-server validation flow (identifiers are bound by an admin).", signature: "async fn is_3pid_allowed(&self, medium: &str, address: &str, registration: bool) -> bool", combine: "AllTrue", on_failure: FailurePolicy::Propagate },
 ] },
 CategoryInfo { name: "background_update_controller", doc: "Background update controller: pace the server's background work. Only the first module in config order is used. Synapse's `register_background_update_controller_callbacks`.", callbacks: &[
 CallbackInfo { name: "on_update", doc: "Before an iteration of a background update: how long it should take. Never fires yet: Axon runs no background updates.", signature: "async fn on_update(&self, update_name: &str, database_name: &str, one_shot: bool) -> Duration", combine: "FirstRegistered", on_failure: FailurePolicy::FailOpen },
@@ -4378,7 +4378,7 @@ CallbackInfo { name: "default_batch_size", doc: "The batch size of a background 
 CallbackInfo { name: "min_batch_size", doc: "The smallest batch size of a background update. Never fires yet: Axon runs no background updates.", signature: "async fn min_batch_size(&self, update_name: &str, database_name: &str) -> u32", combine: "FirstRegistered", on_failure: FailurePolicy::FailOpen },
 ] },
 CategoryInfo { name: "account_data", doc: "Account data: observe writes. Synapse's `register_account_data_callbacks`.", callbacks: &[
-CallbackInfo { name: "on_account_data_updated", doc: "After `PUT /user/{id}/account_data/…`, global (`room` None) and per room.", signature: "async fn on_account_data_updated(&self, user: &UserId, room: Option<&RoomId>, account_data_type: &str, content: &JsonObject)", combine: "All", on_failure: FailurePolicy::FailOpen },
+CallbackInfo { name: "on_account_data_updated", doc: "After account data is written: `PUT /user/{id}/account_data/…`, global (`room` None) and per room, and the ModuleApi's `put_global_account_data`.", signature: "async fn on_account_data_updated(&self, user: &UserId, room: Option<&RoomId>, account_data_type: &str, content: &JsonObject)", combine: "All", on_failure: FailurePolicy::FailOpen },
 ] },
 CategoryInfo { name: "add_extra_fields_to_unsigned_client_event", doc: "Extra `unsigned` fields on every event served to clients. Synapse's `register_add_extra_fields_to_unsigned_client_event_callbacks`.", callbacks: &[
 CallbackInfo { name: "add_field_to_unsigned_callback", doc: "Every event served to a client: `/sync`, `/messages`, `/event`, `/state`, `/members`. Results are merged; the last module wins a key; the server's own fields cannot be replaced.", signature: "async fn add_field_to_unsigned_callback(&self, event: &Event) -> JsonObject", combine: "Merge", on_failure: FailurePolicy::Propagate },
