@@ -490,3 +490,36 @@ async fn room_operations_ask_the_same_callbacks_from_a_client_and_a_module() {
         ]
     );
 }
+
+#[tokio::test]
+async fn every_way_of_registering_tells_the_account_validity_modules() {
+    let log = "svc_register";
+    let yaml = modules(&[
+        rules(log, "a", &[]),
+        "  - module: test.Toolkit\n    config: {tick_ms: 60000}\n".to_string(),
+    ]);
+    let s = TestServer::start_with(&yaml).await;
+    let admin = register_admin(&s, "root").await;
+    s.register("client").await;
+    let created = admin_put(
+        &s,
+        &admin,
+        "@by_admin:test.local",
+        json!({ "password": "pw" }),
+    )
+    .await;
+    assert_eq!(created.0, StatusCode::CREATED, "{}", created.1);
+    let (status, bot) = s
+        .request(Method::POST, "/_synapse/client/toolkit/bot", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{bot}");
+    assert_eq!(
+        only(log, "on_user_registration"),
+        [
+            "a:on_user_registration:@root:test.local",
+            "a:on_user_registration:@client:test.local",
+            "a:on_user_registration:@by_admin:test.local",
+            "a:on_user_registration:@bot:test.local",
+        ]
+    );
+}
