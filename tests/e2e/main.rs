@@ -27,6 +27,7 @@ mod matrix_sdk_client;
 mod metrics;
 mod module_api;
 mod rooms;
+mod security;
 mod services;
 mod status_page;
 mod sync;

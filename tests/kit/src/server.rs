@@ -67,7 +67,7 @@ registration_shared_secret: test-shared-secret
 }
 
 /// Merges two YAML documents, the second's top-level keys winning.
-fn merged(base: &str, extra: &str) -> String {
+pub fn merged(base: &str, extra: &str) -> String {
     let mut doc: serde_yaml::Mapping = serde_yaml::from_str(base).expect("base YAML parses");
     if !extra.trim().is_empty() {
         let extra: serde_yaml::Mapping = serde_yaml::from_str(extra).expect("extra YAML parses");

@@ -452,7 +452,7 @@ impl HomeserverConfig {
         let mut warnings = Vec::new();
         let mut ignored = Vec::new();
         let mut record = |path: serde_ignored::Path<'_>| ignored.push(path.to_string());
-        let config: HomeserverConfig =
+        let mut config: HomeserverConfig =
             serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut record))
                 .map_err(|e| {
                     let path = e.path().to_string();
@@ -465,6 +465,19 @@ impl HomeserverConfig {
             warnings.push(format!(
                 "config key `{key}` is not supported by Axon and is ignored"
             ));
+        }
+        // An empty secret would be a key anyone knows: as in Synapse, it
+        // means shared-secret registration is off.
+        if config
+            .registration_shared_secret
+            .as_deref()
+            .is_some_and(|secret| secret.trim().is_empty())
+        {
+            config.registration_shared_secret = None;
+            warnings.push(
+                "registration_shared_secret is empty, so shared-secret registration (/_synapse/admin/v1/register) is disabled; set a long random secret to enable it"
+                    .into(),
+            );
         }
         let problems = config.validate(&mut warnings);
         if problems.is_empty() {

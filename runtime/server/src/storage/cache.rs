@@ -54,6 +54,15 @@ impl Caches {
         }
     }
 
+    /// After a commit that replaced one device's token.
+    pub fn forget_device(&self, user: &ruma::UserId, device: &ruma::DeviceId) {
+        let mut cache = lock(&self.tokens);
+        cache
+            .owners
+            .retain(|_, owner| !(owner.user_id == user && owner.device_id == device));
+        cache.generation += 1;
+    }
+
     /// After a commit that removed tokens or changed users.
     pub fn forget_tokens(&self) {
         let mut cache = lock(&self.tokens);

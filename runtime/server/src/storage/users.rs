@@ -115,9 +115,16 @@ impl Storage {
         .await
     }
 
-    /// Adds a device with its access token (a login).
+    /// Adds a device with its access token (a login). Logging in again
+    /// with a device ID replaces that device's token, so the cache forgets
+    /// that device's old one.
     pub async fn add_device(&self, device: NewDevice) -> StorageResult<()> {
-        self.write(move |w| insert_device(w.conn, &device)).await
+        let (user, device_id) = (device.user_id.clone(), device.device_id.clone());
+        self.write_then(
+            move |w| insert_device(w.conn, &device),
+            move |caches, _| caches.forget_device(&user, &device_id),
+        )
+        .await
     }
 
     pub async fn token_owner(&self, token: &str) -> StorageResult<Option<TokenOwner>> {

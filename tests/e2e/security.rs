@@ -1,0 +1,67 @@
+//! The findings of the security and robustness audit (issue 17), each as
+//! a client or an operator meets it.
+
+use axon_testkit::*;
+use std::process::Command;
+
+#[tokio::test]
+async fn an_empty_shared_secret_disables_shared_secret_registration() {
+    let s = TestServer::start_with("registration_shared_secret: ''").await;
+    let nonce = s
+        .request(Method::GET, "/_synapse/admin/v1/register", None, None)
+        .await;
+    assert_eq!(
+        nonce,
+        (
+            StatusCode::BAD_REQUEST,
+            json!({ "errcode": "M_UNKNOWN", "error": "Shared secret registration is not enabled" })
+        )
+    );
+    // The HMAC of an empty key cannot make an admin either.
+    let register = json!({ "nonce": "x", "username": "evil", "password": "pw", "admin": true, "mac": "00" });
+    let refused = s
+        .request(Method::POST, "/_synapse/admin/v1/register", None, Some(register))
+        .await;
+    assert_error(&refused, 400, "M_UNKNOWN");
+
+    // An operator hears of it, and --deny-warnings refuses the config.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("homeserver.yaml");
+    std::fs::write(
+        &path,
+        merged(&test_config(dir.path(), ""), "registration_shared_secret: ''"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_axon"))
+        .args(["--check-config", "--deny-warnings", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("registration_shared_secret is empty, so shared-secret registration"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn logging_in_again_on_a_device_ends_its_old_token() {
+    let s = TestServer::start().await;
+    s.register("alice").await;
+    let login = |device: &str| {
+        json!({ "type": "m.login.password", "user": "alice", "password": "correct horse", "device_id": device })
+    };
+    let (_, first) = s
+        .request(Method::POST, "/login", None, Some(login("PHONE")))
+        .await;
+    let old = first["access_token"].as_str().unwrap().to_string();
+    assert_eq!(s.get("/account/whoami", &old).await.0, StatusCode::OK);
+    let (_, second) = s
+        .request(Method::POST, "/login", None, Some(login("PHONE")))
+        .await;
+    let new = second["access_token"].as_str().unwrap().to_string();
+    assert_eq!(second["device_id"], "PHONE");
+    assert_error(&s.get("/account/whoami", &old).await, 401, "M_UNKNOWN_TOKEN");
+    assert_eq!(s.get("/account/whoami", &new).await.0, StatusCode::OK);
+}
