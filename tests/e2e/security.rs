@@ -65,3 +65,41 @@ async fn logging_in_again_on_a_device_ends_its_old_token() {
     assert_error(&s.get("/account/whoami", &old).await, 401, "M_UNKNOWN_TOKEN");
     assert_eq!(s.get("/account/whoami", &new).await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_transaction_id_belongs_to_one_room_and_a_retry_is_not_rate_limited() {
+    let s = TestServer::start_with("rc_message: {per_second: 0.001, burst_count: 2}").await;
+    let alice = s.register("alice").await;
+    let first = s.create_room(&alice, json!({})).await;
+    let second = s.create_room(&alice, json!({})).await;
+    let send = |room: &str, body: &str| {
+        (
+            format!("/rooms/{}/send/m.room.message/txn1", enc(room)),
+            json!({ "msgtype": "m.text", "body": body }),
+        )
+    };
+    let (path, body) = send(&first, "in the first room");
+    let (status, one) = s.put(&path, &alice.token, body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    let (path2, body2) = send(&second, "in the second room");
+    let (status, two) = s.put(&path2, &alice.token, body2).await;
+    assert_eq!(status, StatusCode::OK, "{two}");
+    assert_ne!(one["event_id"], two["event_id"], "each room has its message");
+    let (_, messages) = s
+        .get(&format!("/rooms/{}/messages?limit=5", enc(&second)), &alice.token)
+        .await;
+    assert_eq!(messages["chunk"][0]["content"]["body"], "in the second room");
+    // The burst of 2 is spent; a retry still gets its event ID.
+    for _ in 0..3 {
+        let (status, again) = s.put(&path, &alice.token, body.clone()).await;
+        assert_eq!((status, &again["event_id"]), (StatusCode::OK, &one["event_id"]));
+    }
+    let limited = s
+        .put(
+            &format!("/rooms/{}/send/m.room.message/txn2", enc(&first)),
+            &alice.token,
+            json!({ "msgtype": "m.text", "body": "new" }),
+        )
+        .await;
+    assert_error(&limited, 429, "M_LIMIT_EXCEEDED");
+}

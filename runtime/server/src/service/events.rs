@@ -50,6 +50,17 @@ impl Homeserver {
         content: JsonObject,
         txn_id: Option<String>,
     ) -> Result<OwnedEventId, MatrixError> {
+        // A retry of a transaction that completed gets its answer again,
+        // without counting against the rate limit.
+        if let (Some(device), Some(txn)) = (&actor.device_id, &txn_id) {
+            if let Some(existing) = self
+                .storage
+                .event_for_txn(&actor.user_id, device, room, &event_type, txn)
+                .await?
+            {
+                return Ok(existing);
+            }
+        }
         if actor.is_ratelimited() {
             self.ratelimit_user("rc_message", &actor.user_id, self.config.rc_message)
                 .await?;
@@ -153,10 +164,14 @@ impl Homeserver {
             (Some(device), Some(txn_id)) => Some((device.clone(), txn_id.clone())),
             _ => None,
         };
-        let sender = draft.sender.clone();
+        let (sender, event_type) = (draft.sender.clone(), draft.event_type.clone());
         let earlier_send = || async {
             match &txn {
-                Some((device, txn_id)) => self.storage.event_for_txn(&sender, device, txn_id).await,
+                Some((device, txn_id)) => {
+                    self.storage
+                        .event_for_txn(&sender, device, room, &event_type, txn_id)
+                        .await
+                }
                 None => Ok(None),
             }
         };

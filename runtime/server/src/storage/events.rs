@@ -224,20 +224,24 @@ impl Storage {
         Ok(snapshot)
     }
 
-    /// The event a device already sent with this transaction ID, if any.
+    /// The event a device already sent with this transaction ID to this
+    /// room and event type (`/rooms/{room}/send/{type}/{txn}`), if any.
     pub async fn event_for_txn(
         &self,
         sender: &UserId,
         device_id: &DeviceId,
+        room_id: &RoomId,
+        event_type: &str,
         txn_id: &str,
     ) -> StorageResult<Option<OwnedEventId>> {
-        let (sender, device_id, txn_id) = (
-            sender.to_string(),
-            device_id.to_string(),
-            txn_id.to_string(),
-        );
-        self.read(move |c| txn_event(c, &sender, &device_id, &txn_id))
-            .await
+        let key = TxnKey {
+            sender: sender.to_string(),
+            device_id: device_id.to_string(),
+            room_id: room_id.to_string(),
+            event_type: event_type.to_string(),
+            txn_id: txn_id.to_string(),
+        };
+        self.read(move |c| txn_event(c, &key)).await
     }
 
     /// Stores events in order, in one transaction, with the room if it is new.
@@ -257,7 +261,14 @@ impl Storage {
             let mut outcomes = Vec::with_capacity(events.len());
             for event in &events {
                 if let (Some(device), Some(txn)) = (&event.device_id, &event.txn_id) {
-                    if let Some(existing) = txn_event(w.conn, event.sender.as_str(), device.as_str(), txn)? {
+                    let key = TxnKey {
+                        sender: event.sender.to_string(),
+                        device_id: device.to_string(),
+                        room_id: event.room_id.to_string(),
+                        event_type: event.event_type.clone(),
+                        txn_id: txn.clone(),
+                    };
+                    if let Some(existing) = txn_event(w.conn, &key)? {
                         outcomes.push(Persisted::Duplicate { event_id: existing });
                         continue;
                     }
@@ -464,16 +475,24 @@ impl Storage {
     }
 }
 
-fn txn_event(
-    c: &Connection,
-    sender: &str,
-    device_id: &str,
-    txn_id: &str,
-) -> StorageResult<Option<OwnedEventId>> {
+/// What identifies a client's transaction.
+struct TxnKey {
+    sender: String,
+    device_id: String,
+    room_id: String,
+    event_type: String,
+    txn_id: String,
+}
+
+fn txn_event(c: &Connection, key: &TxnKey) -> StorageResult<Option<OwnedEventId>> {
     Ok(c.prepare_cached(
-        "SELECT event_id FROM events WHERE sender = ?1 AND device_id = ?2 AND txn_id = ?3",
+        "SELECT event_id FROM events
+         WHERE sender = ?1 AND device_id = ?2 AND room_id = ?3 AND type = ?4 AND txn_id = ?5",
     )?
-    .query_row(params![sender, device_id, txn_id], |r| id(r, 0))
+    .query_row(
+        params![key.sender, key.device_id, key.room_id, key.event_type, key.txn_id],
+        |r| id(r, 0),
+    )
     .optional()?)
 }
 

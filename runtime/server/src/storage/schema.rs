@@ -138,6 +138,14 @@ CREATE TABLE user_threepids (
 CREATE INDEX user_threepids_by_user ON user_threepids (user_id);
 "#,
     ),
+    // A transaction ID is scoped to its endpoint (the room and event type
+    // of `/rooms/{room}/send/{type}/{txn}`) and device, as the spec says.
+    M::up(
+        r#"
+DROP INDEX events_txn;
+CREATE UNIQUE INDEX events_txn ON events (sender, device_id, room_id, type, txn_id) WHERE txn_id IS NOT NULL;
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {
