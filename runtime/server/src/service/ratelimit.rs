@@ -10,15 +10,53 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-#[derive(Default)]
+/// The longest key a bucket is kept under: keys come from requests (a
+/// username a login names), so a longer one is cut here (the longest user
+/// ID is 255 bytes).
+const MAX_KEY: usize = 255;
+
+/// Buckets kept before idle ones are swept out.
+const FIRST_SWEEP: usize = 1024;
+
 pub struct RateLimiter {
-    buckets: Mutex<HashMap<(&'static str, String), Bucket>>,
+    buckets: Mutex<Buckets>,
+}
+
+struct Buckets {
+    map: HashMap<(&'static str, String), Bucket>,
+    /// Sweep idle buckets when the map reaches this size.
+    sweep_at: usize,
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        RateLimiter {
+            buckets: Mutex::new(Buckets {
+                map: HashMap::new(),
+                sweep_at: FIRST_SWEEP,
+            }),
+        }
+    }
 }
 
 struct Bucket {
     /// Actions that may still be taken at `updated`.
     available: f64,
     updated: Instant,
+    /// When it will be full again: from then on it is the same as no bucket.
+    full_at: Instant,
+}
+
+/// `key`, cut to at most `MAX_KEY` bytes at a character boundary.
+fn bounded(key: &str) -> &str {
+    if key.len() <= MAX_KEY {
+        return key;
+    }
+    let mut end = MAX_KEY;
+    while !key.is_char_boundary(end) {
+        end -= 1;
+    }
+    &key[..end]
 }
 
 impl RateLimiter {
@@ -51,16 +89,26 @@ impl RateLimiter {
         }
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let bucket = buckets.entry((limiter, key.to_string())).or_insert(Bucket {
-            available: limit.burst_count,
-            updated: now,
-        });
+        if buckets.map.len() >= buckets.sweep_at {
+            buckets.map.retain(|_, bucket| bucket.full_at > now);
+            buckets.sweep_at = FIRST_SWEEP.max(buckets.map.len() * 2);
+        }
+        let bucket = buckets
+            .map
+            .entry((limiter, bounded(key).to_string()))
+            .or_insert(Bucket {
+                available: limit.burst_count,
+                updated: now,
+                full_at: now,
+            });
         let elapsed = now.duration_since(bucket.updated).as_secs_f64();
         bucket.available = (bucket.available + elapsed * limit.per_second).min(limit.burst_count);
         bucket.updated = now;
         if bucket.available >= n {
             if update {
                 bucket.available -= n;
+                let refill = (limit.burst_count - bucket.available) / limit.per_second;
+                bucket.full_at = now + std::time::Duration::from_secs_f64(refill.min(1e9));
             }
             Ok(())
         } else {
@@ -77,7 +125,17 @@ impl RateLimiter {
         self.buckets
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&(limiter, key.to_string()));
+            .map
+            .remove(&(limiter, bounded(key).to_string()));
+    }
+
+    /// How many buckets are kept.
+    pub fn buckets_kept(&self) -> usize {
+        self.buckets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map
+            .len()
     }
 }
 
@@ -115,5 +173,45 @@ impl Homeserver {
                 None => limit,
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_bounded_and_idle_buckets_swept() {
+        let limiter = RateLimiter::default();
+        // Refills at once: every bucket is idle as soon as it is used.
+        let fast = RateLimit {
+            per_second: 1e9,
+            burst_count: 10.0,
+        };
+        for i in 0..20_000 {
+            let key = format!("@{}{i}:example.org", "x".repeat(100_000));
+            limiter.check("rc_login.account", &key, fast).unwrap();
+        }
+        assert!(limiter.buckets_kept() <= FIRST_SWEEP, "{} buckets kept", limiter.buckets_kept());
+        let stored: usize = limiter
+            .buckets
+            .lock()
+            .unwrap()
+            .map
+            .keys()
+            .map(|(_, k)| k.len())
+            .max()
+            .unwrap();
+        assert!(stored <= MAX_KEY);
+        // A bucket still refilling is kept.
+        let slow = RateLimit {
+            per_second: 0.001,
+            burst_count: 1.0,
+        };
+        limiter.check("rc_message", "@alice:example.org", slow).unwrap();
+        for i in 0..5_000 {
+            limiter.check("rc_login.account", &i.to_string(), fast).unwrap();
+        }
+        assert!(limiter.check("rc_message", "@alice:example.org", slow).is_err());
     }
 }
