@@ -272,11 +272,11 @@ async fn media_upload_and_download() {
             .await
             .unwrap();
         assert_eq!(got.status(), StatusCode::OK, "{url}");
-        assert_eq!(got.headers()["content-type"], "text/plain");
-        assert!(got.headers()["content-disposition"]
-            .to_str()
-            .unwrap()
-            .contains("filename=\"my hello.txt\""));
+        assert_eq!(got.headers()["content-type"], "text/plain; charset=UTF-8");
+        assert_eq!(
+            got.headers()["content-disposition"],
+            "inline; filename*=utf-8''my%20hello.txt"
+        );
         assert_eq!(got.text().await.unwrap(), "hello world");
     }
     // Authenticated media needs a token.

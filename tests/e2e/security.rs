@@ -18,9 +18,15 @@ async fn an_empty_shared_secret_disables_shared_secret_registration() {
         )
     );
     // The HMAC of an empty key cannot make an admin either.
-    let register = json!({ "nonce": "x", "username": "evil", "password": "pw", "admin": true, "mac": "00" });
+    let register =
+        json!({ "nonce": "x", "username": "evil", "password": "pw", "admin": true, "mac": "00" });
     let refused = s
-        .request(Method::POST, "/_synapse/admin/v1/register", None, Some(register))
+        .request(
+            Method::POST,
+            "/_synapse/admin/v1/register",
+            None,
+            Some(register),
+        )
         .await;
     assert_error(&refused, 400, "M_UNKNOWN");
 
@@ -29,7 +35,10 @@ async fn an_empty_shared_secret_disables_shared_secret_registration() {
     let path = dir.path().join("homeserver.yaml");
     std::fs::write(
         &path,
-        merged(&test_config(dir.path(), ""), "registration_shared_secret: ''"),
+        merged(
+            &test_config(dir.path(), ""),
+            "registration_shared_secret: ''",
+        ),
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_axon"))
@@ -49,9 +58,7 @@ async fn an_empty_shared_secret_disables_shared_secret_registration() {
 async fn logging_in_again_on_a_device_ends_its_old_token() {
     let s = TestServer::start().await;
     s.register("alice").await;
-    let login = |device: &str| {
-        json!({ "type": "m.login.password", "user": "alice", "password": "correct horse", "device_id": device })
-    };
+    let login = |device: &str| json!({ "type": "m.login.password", "user": "alice", "password": "correct horse", "device_id": device });
     let (_, first) = s
         .request(Method::POST, "/login", None, Some(login("PHONE")))
         .await;
@@ -62,7 +69,11 @@ async fn logging_in_again_on_a_device_ends_its_old_token() {
         .await;
     let new = second["access_token"].as_str().unwrap().to_string();
     assert_eq!(second["device_id"], "PHONE");
-    assert_error(&s.get("/account/whoami", &old).await, 401, "M_UNKNOWN_TOKEN");
+    assert_error(
+        &s.get("/account/whoami", &old).await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
     assert_eq!(s.get("/account/whoami", &new).await.0, StatusCode::OK);
 }
 
@@ -84,15 +95,27 @@ async fn a_transaction_id_belongs_to_one_room_and_a_retry_is_not_rate_limited() 
     let (path2, body2) = send(&second, "in the second room");
     let (status, two) = s.put(&path2, &alice.token, body2).await;
     assert_eq!(status, StatusCode::OK, "{two}");
-    assert_ne!(one["event_id"], two["event_id"], "each room has its message");
+    assert_ne!(
+        one["event_id"], two["event_id"],
+        "each room has its message"
+    );
     let (_, messages) = s
-        .get(&format!("/rooms/{}/messages?limit=5", enc(&second)), &alice.token)
+        .get(
+            &format!("/rooms/{}/messages?limit=5", enc(&second)),
+            &alice.token,
+        )
         .await;
-    assert_eq!(messages["chunk"][0]["content"]["body"], "in the second room");
+    assert_eq!(
+        messages["chunk"][0]["content"]["body"],
+        "in the second room"
+    );
     // The burst of 2 is spent; a retry still gets its event ID.
     for _ in 0..3 {
         let (status, again) = s.put(&path, &alice.token, body.clone()).await;
-        assert_eq!((status, &again["event_id"]), (StatusCode::OK, &one["event_id"]));
+        assert_eq!(
+            (status, &again["event_id"]),
+            (StatusCode::OK, &one["event_id"])
+        );
     }
     let limited = s
         .put(
@@ -102,4 +125,69 @@ async fn a_transaction_id_belongs_to_one_room_and_a_retry_is_not_rate_limited() 
         )
         .await;
     assert_error(&limited, 429, "M_LIMIT_EXCEEDED");
+}
+
+#[tokio::test]
+async fn uploaded_html_is_never_served_as_a_page_of_the_homeserver() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let upload = |content_type: &'static str, name: &'static str, body: &'static str| {
+        let s = &s;
+        let token = alice.token.clone();
+        async move {
+            let response = s
+                .http
+                .post(format!(
+                    "{}/_matrix/media/v3/upload?filename={name}",
+                    s.base
+                ))
+                .bearer_auth(token)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let body: Value = response.json().await.unwrap();
+            body["content_uri"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let page = upload(
+        "text/html",
+        "page.html",
+        "<script>alert(document.cookie)</script>",
+    )
+    .await;
+    let picture = upload("image/png", "cat.png", "not really a png").await;
+    let get = |id: String| {
+        let url = format!("{}/_matrix/media/v3/download/test.local/{id}", s.base);
+        let http = s.http.clone();
+        async move { http.get(url).send().await.unwrap() }
+    };
+    let served = get(page).await;
+    assert_eq!(served.status(), StatusCode::OK);
+    let headers = served.headers();
+    assert_eq!(
+        headers["content-disposition"],
+        "attachment; filename=page.html"
+    );
+    assert!(headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .starts_with("sandbox; default-src 'none'; script-src 'none';"));
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["cross-origin-resource-policy"], "cross-origin");
+    assert_eq!(headers["content-type"], "text/html; charset=UTF-8");
+
+    let served = get(picture).await;
+    assert_eq!(
+        served.headers()["content-disposition"],
+        "inline; filename=cat.png"
+    );
+    assert_eq!(served.headers()["x-content-type-options"], "nosniff");
 }

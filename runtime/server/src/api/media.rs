@@ -87,6 +87,115 @@ async fn upload(
     ))
 }
 
+/// Text types served with `charset=UTF-8` when the upload named none.
+const TEXT_CONTENT_TYPES: &[&str] = &[
+    "text/css",
+    "text/csv",
+    "text/html",
+    "text/calendar",
+    "text/plain",
+    "text/javascript",
+    "application/json",
+    "application/ld+json",
+    "application/rtf",
+    "image/svg+xml",
+    "text/xml",
+];
+
+/// Types a browser may show inline (Synapse's list; SVG and HTML are not
+/// among them): anything else is served as an attachment.
+const INLINE_CONTENT_TYPES: &[&str] = &[
+    "text/css",
+    "text/plain",
+    "text/csv",
+    "application/json",
+    "application/ld+json",
+    "image/jpeg",
+    "image/gif",
+    "image/png",
+    "image/apng",
+    "image/webp",
+    "image/avif",
+    "video/mp4",
+    "video/webm",
+    "video/ogg",
+    "video/quicktime",
+    "audio/mp4",
+    "audio/webm",
+    "audio/aac",
+    "audio/mpeg",
+    "audio/ogg",
+    "audio/wave",
+    "audio/wav",
+    "audio/x-wav",
+    "audio/x-pn-wav",
+    "audio/flac",
+    "audio/x-flac",
+];
+
+/// What a media response says about itself, as Synapse's `add_file_headers`
+/// and download resource say it: uploads are other users' content, so a
+/// browser must never run them on the homeserver's origin.
+fn media_headers(content_type: &str, name: Option<&str>) -> Vec<(header::HeaderName, String)> {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let content_type =
+        if TEXT_CONTENT_TYPES.contains(&essence.as_str()) && !content_type.contains(';') {
+            format!("{content_type}; charset=UTF-8")
+        } else {
+            content_type.to_string()
+        };
+    let mut disposition = if INLINE_CONTENT_TYPES.contains(&essence.as_str()) {
+        "inline".to_string()
+    } else {
+        "attachment".to_string()
+    };
+    if let Some(name) = name {
+        const SEPARATORS: &str = "()<>@,;:\\\"/[]?={} \t";
+        let token = name
+            .chars()
+            .all(|c| (c as u32) > 32 && (c as u32) < 127 && !SEPARATORS.contains(c));
+        if token {
+            disposition = format!("{disposition}; filename={name}");
+        } else {
+            let quoted: String = form_urlencoded::byte_serialize(name.as_bytes())
+                .collect::<String>()
+                .replace('+', "%20");
+            disposition = format!("{disposition}; filename*=utf-8''{quoted}");
+        }
+    }
+    vec![
+        (header::CONTENT_TYPE, content_type),
+        (header::CONTENT_DISPOSITION, disposition),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; style-src 'unsafe-inline'; media-src 'self'; object-src 'self';".into(),
+        ),
+        (
+            header::HeaderName::from_static("x-content-security-policy"),
+            "sandbox;".into(),
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".into()),
+        (header::REFERRER_POLICY, "no-referrer".into()),
+        (
+            header::HeaderName::from_static("cross-origin-resource-policy"),
+            "cross-origin".into(),
+        ),
+        (
+            header::HeaderName::from_static("x-robots-tag"),
+            "noindex, nofollow, noarchive, noimageindex".into(),
+        ),
+        (
+            header::CACHE_CONTROL,
+            "public,max-age=86400,s-maxage=0,proxy-revalidate".into(),
+        ),
+    ]
+}
+
 async fn serve(
     hs: &Homeserver,
     server: &str,
@@ -109,16 +218,12 @@ async fn serve(
         .content_type
         .unwrap_or_else(|| "application/octet-stream".into());
     let name = file_name.or(row.upload_name);
-    let mut response = ([(header::CONTENT_TYPE, content_type)], Body::from(bytes)).into_response();
-    if let Some(name) = name {
-        let safe: String = name
-            .chars()
-            .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
-            .collect();
-        if let Ok(value) = format!("inline; filename=\"{safe}\"").parse() {
-            response
-                .headers_mut()
-                .insert(header::CONTENT_DISPOSITION, value);
+    let mut response = Body::from(bytes).into_response();
+    for (name, value) in media_headers(&content_type, name.as_deref()) {
+        // A value that is not a valid header (a control character in an
+        // uploaded content type) is left out rather than served.
+        if let Ok(value) = header::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
         }
     }
     Ok(response)

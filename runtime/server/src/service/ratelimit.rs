@@ -192,7 +192,11 @@ mod tests {
             let key = format!("@{}{i}:example.org", "x".repeat(100_000));
             limiter.check("rc_login.account", &key, fast).unwrap();
         }
-        assert!(limiter.buckets_kept() <= FIRST_SWEEP, "{} buckets kept", limiter.buckets_kept());
+        assert!(
+            limiter.buckets_kept() <= FIRST_SWEEP,
+            "{} buckets kept",
+            limiter.buckets_kept()
+        );
         let stored: usize = limiter
             .buckets
             .lock()
@@ -208,10 +212,16 @@ mod tests {
             per_second: 0.001,
             burst_count: 1.0,
         };
-        limiter.check("rc_message", "@alice:example.org", slow).unwrap();
+        limiter
+            .check("rc_message", "@alice:example.org", slow)
+            .unwrap();
         for i in 0..5_000 {
-            limiter.check("rc_login.account", &i.to_string(), fast).unwrap();
+            limiter
+                .check("rc_login.account", &i.to_string(), fast)
+                .unwrap();
         }
-        assert!(limiter.check("rc_message", "@alice:example.org", slow).is_err());
+        assert!(limiter
+            .check("rc_message", "@alice:example.org", slow)
+            .is_err());
     }
 }

@@ -490,7 +490,13 @@ fn txn_event(c: &Connection, key: &TxnKey) -> StorageResult<Option<OwnedEventId>
          WHERE sender = ?1 AND device_id = ?2 AND room_id = ?3 AND type = ?4 AND txn_id = ?5",
     )?
     .query_row(
-        params![key.sender, key.device_id, key.room_id, key.event_type, key.txn_id],
+        params![
+            key.sender,
+            key.device_id,
+            key.room_id,
+            key.event_type,
+            key.txn_id
+        ],
         |r| id(r, 0),
     )
     .optional()?)
