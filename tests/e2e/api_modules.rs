@@ -322,8 +322,36 @@ impl Notes {
                 let api = a.clone();
                 async move {
                     let sql = q.get("sql").cloned().unwrap_or_default();
-                    let result = api.db_write(move |txn| txn.connection().execute_batch(&sql)).await;
+                    let result = api.db_write(move |txn| txn.execute_batch(&sql)).await;
                     Json(json!({ "refused": result.is_err(), "error": result.err().map(|e| e.message) }))
+                }
+            }),
+        );
+        let a = api.clone();
+        api.register_web_resource(
+            "/_synapse/client/notes/misbehave",
+            post(move |Query(q): Query<HashMap<String, String>>| {
+                let api = a.clone();
+                async move {
+                    let how = q.get("how").cloned().unwrap_or_default();
+                    let result = api
+                        .db_write(move |txn| {
+                            txn.execute(
+                                "INSERT INTO {prefix}notes (user_id, text) VALUES ('@x:test.local', 'half done')",
+                                [],
+                            )?;
+                            match how.as_str() {
+                                "panic" => panic!("a module's closure panics on the writer"),
+                                // Counts for ever: only SQLite's interrupt stops it.
+                                _ => txn.query_row(
+                                    "WITH RECURSIVE {prefix}c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM {prefix}c) SELECT COUNT(*) FROM {prefix}c",
+                                    [],
+                                    |r| r.get::<_, i64>(0),
+                                ),
+                            }
+                        })
+                        .await;
+                    Json(json!({ "error": result.err().map(|e| e.message) }))
                 }
             }),
         );

@@ -191,3 +191,46 @@ async fn uploaded_html_is_never_served_as_a_page_of_the_homeserver() {
     );
     assert_eq!(served.headers()["x-content-type-options"], "nosniff");
 }
+
+#[tokio::test]
+async fn a_module_cannot_kill_or_stall_the_writer() {
+    let s = TestServer::start_with("modules:\n  - module: test.Notes\n").await;
+    let alice = s.register("alice").await;
+    let room = s.create_room(&alice, json!({})).await;
+    let misbehave = |how: &'static str| {
+        let s = &s;
+        async move {
+            s.request(
+                Method::POST,
+                &format!("/_synapse/client/notes/misbehave?how={how}"),
+                None,
+                None,
+            )
+            .await
+        }
+    };
+    let (status, panicked) = misbehave("panic").await;
+    assert_eq!(status, StatusCode::OK);
+    let error = panicked["error"].as_str().unwrap();
+    assert!(error.contains("panicked"), "{error}");
+    // The writer lives: the server's own writes still commit.
+    s.send_text(&alice, &room, "after the panic").await;
+
+    let started = std::time::Instant::now();
+    let (_, spun) = misbehave("spin").await;
+    let error = spun["error"].as_str().unwrap();
+    assert!(error.contains("interrupted"), "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    s.send_text(&alice, &room, "after the spin").await;
+
+    // Neither half-done write was kept.
+    let (_, notes) = s
+        .request(
+            Method::GET,
+            &format!("/_synapse/client/notes?access_token={}", alice.token),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(notes["notes"], json!([]));
+}

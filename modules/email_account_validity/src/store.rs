@@ -1,7 +1,7 @@
 //! The module's table: each user's expiry, whether the renewal mail went
 //! out, and the renewal token last sent.
 
-use axon::db::rusqlite::{params, OptionalExtension};
+use axon::db::rusqlite::params;
 use axon::module::{Cache, ModuleApi};
 use axon::prelude::*;
 
@@ -240,14 +240,11 @@ impl Store {
                 )?;
                 match (by_long, user) {
                     (Some(found), _) => Ok(Some(found)),
-                    (None, Some(user)) => txn
-                        .connection()
-                        .query_row(
-                            &txn.sql("SELECT user_id, expiration_ts_ms, token_used_ts_ms FROM {prefix}validity WHERE user_id = ?1 AND short_renewal_token = ?2"),
-                            params![user, token],
-                            row,
-                        )
-                        .optional(),
+                    (None, Some(user)) => txn.query_row(
+                        "SELECT user_id, expiration_ts_ms, token_used_ts_ms FROM {prefix}validity WHERE user_id = ?1 AND short_renewal_token = ?2",
+                        params![user, token],
+                        row,
+                    ),
                     (None, None) => Ok(None),
                 }
             })

@@ -6,7 +6,9 @@ use rusqlite::{Connection, OptionalExtension};
 
 /// A module's view of the database inside one transaction. `{prefix}` in
 /// SQL stands for the module's table prefix; the server refuses every
-/// statement on a table without it.
+/// statement on a table without it, and interrupts one that runs too long.
+/// The connection itself is not handed out: with it a module could lift
+/// its own guard.
 pub struct ModuleTxn<'a> {
     conn: &'a Connection,
     prefix: &'a str,
@@ -28,6 +30,11 @@ impl<'a> ModuleTxn<'a> {
         self.conn.execute(&self.sql(sql), params)
     }
 
+    /// Runs several statements separated by `;`, without parameters.
+    pub fn execute_batch(&self, sql: &str) -> rusqlite::Result<()> {
+        self.conn.execute_batch(&self.sql(sql))
+    }
+
     /// The first row, if any.
     pub fn query_row<T>(
         &self,
@@ -47,12 +54,6 @@ impl<'a> ModuleTxn<'a> {
         let mut stmt = self.conn.prepare(&self.sql(sql))?;
         let rows = stmt.query_map(params, f)?.collect();
         rows
-    }
-
-    /// The connection itself, for anything else rusqlite offers (still
-    /// limited to this module's tables).
-    pub fn connection(&self) -> &Connection {
-        self.conn
     }
 }
 

@@ -243,7 +243,14 @@ impl Storage {
         let (tx, rx) = oneshot::channel();
         let inner = self.inner.clone();
         let job: Job = Box::new(move |ctx| {
-            let result = f(ctx);
+            // A panic in a write must not take the writer thread (and every
+            // later write) down: it fails this write, which is rolled back.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(ctx)))
+                .unwrap_or_else(|panic| {
+                    let message = modules::panic_text(&*panic);
+                    tracing::error!("a database write panicked: {message}");
+                    Err(StorageError::Closed(format!("a write panicked: {message}")))
+                });
             let ok = result.is_ok();
             let completion: Completion = Box::new(move |committed| {
                 let outcome = match committed {

@@ -46,15 +46,63 @@ fn guard(prefix: String) -> impl for<'r> FnMut(AuthContext<'r>) -> Authorization
     }
 }
 
+/// How long a module's database work may run: SQLite interrupts a
+/// statement past it, so no module stalls every write behind the writer.
+pub const MODULE_DB_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The guard and the deadline set on a connection while a module's closure
+/// runs; dropping it (also when the closure panics) lifts both, so the
+/// server's own statements never meet them.
+struct Guarded<'c>(&'c Connection);
+
+impl Drop for Guarded<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
+        let _ = self.0.progress_handler(0, None::<fn() -> bool>);
+    }
+}
+
+/// Runs a module's closure with its guard: only its own tables, at most
+/// `MODULE_DB_TIME` of SQL, and a panic becomes an error (rolled back by
+/// the caller) instead of unwinding into the writer.
 fn with_guard<R>(
     conn: &Connection,
     prefix: &str,
     f: impl FnOnce(&ModuleTxn<'_>) -> rusqlite::Result<R>,
 ) -> StorageResult<R> {
     conn.authorizer(Some(guard(prefix.to_string())))?;
-    let result = f(&ModuleTxn::new(conn, prefix));
-    conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>)?;
-    result.map_err(|e| StorageError::Module(e.to_string()))
+    let deadline = std::time::Instant::now() + MODULE_DB_TIME;
+    conn.progress_handler(1_000, Some(move || std::time::Instant::now() > deadline))?;
+    let guarded = Guarded(conn);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        f(&ModuleTxn::new(conn, prefix))
+    }));
+    let timed_out = std::time::Instant::now() > deadline;
+    drop(guarded);
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) if timed_out => Err(StorageError::Module(format!(
+            "the module's database work ran past {}s and was interrupted: {e}",
+            MODULE_DB_TIME.as_secs()
+        ))),
+        Ok(Err(e)) => Err(StorageError::Module(e.to_string())),
+        Err(panic) => Err(StorageError::Module(format!(
+            "the module's database work panicked: {}; nothing of it was stored",
+            panic_text(&*panic)
+        ))),
+    }
+}
+
+pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_string()
+    }
 }
 
 impl Storage {
@@ -97,10 +145,7 @@ impl Storage {
                 .unwrap_or(0);
             let pending: Vec<&String> = migrations.iter().skip(applied.max(0) as usize).collect();
             for (i, sql) in pending.iter().enumerate() {
-                with_guard(w.conn, &prefix, |txn| {
-                    txn.connection().execute_batch(&txn.sql(sql))
-                })
-                .map_err(|e| {
+                with_guard(w.conn, &prefix, |txn| txn.execute_batch(sql)).map_err(|e| {
                     StorageError::Module(format!(
                         "migration {} failed: {e}",
                         applied as usize + i + 1
