@@ -320,13 +320,13 @@ fn check_config_names_bad_keys_and_warns_about_unsupported_ones() {
 }
 
 /// A server process, the base URL it listens on, and its log up to then.
-struct Process {
-    child: Child,
-    base: String,
+pub(crate) struct Process {
+    pub(crate) child: Child,
+    pub(crate) base: String,
     startup_log: String,
 }
 
-fn spawn(config: &std::path::Path) -> Result<Process, String> {
+pub(crate) fn spawn(config: &std::path::Path) -> Result<Process, String> {
     let mut child = Command::new(AXON)
         .args(["--config", config.to_str().unwrap()])
         .stdout(Stdio::null())

@@ -234,3 +234,110 @@ async fn a_module_cannot_kill_or_stall_the_writer() {
         .await;
     assert_eq!(notes["notes"], json!([]));
 }
+
+/// The resident memory of a process, in MiB.
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+#[tokio::test]
+async fn password_hashing_is_bounded_however_many_clients_ask_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("homeserver.yaml");
+    std::fs::write(&path, test_config(dir.path(), "")).unwrap();
+    let mut server = crate::cli::spawn(&path).expect("server starts");
+    let base = format!("{}/_matrix/client/v3", server.base);
+    let http = reqwest::Client::new();
+    let register = |name: String| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let body =
+                json!({ "username": name, "password": "pw", "auth": { "type": "m.login.dummy" } });
+            let response = http
+                .post(format!("{base}/register"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let body: Value = response.json().await.unwrap();
+            body["access_token"].as_str().unwrap().to_string()
+        }
+    };
+    let tokens: Vec<String> = futures_join_all((0..48).map(|i| register(format!("user{i}")))).await;
+    // 48 wrong passwords at once, through user-interactive auth.
+    let wrong = (0..48).map(|i| {
+        let (http, base, token) = (http.clone(), base.clone(), tokens[i].clone());
+        async move {
+            let body = json!({ "auth": { "type": "m.login.password", "user": format!("user{i}"), "password": "wrong" } });
+            let response = http
+                .post(format!("{base}/account/deactivate"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            response.status()
+        }
+    });
+    for status in futures_join_all(wrong).await {
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let rss = rss_mib(server.child.id());
+    eprintln!("server RSS after the load: {rss} MiB");
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    // One worker per core, 19 MiB each, however many asked at once (the
+    // blocking pool grew to well over 1 GiB here).
+    assert!(rss < 250, "the server's RSS is {rss} MiB");
+}
+
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+    F: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn wrong_passwords_in_user_interactive_auth_are_rate_limited() {
+    let s = TestServer::start_with(
+        "rc_login: {address: {per_second: 1000, burst_count: 1000}, account: {per_second: 1000, burst_count: 1000}, failed_attempts: {per_second: 0.001, burst_count: 3}}",
+    )
+    .await;
+    let bob = s.register("bob").await;
+    let guess =
+        json!({ "auth": { "type": "m.login.password", "user": "bob", "password": "guess" } });
+    for _ in 0..3 {
+        let (status, _) = s
+            .post("/account/deactivate", &bob.token, guess.clone())
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert_error(
+        &s.post("/account/deactivate", &bob.token, guess.clone())
+            .await,
+        429,
+        "M_LIMIT_EXCEEDED",
+    );
+    // Even the right password waits now: nothing is checked past the limit.
+    let right = json!({ "auth": { "type": "m.login.password", "user": "bob", "password": "correct horse" } });
+    assert_error(
+        &s.post("/account/deactivate", &bob.token, right).await,
+        429,
+        "M_LIMIT_EXCEEDED",
+    );
+}

@@ -20,6 +20,8 @@ pub struct Homeserver {
     pub storage: Storage,
     pub callbacks: Arc<Callbacks>,
     pub rate_limiter: crate::service::RateLimiter,
+    /// Bounded password hashing.
+    pub passwords: crate::service::Passwords,
     /// Login types modules handle (`ModuleApi::register_login_type`).
     pub login_types: std::collections::BTreeMap<String, axon::module::LoginType>,
     /// Nonces handed out by `GET /_synapse/admin/v1/register`, with their expiry.
@@ -108,6 +110,7 @@ impl RunningServer {
             callbacks: modules.callbacks.clone(),
             storage,
             rate_limiter: Default::default(),
+            passwords: crate::service::Passwords::start(),
             login_types: modules.login_types.clone(),
             registration_nonces: Default::default(),
             metrics: crate::metrics::Metrics::new(

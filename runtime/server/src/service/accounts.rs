@@ -71,34 +71,6 @@ fn canonical_threepid(medium: &str, address: &str) -> Result<(String, String), M
     }
 }
 
-pub async fn hash_password(password: String) -> Result<String, MatrixError> {
-    tokio::task::spawn_blocking(move || {
-        use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
-        let salt = SaltString::generate(&mut OsRng);
-        argon2::Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-    })
-    .await
-    .map_err(|e| MatrixError::internal(e.to_string()))?
-    .map_err(|e| MatrixError::internal(format!("cannot hash the password: {e}")))
-}
-
-pub(crate) async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        use argon2::password_hash::{PasswordHash, PasswordVerifier};
-        PasswordHash::new(&hash)
-            .map(|h| {
-                argon2::Argon2::default()
-                    .verify_password(password.as_bytes(), &h)
-                    .is_ok()
-            })
-            .unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false)
-}
-
 impl Homeserver {
     /// Checks a localpart as Synapse does; `M_INVALID_USERNAME` if it is not allowed.
     pub fn check_localpart(&self, localpart: &str) -> Result<OwnedUserId, MatrixError> {
@@ -232,7 +204,7 @@ impl Homeserver {
             RegistrationBehaviour::Allow => false,
         };
         let password_hash = match registration.password {
-            Some(p) => Some(hash_password(p).await?),
+            Some(p) => Some(self.passwords.hash(p).await?),
             None => None,
         };
         let device = (!registration.inhibit_login).then(|| {
@@ -272,7 +244,7 @@ impl Homeserver {
     ) -> Result<RegistrationOutcome, MatrixError> {
         let user_id = self.check_localpart(localpart)?;
         let password_hash = match password {
-            Some(p) => Some(hash_password(p).await?),
+            Some(p) => Some(self.passwords.hash(p).await?),
             None => None,
         };
         let device = with_device.then(|| new_device(&user_id, None, None));
@@ -288,29 +260,56 @@ impl Homeserver {
         Ok(RegistrationOutcome { user_id, device })
     }
 
-    /// Whether `password` is the user's (for user-interactive auth).
+    /// Whether `password` is the user's (user-interactive auth). Wrong
+    /// passwords count against `rc_login.failed_attempts`, as failed logins
+    /// do, and past the limit no password is checked: a stolen token cannot
+    /// guess the password without limit.
     pub async fn check_password(
         &self,
         user: &UserId,
         password: String,
     ) -> Result<bool, MatrixError> {
-        Ok(
-            match self
-                .storage
-                .get_user(user)
-                .await?
-                .and_then(|r| r.password_hash)
-            {
-                Some(hash) => verify_password(password, hash).await,
-                None => false,
-            },
-        )
+        let hash = self
+            .storage
+            .get_user(user)
+            .await?
+            .and_then(|r| r.password_hash);
+        self.verify_password(user.as_str(), password, hash).await
+    }
+
+    /// Checks a password against a stored hash (`None`: no password), under
+    /// `rc_login.failed_attempts` for `key`: refused with 429 before any
+    /// hashing once the failures are used up.
+    pub(crate) async fn verify_password(
+        &self,
+        key: &str,
+        password: String,
+        hash: Option<String>,
+    ) -> Result<bool, MatrixError> {
+        let limit = self.config.rc_login.failed_attempts;
+        if !self
+            .rate_limiter
+            .allows("rc_login.failed_attempts", key, limit, 1)
+        {
+            // Answers with how long to wait.
+            self.rate_limiter
+                .check("rc_login.failed_attempts", key, limit)?;
+        }
+        let verified = match hash {
+            Some(hash) => self.passwords.verify(password, hash).await,
+            None => false,
+        };
+        if !verified {
+            self.rate_limiter
+                .check("rc_login.failed_attempts", key, limit)?;
+        }
+        Ok(verified)
     }
 
     /// Sets a new password; every device is logged out (as Synapse's admin
     /// API does by default).
     pub async fn set_password(&self, user: &UserId, password: String) -> Result<(), MatrixError> {
-        let hash = hash_password(password).await?;
+        let hash = self.passwords.hash(password).await?;
         Ok(self.storage.set_password_hash(user, &hash).await?)
     }
 

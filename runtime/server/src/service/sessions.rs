@@ -1,7 +1,6 @@
 //! Sessions: who an access token belongs to, logging in (the local password
 //! and the modules' login types), devices, logging out.
 
-use super::accounts::verify_password;
 use super::{denial, MatrixError};
 use crate::homeserver::Homeserver;
 use crate::storage::NewDevice;
@@ -212,20 +211,12 @@ impl Homeserver {
             Some(id) => self.storage.get_user(id).await?,
             None => None,
         };
-        let verified = match row.and_then(|r| r.password_hash) {
-            Some(hash) => verify_password(password, hash).await,
-            None => false,
-        };
+        let verified = self
+            .verify_password(&qualified, password, row.and_then(|r| r.password_hash))
+            .await?;
         match user_id {
             Some(user_id) if verified => Ok(user_id),
-            _ => {
-                self.rate_limiter.check(
-                    "rc_login.failed_attempts",
-                    &qualified,
-                    self.config.rc_login.failed_attempts,
-                )?;
-                Err(invalid_login())
-            }
+            _ => Err(invalid_login()),
         }
     }
 
