@@ -340,3 +340,50 @@ async fn wrong_passwords_in_user_interactive_auth_are_rate_limited() {
         "M_LIMIT_EXCEEDED",
     );
 }
+
+#[tokio::test]
+async fn behind_a_proxy_each_client_has_its_own_rate_limit() {
+    let proxied = "listeners: [{port: 0, bind_addresses: ['127.0.0.1'], x_forwarded: true}]\nrc_login: {address: {per_second: 0.001, burst_count: 2}, account: {per_second: 1000, burst_count: 1000}, failed_attempts: {per_second: 1000, burst_count: 1000}}";
+    let s = TestServer::start_with(proxied).await;
+    let login = |from: &'static str| {
+        let s = &s;
+        async move {
+            let response = s
+                .http
+                .post(format!("{}/_matrix/client/v3/login", s.base))
+                .header("x-forwarded-for", format!("{from}, 10.0.0.1"))
+                .json(&json!({ "type": "m.login.password", "user": "nobody", "password": "x" }))
+                .send()
+                .await
+                .unwrap();
+            response.status()
+        }
+    };
+    // One client uses up its logins...
+    assert_eq!(login("203.0.113.7").await, StatusCode::FORBIDDEN);
+    assert_eq!(login("203.0.113.7").await, StatusCode::FORBIDDEN);
+    assert_eq!(login("203.0.113.7").await, StatusCode::TOO_MANY_REQUESTS);
+    // ...and another behind the same proxy still logs in.
+    assert_eq!(login("198.51.100.9").await, StatusCode::FORBIDDEN);
+
+    // Without x_forwarded, the header is the client's word and is ignored.
+    let direct = TestServer::start_with(
+        "rc_login: {address: {per_second: 0.001, burst_count: 1}, account: {per_second: 1000, burst_count: 1000}, failed_attempts: {per_second: 1000, burst_count: 1000}}",
+    )
+    .await;
+    let forged = |from: &'static str| {
+        let s = &direct;
+        async move {
+            s.http
+                .post(format!("{}/_matrix/client/v3/login", s.base))
+                .header("x-forwarded-for", from)
+                .json(&json!({ "type": "m.login.password", "user": "nobody", "password": "x" }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(forged("203.0.113.7").await, StatusCode::FORBIDDEN);
+    assert_eq!(forged("198.51.100.9").await, StatusCode::TOO_MANY_REQUESTS);
+}

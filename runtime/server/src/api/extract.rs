@@ -139,18 +139,32 @@ impl FromRequestParts<Arc<Homeserver>> for AuthAllowExpired {
     }
 }
 
-/// The client's address, for rate limits per address.
+/// Marks a listener with `x_forwarded: true`: it sits behind a reverse
+/// proxy, whose `X-Forwarded-For` names the client.
+#[derive(Clone, Copy)]
+pub struct TrustForwardedFor;
+
+/// The client's address, for rate limits per address and modules'
+/// `request_info`: the peer's, or behind a trusted proxy the first address
+/// of `X-Forwarded-For` (as Synapse reads it).
 pub struct ClientAddr(pub std::net::IpAddr);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let addr = parts
+        let peer = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
-        Ok(ClientAddr(addr))
+        let forwarded = parts
+            .extensions
+            .get::<TrustForwardedFor>()
+            .and_then(|_| parts.headers.get("x-forwarded-for"))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|first| first.trim().parse().ok());
+        Ok(ClientAddr(forwarded.unwrap_or(peer)))
     }
 }

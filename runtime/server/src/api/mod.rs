@@ -79,12 +79,17 @@ pub(crate) fn listener_router(
     app: &Router,
 ) -> Router {
     let metrics = Router::new().route("/_synapse/metrics", get(render_metrics));
-    match (listener.serves_client(), listener.serves_metrics()) {
+    let router = match (listener.serves_client(), listener.serves_metrics()) {
         (true, true) => app.clone().merge(metrics.with_state(state.clone())),
         (true, false) => app.clone(),
         (false, _) => metrics
             .route("/metrics", get(render_metrics))
             .with_state(state.clone()),
+    };
+    if listener.x_forwarded {
+        router.layer(axum::Extension(extract::TrustForwardedFor))
+    } else {
+        router
     }
 }
 
