@@ -387,3 +387,107 @@ async fn behind_a_proxy_each_client_has_its_own_rate_limit() {
     assert_eq!(forged("203.0.113.7").await, StatusCode::FORBIDDEN);
     assert_eq!(forged("198.51.100.9").await, StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn uploads_stream_to_disk_within_the_size_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("homeserver.yaml");
+    std::fs::write(&path, test_config(dir.path(), "")).unwrap();
+    let mut server = crate::cli::spawn(&path).expect("server starts");
+    let http = reqwest::Client::new();
+    let registered: Value = http
+        .post(format!("{}/_matrix/client/v3/register", server.base))
+        .json(
+            &json!({ "username": "alice", "password": "pw", "auth": { "type": "m.login.dummy" } }),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = registered["access_token"].as_str().unwrap().to_string();
+    let before = rss_mib(server.child.id());
+    let forty_mib = vec![b'x'; 40 << 20];
+    let uploads = (0..4).map(|_| {
+        let (http, base, token, body) = (
+            http.clone(),
+            server.base.clone(),
+            token.clone(),
+            forty_mib.clone(),
+        );
+        async move {
+            http.post(format!("{base}/_matrix/media/v3/upload"))
+                .bearer_auth(token)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    for status in futures_join_all(uploads).await {
+        assert_eq!(status, StatusCode::OK);
+    }
+    let grown = rss_mib(server.child.id()).saturating_sub(before);
+    // Held whole, four 40 MiB uploads grew the server by about 160 MiB.
+    assert!(grown < 60, "the server grew by {grown} MiB");
+
+    // A body past max_upload_size (50M here), sent without a length, is
+    // refused once it passes the cap, and nothing of it stays on disk.
+    let status = chunked_upload(&server.base, &token, 60).await;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let left: Vec<String> = std::fs::read_dir(dir.path().join("media"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// Uploads `mib` MiB with `Transfer-Encoding: chunked` (no length given)
+/// over a raw connection; returns the status line.
+async fn chunked_upload(base: &str, token: &str, mib: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /_matrix/media/v3/upload HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![b'y'; 1 << 20];
+    for _ in 0..mib {
+        let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+        // The server may answer and close before the whole body is sent.
+        if stream.write_all(&framed).await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut answer = vec![0u8; 512];
+    let n = stream.read(&mut answer).await.unwrap_or(0);
+    String::from_utf8_lossy(&answer[..n])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn uploads_are_rate_limited() {
+    let s = TestServer::start_with("rc_media_create: {per_second: 0.001, burst_count: 2}").await;
+    let alice = s.register("alice").await;
+    let upload = || {
+        s.raw(
+            Method::POST,
+            "/_matrix/media/v3/upload",
+            Some(&alice.token),
+            "hi",
+        )
+    };
+    assert_eq!(upload().await.0, StatusCode::OK);
+    assert_eq!(upload().await.0, StatusCode::OK);
+    assert_error(&upload().await, 429, "M_LIMIT_EXCEEDED");
+}

@@ -55,29 +55,21 @@ async fn upload(
     Auth(requester): Auth,
     request: Request,
 ) -> ApiResult {
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let (content_type, declared_length) = {
+        let header_text = |name| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v: &header::HeaderValue| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let length = header_text(header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
+        (header_text(header::CONTENT_TYPE), length)
+    };
     let upload_name = request.uri().query().and_then(|q| url_param(q, "filename"));
-    let max = hs.config.max_upload_size;
-    let too_large = || MatrixError::new(413, ErrCode::TooLarge, "Upload request body is too large");
-    if let Some(length) = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if length > max {
-            return Err(too_large());
-        }
-    }
-    let bytes = axum::body::to_bytes(request.into_body(), max as usize)
-        .await
-        .map_err(|_| too_large())?;
     let upload = Upload {
-        bytes,
+        body: request.into_body(),
+        declared_length,
         content_type,
         upload_name,
     };

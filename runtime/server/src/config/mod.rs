@@ -41,6 +41,9 @@ pub struct HomeserverConfig {
     pub rc_message: RateLimit,
     #[serde(default = "RateLimit::registration")]
     pub rc_registration: RateLimit,
+    /// Uploads per user (Synapse's `rc_media_create`).
+    #[serde(default = "RateLimit::media_create")]
+    pub rc_media_create: RateLimit,
     #[serde(default)]
     pub rc_login: LoginRateLimits,
     #[serde(default)]
@@ -242,6 +245,9 @@ impl RateLimit {
     }
     fn registration() -> Self {
         Self::new(0.17, 3.0)
+    }
+    fn media_create() -> Self {
+        Self::new(10.0, 50.0)
     }
 }
 

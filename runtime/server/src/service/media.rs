@@ -9,11 +9,33 @@ use ruma::UserId;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
-/// An upload as the client sent it.
+/// An upload as the client sends it: its body arrives as a stream.
 pub struct Upload {
-    pub bytes: axum::body::Bytes,
+    pub body: axum::body::Body,
+    /// The `Content-Length` the client declared, if any.
+    pub declared_length: Option<u64>,
     pub content_type: Option<String>,
     pub upload_name: Option<String>,
+}
+
+fn too_large() -> MatrixError {
+    MatrixError::new(413, ErrCode::TooLarge, "Upload request body is too large")
+}
+
+/// An upload being received into `media_store_path`; removed on drop
+/// unless kept.
+struct Incoming {
+    path: std::path::PathBuf,
+    size: u64,
+    kept: bool,
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl Homeserver {
@@ -33,43 +55,49 @@ impl Homeserver {
         )
     }
 
-    /// Stores an upload; returns its media ID. The modules check it first, in
-    /// Synapse's order: its size (`is_user_allowed_to_upload_media_of_size`),
-    /// the user's upload limits (`get_media_upload_limits_for_user`,
+    /// Stores an upload; returns its media ID. Clients are rate-limited
+    /// (`rc_media_create`); the body is streamed to disk within
+    /// `max_upload_size`. The modules check it then, in Synapse's order: its
+    /// size (`is_user_allowed_to_upload_media_of_size`), the user's upload
+    /// limits (`get_media_upload_limits_for_user`,
     /// `on_media_upload_limit_exceeded`), then the content
-    /// (`check_media_file_for_spam`). Nothing is stored if one refuses; the
+    /// (`check_media_file_for_spam`). Nothing is kept if one refuses; the
     /// file is synced to disk before its row is committed, so an
     /// acknowledged upload survives a crash.
     pub async fn upload_media(&self, actor: &Actor, upload: Upload) -> Result<String, MatrixError> {
         let user = &actor.user_id;
+        if actor.is_ratelimited() {
+            self.ratelimit_user("rc_media_create", user, self.config.rc_media_create)
+                .await?;
+        }
+        if upload
+            .declared_length
+            .is_some_and(|length| length > self.config.max_upload_size)
+        {
+            return Err(too_large());
+        }
         let media_id = super::random_string(24);
+        let incoming = self.receive(&media_id, upload.body).await?;
         let info = FileInfo {
             media_id: media_id.clone(),
             uploader: user.clone(),
             upload_name: upload.upload_name.clone(),
             content_type: upload.content_type.clone(),
-            size: upload.bytes.len() as u64,
+            size: incoming.size,
         };
-        self.check_upload(user, &upload.bytes, &info).await?;
+        self.check_upload(user, &incoming, &info).await?;
         let path = self.config.media_store_path.join(&media_id);
-        let mut file = tokio::fs::File::create(&path)
+        tokio::fs::rename(&incoming.path, &path)
             .await
             .map_err(|e| MatrixError::internal(format!("cannot store media: {e}")))?;
-        let written = async {
-            file.write_all(&upload.bytes).await?;
-            file.sync_all().await
-        }
-        .await;
-        if let Err(e) = written {
-            let _ = tokio::fs::remove_file(&path).await;
-            return Err(MatrixError::internal(format!("cannot store media: {e}")));
-        }
+        let mut incoming = incoming;
+        incoming.kept = true;
         let row = MediaRow {
             media_id: media_id.clone(),
             uploader: user.clone(),
             content_type: upload.content_type,
             upload_name: upload.upload_name,
-            size: upload.bytes.len() as i64,
+            size: incoming.size as i64,
             created_ts: axon::time::now_ms(),
         };
         if let Err(e) = self.storage.insert_media(row).await {
@@ -79,14 +107,55 @@ impl Homeserver {
         Ok(media_id)
     }
 
+    /// Streams an upload's body into a file beside the media, synced to
+    /// disk; past `max_upload_size` it stops reading and refuses, so an
+    /// upload never sits whole in memory.
+    async fn receive(
+        &self,
+        media_id: &str,
+        body: axum::body::Body,
+    ) -> Result<Incoming, MatrixError> {
+        use http_body_util::BodyExt;
+        let max = self.config.max_upload_size;
+        let mut incoming = Incoming {
+            path: self
+                .config
+                .media_store_path
+                .join(format!(".incoming-{media_id}")),
+            size: 0,
+            kept: false,
+        };
+        let store_error =
+            |e: std::io::Error| MatrixError::internal(format!("cannot store media: {e}"));
+        let mut file = tokio::fs::File::create(&incoming.path)
+            .await
+            .map_err(store_error)?;
+        let mut body = body;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                MatrixError::new(400, ErrCode::Unknown, format!("the upload broke off: {e}"))
+            })?;
+            let Ok(chunk) = frame.into_data() else {
+                continue;
+            };
+            incoming.size += chunk.len() as u64;
+            if incoming.size > max {
+                return Err(too_large());
+            }
+            file.write_all(&chunk).await.map_err(store_error)?;
+        }
+        file.sync_all().await.map_err(store_error)?;
+        Ok(incoming)
+    }
+
     async fn check_upload(
         &self,
         user: &UserId,
-        bytes: &[u8],
+        incoming: &Incoming,
         info: &FileInfo,
     ) -> Result<(), MatrixError> {
         let media = &self.callbacks.media_repository;
-        let size = bytes.len() as u64;
+        let size = incoming.size;
         if !media
             .is_user_allowed_to_upload_media_of_size(user, size)
             .await?
@@ -124,12 +193,15 @@ impl Homeserver {
                 ));
             }
         }
-        if let SpamCheck::Deny { .. } = self
-            .callbacks
-            .spam_checker
-            .check_media_file_for_spam(bytes, info)
-            .await?
-        {
+        let spam = &self.callbacks.spam_checker;
+        if spam.check_media_file_for_spam.is_empty() {
+            return Ok(());
+        }
+        // Only a module that asks for the bytes gets them in memory.
+        let bytes = tokio::fs::read(&incoming.path)
+            .await
+            .map_err(|e| MatrixError::internal(format!("cannot read the upload: {e}")))?;
+        if let SpamCheck::Deny { .. } = spam.check_media_file_for_spam(&bytes, info).await? {
             return Err(MatrixError::new(400, ErrCode::Unknown, "Bad content"));
         }
         Ok(())
