@@ -491,3 +491,78 @@ async fn uploads_are_rate_limited() {
     assert_eq!(upload().await.0, StatusCode::OK);
     assert_error(&upload().await, 429, "M_LIMIT_EXCEEDED");
 }
+
+#[tokio::test]
+async fn no_message_of_a_banned_user_is_stored_after_the_ban() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    // The race is won or lost in a few milliseconds: run it several times.
+    for round in 0..5 {
+        let bob = s.register(&format!("bob{round}")).await;
+        ban_while_sending(&s, &alice, &bob).await;
+    }
+}
+
+/// Bob sends from 16 tasks while alice bans him; nothing of his may be
+/// stored after the ban.
+async fn ban_while_sending(s: &TestServer, alice: &User, bob: &User) {
+    let room = s
+        .create_room(alice, json!({ "preset": "public_chat" }))
+        .await;
+    assert_eq!(s.join(bob, &room).await.0, StatusCode::OK);
+    let senders = (0..16).map(|t| {
+        let (http, base, token, room) = (
+            s.http.clone(),
+            s.base.clone(),
+            bob.token.clone(),
+            room.clone(),
+        );
+        async move {
+            for i in 0..40 {
+                let url = format!(
+                    "{base}/_matrix/client/v3/rooms/{}/send/m.room.message/t{t}-{i}",
+                    enc(&room)
+                );
+                let _ = http
+                    .put(url)
+                    .bearer_auth(&token)
+                    .json(&json!({ "msgtype": "m.text", "body": "spam" }))
+                    .send()
+                    .await;
+            }
+        }
+    });
+    let spam: Vec<_> = senders.map(tokio::spawn).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let (status, banned) = s
+        .post(
+            &format!("/rooms/{}/ban", enc(&room)),
+            &alice.token,
+            json!({ "user_id": bob.user_id }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{banned}");
+    for task in spam {
+        task.await.unwrap();
+    }
+    let (_, history) = s
+        .get(
+            &format!("/rooms/{}/messages?dir=f&limit=1000", enc(&room)),
+            &alice.token,
+        )
+        .await;
+    let events = history["chunk"].as_array().unwrap();
+    let ban = events
+        .iter()
+        .position(|e| e["type"] == "m.room.member" && e["content"]["membership"] == "ban")
+        .expect("the ban is stored");
+    let after = events[ban..]
+        .iter()
+        .filter(|e| e["type"] == "m.room.message" && e["sender"] == bob.user_id)
+        .count();
+    assert_eq!(
+        after, 0,
+        "{after} of {}'s messages after the ban",
+        bob.user_id
+    );
+}

@@ -35,8 +35,13 @@ pub type ApiResult<T = Json<serde_json::Value>> = Result<T, MatrixError>;
 
 impl From<StorageError> for MatrixError {
     fn from(e: StorageError) -> Self {
-        tracing::error!("{e}");
-        MatrixError::new(500, ErrCode::Unknown, "Internal server error")
+        match e {
+            StorageError::Refused(why) => MatrixError::forbidden(why),
+            other => {
+                tracing::error!("{other}");
+                MatrixError::new(500, ErrCode::Unknown, "Internal server error")
+            }
+        }
     }
 }
 

@@ -118,6 +118,24 @@ fn forbidden(message: impl Into<String>) -> ModuleError {
     ModuleError::new(403, ErrCode::Forbidden, message)
 }
 
+/// The auth rules again, for an event already built, against the room's
+/// state as the write finds it (`Storage::persist_events`).
+pub fn recheck_auth(
+    snapshot: &RoomSnapshot,
+    event: &crate::storage::NewEvent,
+) -> Result<(), String> {
+    if event.event_type == "m.room.create" {
+        return Ok(());
+    }
+    let draft = EventDraft {
+        sender: event.sender.clone(),
+        event_type: event.event_type.clone(),
+        state_key: event.state_key.clone(),
+        content: serde_json::from_str(&event.content).map_err(|e| e.to_string())?,
+    };
+    check_auth(snapshot, &draft).map_err(|e| e.message)
+}
+
 /// Whether `draft` may be sent into the room as it is now.
 pub fn check_auth(snapshot: &RoomSnapshot, draft: &EventDraft) -> Result<(), ModuleError> {
     if draft.event_type == "m.room.create" {

@@ -195,7 +195,11 @@ impl Homeserver {
             }
             let work = self.new_event_work(&snapshot, std::slice::from_ref(&new));
             drop(snapshot);
-            let persisted = match self.storage.persist_events(None, vec![new]).await {
+            let persisted = match self
+                .storage
+                .persist_events(None, vec![new], Some(crate::events::recheck_auth))
+                .await
+            {
                 // Another request built the very same event (same sender,
                 // content, parents and millisecond), so the same ID: build this
                 // one again a random few milliseconds later, so that it (and

@@ -435,7 +435,10 @@ impl Homeserver {
             created_ts: now,
         };
         let work = self.new_event_work(&empty, &events);
-        let stored = self.storage.persist_events(Some(room), events).await?;
+        let stored = self
+            .storage
+            .persist_events(Some(room), events, None)
+            .await?;
         debug_assert!(stored.iter().all(|p| matches!(p, Persisted::New { .. })));
         self.announce_new_events(work);
         Ok(())

@@ -244,11 +244,17 @@ impl Storage {
         self.read(move |c| txn_event(c, &key)).await
     }
 
-    /// Stores events in order, in one transaction, with the room if it is new.
+    /// Stores events in order, in one transaction, with the room if it is
+    /// new. With `recheck`, an event whose room moved on since it was built
+    /// (its parents are no longer the room's latest events) is authorised
+    /// again against the room's state as this write finds it, earlier
+    /// writes of the same commit included: a ban committed meanwhile
+    /// refuses the banned user's message ([`StorageError::Refused`]).
     pub async fn persist_events(
         &self,
         room: Option<NewRoom>,
         events: Vec<NewEvent>,
+        recheck: Option<AuthRecheck>,
     ) -> StorageResult<Vec<Persisted>> {
         let applied: Vec<SnapshotUpdate> = events.iter().map(SnapshotUpdate::from).collect();
         self.write_then(move |w| {
@@ -271,6 +277,12 @@ impl Storage {
                     if let Some(existing) = txn_event(w.conn, &key)? {
                         outcomes.push(Persisted::Duplicate { event_id: existing });
                         continue;
+                    }
+                }
+                if let Some(recheck) = recheck {
+                    if room.is_none() && moved_on(w.conn, event)? {
+                        let snapshot = auth_state(w.conn, event)?;
+                        recheck(&snapshot, event).map_err(StorageError::Refused)?;
                     }
                 }
                 let stream = w.next_position();
@@ -482,6 +494,80 @@ struct TxnKey {
     room_id: String,
     event_type: String,
     txn_id: String,
+}
+
+/// Re-checks an event's auth rules against a room's current state.
+pub type AuthRecheck = fn(&RoomSnapshot, &NewEvent) -> Result<(), String>;
+
+/// Whether the room's latest events are no longer the event's parents.
+fn moved_on(c: &Connection, event: &NewEvent) -> StorageResult<bool> {
+    let mut current: Vec<String> = c
+        .prepare_cached("SELECT event_id FROM forward_extremities WHERE room_id = ?1")?
+        .query_map([event.room_id.as_str()], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut parents: Vec<String> = event.prev_events.iter().map(|e| e.to_string()).collect();
+    current.sort();
+    parents.sort();
+    Ok(current != parents)
+}
+
+/// The room's state that authorises `event` (create, power levels, join
+/// rules, the sender's and the target's memberships), as it is now.
+fn auth_state(c: &Connection, event: &NewEvent) -> StorageResult<RoomSnapshot> {
+    let room_version: String = c
+        .prepare_cached("SELECT room_version FROM rooms WHERE room_id = ?1")?
+        .query_row([event.room_id.as_str()], |r| r.get(0))?;
+    let mut keys = vec![
+        ("m.room.create", String::new()),
+        ("m.room.power_levels", String::new()),
+        ("m.room.join_rules", String::new()),
+        ("m.room.member", event.sender.to_string()),
+    ];
+    if event.event_type == "m.room.member" {
+        if let Some(target) = &event.state_key {
+            keys.push(("m.room.member", target.clone()));
+        }
+    }
+    let mut stmt = c.prepare_cached(
+        "SELECT e.event_id, e.sender, e.content, e.origin_server_ts
+         FROM current_state s JOIN events e ON e.event_id = s.event_id
+         WHERE s.room_id = ?1 AND s.type = ?2 AND s.state_key = ?3",
+    )?;
+    let mut state = BTreeMap::new();
+    for (event_type, state_key) in keys {
+        let entry = stmt
+            .query_row(
+                params![event.room_id.as_str(), event_type, state_key],
+                |r| {
+                    Ok((
+                        id::<OwnedEventId>(r, 0)?,
+                        id::<OwnedUserId>(r, 1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                },
+            )
+            .optional()?;
+        if let Some((event_id, sender, content, origin_server_ts)) = entry {
+            state.insert(
+                (event_type.to_string(), state_key),
+                StateEntry {
+                    event_id,
+                    sender,
+                    origin_server_ts,
+                    content: serde_json::from_str(&content)?,
+                },
+            );
+        }
+    }
+    Ok(RoomSnapshot {
+        room_id: event.room_id.clone(),
+        room_version,
+        is_public: false,
+        state,
+        extremities: Vec::new(),
+        max_depth: 0,
+    })
 }
 
 fn txn_event(c: &Connection, key: &TxnKey) -> StorageResult<Option<OwnedEventId>> {

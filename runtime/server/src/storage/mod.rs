@@ -38,6 +38,9 @@ pub enum StorageError {
     Conflict(String),
     /// A module's own query failed (its SQL, or a table it may not touch).
     Module(String),
+    /// An event the auth rules refuse against the room as the write finds
+    /// it (the room changed since the event was built).
+    Refused(String),
 }
 
 impl fmt::Display for StorageError {
@@ -47,6 +50,7 @@ impl fmt::Display for StorageError {
             StorageError::Closed(what) => write!(f, "database unavailable: {what}"),
             StorageError::Conflict(what) => write!(f, "conflict: {what}"),
             StorageError::Module(what) => write!(f, "module query failed: {what}"),
+            StorageError::Refused(why) => write!(f, "refused: {why}"),
         }
     }
 }
