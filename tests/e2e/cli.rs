@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-const AXON: &str = env!("CARGO_BIN_EXE_axon");
+pub(crate) const AXON: &str = env!("CARGO_BIN_EXE_axon");
 
 fn axon(args: &[&str]) -> Output {
     Command::new(AXON).args(args).output().expect("axon runs")
@@ -327,8 +327,15 @@ pub(crate) struct Process {
 }
 
 pub(crate) fn spawn(config: &std::path::Path) -> Result<Process, String> {
-    let mut child = Command::new(AXON)
-        .args(["--config", config.to_str().unwrap()])
+    let mut command = Command::new(AXON);
+    command.args(["--config", config.to_str().unwrap()]);
+    spawn_command(command)
+}
+
+/// Starts the server as `command` runs it (under `ulimit`, say) and waits
+/// for it to listen.
+pub(crate) fn spawn_command(mut command: Command) -> Result<Process, String> {
+    let mut child = command
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

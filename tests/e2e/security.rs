@@ -566,3 +566,72 @@ async fn ban_while_sending(s: &TestServer, alice: &User, bob: &User) {
         bob.user_id
     );
 }
+
+#[tokio::test]
+async fn half_open_connections_cannot_starve_real_clients() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("homeserver.yaml");
+    std::fs::write(
+        &path,
+        merged(
+            &test_config(dir.path(), ""),
+            "http: {header_timeout: 1s, body_timeout: 1s}",
+        ),
+    )
+    .unwrap();
+    // 256 descriptors, as a small container gives.
+    let mut command = Command::new("sh");
+    command.args([
+        "-c",
+        &format!(
+            "ulimit -n 256 && exec {} --config {}",
+            crate::cli::AXON,
+            path.display()
+        ),
+    ]);
+    let mut server = crate::cli::spawn_command(command).expect("server starts");
+    let addr = server.base.trim_start_matches("http://").to_string();
+    // 300 connections: silent, half a head, and a head with half a body.
+    let mut held = Vec::new();
+    for i in 0..300 {
+        let Ok(mut stream) = tokio::net::TcpStream::connect(&addr).await else {
+            continue;
+        };
+        let partial: &[u8] = match i % 3 {
+            0 => b"",
+            1 => b"GET /_matrix/client/versions HTTP/1.1\r\nHost: x\r\n",
+            _ => b"POST /_matrix/client/v3/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"type\":",
+        };
+        let _ = stream.write_all(partial).await;
+        held.push(stream);
+    }
+    // A real client is served within a few seconds, not never.
+    let started = std::time::Instant::now();
+    let versions = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        reqwest::get(format!("{}/_matrix/client/versions", server.base)),
+    )
+    .await
+    .expect("served in time")
+    .expect("served");
+    assert_eq!(versions.status(), StatusCode::OK);
+    assert!(started.elapsed() < std::time::Duration::from_secs(8));
+    // The stalled connections were closed by the server.
+    let mut closed = 0;
+    for mut stream in held {
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => closed += 1,
+            // An answer (such as 408 for the stalled body) then the close.
+            Ok(Ok(_)) => closed += 1,
+            Err(_) => {}
+        }
+    }
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    assert!(
+        closed >= 250,
+        "only {closed} of the stalled connections were closed"
+    );
+}

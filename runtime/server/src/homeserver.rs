@@ -155,6 +155,14 @@ impl RunningServer {
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let mut addrs = Vec::new();
         let mut tasks = Vec::new();
+        let limits = state.config.http;
+        let cap = crate::http::connection_cap(&limits);
+        tracing::info!(
+            "serving at most {cap} connections; a request head within {}, body gaps of at most {}",
+            humantime_like(limits.header_timeout.0),
+            humantime_like(limits.body_timeout.0)
+        );
+        let connections = Arc::new(tokio::sync::Semaphore::new(cap));
         for listener in &state.config.listeners {
             let app = crate::api::listener_router(&state, listener, &app);
             for ip in &listener.bind_addresses {
@@ -171,17 +179,13 @@ impl RunningServer {
                     .map_err(|e| StartError::Listen(e.to_string()))?;
                 tracing::info!("listening on http://{local}");
                 addrs.push(local);
-                let app = app
-                    .clone()
-                    .into_make_service_with_connect_info::<SocketAddr>();
-                let mut rx = shutdown_rx.clone();
-                tasks.push(tokio::spawn(async move {
-                    axum::serve(socket, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = rx.wait_for(|stop| *stop).await;
-                        })
-                        .await
-                }));
+                tasks.push(tokio::spawn(crate::http::serve(
+                    socket,
+                    app.clone(),
+                    limits,
+                    connections.clone(),
+                    shutdown_rx.clone(),
+                )));
             }
         }
         Ok(RunningServer {
@@ -206,5 +210,14 @@ impl RunningServer {
             let _ = task.await;
         }
         self.modules.stop().await;
+    }
+}
+
+/// `30s`, `1500ms`: a duration as the config writes it.
+fn humantime_like(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
     }
 }

@@ -16,6 +16,7 @@ pub mod config;
 pub mod events;
 mod homeserver;
 mod host;
+pub mod http;
 mod mail;
 pub mod metrics;
 pub mod service;

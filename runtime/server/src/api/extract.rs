@@ -23,9 +23,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = MatrixError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, MatrixError> {
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_JSON_BODY)
-            .await
-            .map_err(|_| MatrixError::new(413, ErrCode::TooLarge, "Request body too large"))?;
+        let idle = body_timeout(req.extensions());
+        let bytes = read_body(req.into_body(), MAX_JSON_BODY, idle).await?;
         let value: serde_json::Value = if bytes.iter().all(u8::is_ascii_whitespace) {
             serde_json::Value::Object(Default::default())
         } else {
@@ -41,6 +40,54 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         }
         parse_json(value).map(JsonBody)
     }
+}
+
+/// The longest gap between two chunks of a body on this connection.
+pub(crate) fn body_timeout(extensions: &axum::http::Extensions) -> std::time::Duration {
+    extensions
+        .get::<crate::http::BodyTimeout>()
+        .map(|t| t.0)
+        .unwrap_or(std::time::Duration::from_secs(30))
+}
+
+/// A request body of at most `limit` bytes, each chunk arriving within
+/// `idle` of the one before: 413 past the limit, 408 if the client stalls.
+pub(crate) async fn read_body(
+    body: axum::body::Body,
+    limit: usize,
+    idle: std::time::Duration,
+) -> Result<Vec<u8>, MatrixError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut bytes = Vec::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(stalled()),
+            Ok(None) => return Ok(bytes),
+            Ok(Some(frame)) => frame.map_err(|e| {
+                MatrixError::new(400, ErrCode::Unknown, format!("the body broke off: {e}"))
+            })?,
+        };
+        if let Ok(chunk) = frame.into_data() {
+            if bytes.len() + chunk.len() > limit {
+                return Err(MatrixError::new(
+                    413,
+                    ErrCode::TooLarge,
+                    "Request body too large",
+                ));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+    }
+}
+
+/// A client that stopped sending its body.
+pub(crate) fn stalled() -> MatrixError {
+    MatrixError::new(
+        408,
+        ErrCode::Unknown,
+        "The request body stopped arriving; send it without long pauses",
+    )
 }
 
 /// A JSON value into `T`, or `M_BAD_JSON` naming the field at fault.

@@ -13,7 +13,7 @@ mod rooms;
 mod status;
 mod sync;
 
-pub(crate) use extract::authenticate;
+pub(crate) use extract::{authenticate, stalled};
 pub use extract::{parse_json, Auth, AuthAllowExpired};
 pub use status::ModuleSummary;
 

@@ -55,6 +55,9 @@ pub struct HomeserverConfig {
     /// Synapse's `email:` section: the SMTP server modules send mail through.
     #[serde(default)]
     pub email: Option<EmailConfig>,
+    /// Limits of the HTTP listeners (Axon's keys; Synapse has none).
+    #[serde(default)]
+    pub http: HttpLimits,
     /// Count and time requests and module callbacks, and serve them to
     /// Prometheus on `metrics` listeners and resources (Synapse's key).
     #[serde(default)]
@@ -223,6 +226,46 @@ enum SizeSchema {
     Bytes(u64),
     /// Such as `50M`, `512K`, `1G`.
     Text(String),
+}
+
+/// How long a client may take, and how many may be connected at once.
+/// The defaults let a slow mobile client through.
+#[derive(Debug, Clone, Copy, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpLimits {
+    /// To send a request's head (the request line and headers); also how
+    /// long an idle keep-alive connection stays open. Default `30s`.
+    #[serde(default = "HttpLimits::default_header_timeout")]
+    pub header_timeout: ConfigDuration,
+    /// The longest gap between two chunks of a request's body. Default `30s`.
+    #[serde(default = "HttpLimits::default_body_timeout")]
+    pub body_timeout: ConfigDuration,
+    /// Connections served at once, over all listeners (at most the file
+    /// descriptor limit less 64). Default 8192.
+    #[serde(default = "HttpLimits::default_max_connections")]
+    pub max_connections: usize,
+}
+
+impl HttpLimits {
+    fn default_header_timeout() -> ConfigDuration {
+        ConfigDuration(std::time::Duration::from_secs(30))
+    }
+    fn default_body_timeout() -> ConfigDuration {
+        ConfigDuration(std::time::Duration::from_secs(30))
+    }
+    fn default_max_connections() -> usize {
+        8192
+    }
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_timeout: Self::default_header_timeout(),
+            body_timeout: Self::default_body_timeout(),
+            max_connections: Self::default_max_connections(),
+        }
+    }
 }
 
 /// A token bucket: `burst_count` actions at once, refilled at `per_second`.

@@ -131,10 +131,15 @@ impl Homeserver {
             .await
             .map_err(store_error)?;
         let mut body = body;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| {
-                MatrixError::new(400, ErrCode::Unknown, format!("the upload broke off: {e}"))
-            })?;
+        let idle = self.config.http.body_timeout.0;
+        loop {
+            let frame = match tokio::time::timeout(idle, body.frame()).await {
+                Err(_) => return Err(crate::api::stalled()),
+                Ok(None) => break,
+                Ok(Some(frame)) => frame.map_err(|e| {
+                    MatrixError::new(400, ErrCode::Unknown, format!("the upload broke off: {e}"))
+                })?,
+            };
             let Ok(chunk) = frame.into_data() else {
                 continue;
             };
