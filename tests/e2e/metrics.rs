@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 /// A server whose second listener serves only metrics.
-async fn with_metrics_listener(extra: &str) -> (TestServer, String) {
+pub(crate) async fn with_metrics_listener(extra: &str) -> (TestServer, String) {
     let s = TestServer::start_with(&format!(
         "enable_metrics: true\nlisteners:\n  - port: 0\n    bind_addresses: ['127.0.0.1']\n  - port: 0\n    type: metrics\n    bind_addresses: ['127.0.0.1']\n{extra}"
     ))
@@ -17,7 +17,7 @@ async fn with_metrics_listener(extra: &str) -> (TestServer, String) {
     (s, metrics)
 }
 
-async fn scrape(url: &str) -> String {
+pub(crate) async fn scrape(url: &str) -> String {
     let response = reqwest::get(url).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers()["content-type"]
@@ -28,7 +28,7 @@ async fn scrape(url: &str) -> String {
 }
 
 /// The value of the sample named `name` with exactly `labels`.
-fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
     let prefix = format!("{name}{{{labels}}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))

@@ -635,3 +635,62 @@ async fn half_open_connections_cannot_starve_real_clients() {
         "only {closed} of the stalled connections were closed"
     );
 }
+
+#[tokio::test]
+async fn a_long_poll_is_woken_only_by_what_concerns_its_user() {
+    use crate::metrics::{sample, scrape, with_metrics_listener};
+    let (s, metrics) = with_metrics_listener("").await;
+    let computed = || async {
+        let text = scrape(&format!("{metrics}/metrics")).await;
+        sample(&text, "axon_sync_computations_total", "").unwrap_or(0.0) as u64
+    };
+    let alice = s.register("alice").await;
+    let bob = s.register("bob").await;
+    let alices_room = s.create_room(&alice, json!({})).await;
+    let bobs_room = s.create_room(&bob, json!({})).await;
+    let (_, first) = s.get("/sync", &alice.token).await;
+    let since = first["next_batch"].as_str().unwrap().to_string();
+
+    let before = computed().await;
+    let path = format!("/sync?since={since}&timeout=3000");
+    let poll = s.get(&path, &alice.token);
+    let busy = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        for i in 0..20 {
+            s.send_text(&bob, &bobs_room, &format!("elsewhere {i}"))
+                .await;
+            let presence = format!("/presence/{}/status", enc(&bob.user_id));
+            let state = if i % 2 == 0 { "online" } else { "unavailable" };
+            s.put(&presence, &bob.token, json!({ "presence": state }))
+                .await;
+        }
+    };
+    let ((status, body), ()) = tokio::join!(poll, busy);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["rooms"]["join"].get(&bobs_room), None, "{body}");
+    assert_eq!(body["rooms"]["join"].get(&alices_room), None, "{body}");
+    // Bob shares no room with alice: his 40 commits never wake her poll,
+    // which is computed once when it starts and once when it times out.
+    assert!(
+        computed().await - before <= 2,
+        "{}",
+        computed().await - before
+    );
+
+    // What does concern her still wakes her, long before the timeout.
+    let path = format!("/sync?since={since}&timeout=30000");
+    let poll = s.get(&path, &alice.token);
+    let send = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        s.send_text(&alice, &alices_room, "here").await
+    };
+    let started = std::time::Instant::now();
+    let ((_, body), event) = tokio::join!(poll, send);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let timeline = &body["rooms"]["join"][&alices_room]["timeline"]["events"];
+    assert!(timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["event_id"] == event.as_str()));
+}

@@ -103,6 +103,9 @@ pub struct Metrics {
     callbacks: Arc<Vec<CallbackRecord>>,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Family<EndpointLabels, Histogram>,
+    /// Syncs computed, a long-poll's recomputations included: how often
+    /// waiters are woken, which a commit should do only for those concerned.
+    pub sync_computations: Counter,
 }
 
 impl Metrics {
@@ -123,6 +126,12 @@ impl Metrics {
             "How long HTTP requests took, by method and endpoint.",
             http_duration.clone(),
         );
+        let sync_computations = Counter::default();
+        registry.register(
+            "axon_sync_computations",
+            "Syncs computed, including a long-poll's recomputations when woken.",
+            sync_computations.clone(),
+        );
         registry.register_collector(Box::new(CallbackCollector(callbacks.clone())));
         Metrics {
             enabled,
@@ -130,6 +139,7 @@ impl Metrics {
             callbacks,
             http_requests,
             http_duration,
+            sync_computations,
         }
     }
 

@@ -6,7 +6,7 @@ use super::rooms::parse_token;
 use super::{ApiResult, MatrixError};
 use crate::homeserver::Homeserver;
 use crate::service::Requester;
-use crate::storage::{MembershipRow, StoredEvent};
+use crate::storage::{MembershipRow, StoredEvent, WakeKey};
 use axon::Membership;
 use axum::extract::State;
 use axum::routing::get;
@@ -53,13 +53,18 @@ async fn sync(
     let deadline = Instant::now() + Duration::from_millis(q.timeout.unwrap_or(0)).min(MAX_TIMEOUT);
     loop {
         let upto = hs.storage.current_position();
-        let (response, changed) =
+        let (response, changed, keys) =
             compute(&hs, &requester, since, upto, full_state, timeline_limit).await?;
         let now = Instant::now();
         if since.is_none() || full_state || changed || now >= deadline {
             return Ok(Json(response));
         }
-        hs.storage.wait_for_position(upto, deadline - now).await;
+        // Woken only by the commits that concern this user; one that landed
+        // while the sync was computed has moved the position: look again.
+        let listener = hs.storage.listen(&keys);
+        if hs.storage.current_position() == upto {
+            listener.wait(deadline - now).await;
+        }
     }
 }
 
@@ -98,6 +103,9 @@ fn stripped(events: &[StoredEvent]) -> Vec<Value> {
         .collect()
 }
 
+/// The sync from `since` to `upto`, whether it has anything new, and what
+/// its long-poll waits on (the user, their joined rooms, and everyone's
+/// presence when a presence router may route it).
 async fn compute(
     hs: &Homeserver,
     requester: &Requester,
@@ -105,7 +113,8 @@ async fn compute(
     upto: i64,
     full_state: bool,
     limit: u32,
-) -> Result<(Value, bool), MatrixError> {
+) -> Result<(Value, bool, Vec<WakeKey>), MatrixError> {
+    hs.metrics.sync_computations.inc();
     let user = &requester.user_id;
     let after = since.unwrap_or(0);
     let mut changed = false;
@@ -231,7 +240,16 @@ async fn compute(
         "device_lists": { "changed": [], "left": [] },
         "device_one_time_keys_count": {},
     });
-    Ok((response, changed))
+    let mut keys: Vec<WakeKey> = memberships
+        .iter()
+        .filter(|m| m.membership == Membership::Join)
+        .map(|m| WakeKey::Room(m.room_id.clone()))
+        .collect();
+    keys.push(WakeKey::User(user.clone()));
+    if hs.presence_is_routed() {
+        keys.push(WakeKey::AnyPresence);
+    }
+    Ok((response, changed, keys))
 }
 
 /// The presence events this user receives (see `Homeserver::presence_for`).

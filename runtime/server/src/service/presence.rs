@@ -41,6 +41,13 @@ impl Homeserver {
         Ok(())
     }
 
+    /// Whether a presence router module may route anyone's presence to
+    /// anyone, so every presence change may concern every `/sync`.
+    pub fn presence_is_routed(&self) -> bool {
+        let router = &self.callbacks.presence_router;
+        !router.get_interested_users.is_empty() || !router.get_users_for_states.is_empty()
+    }
+
     /// The presence changes after `after` (up to `upto`) that `user`
     /// receives: their room-mates', whoever `get_interested_users` adds (all
     /// users for `All`), and what `get_users_for_states` routes to them.

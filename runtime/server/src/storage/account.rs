@@ -1,7 +1,7 @@
 //! Account data, presence, room aliases and the room directory, media and
 //! filters.
 
-use super::{id, Storage, StorageError, StorageResult};
+use super::{id, Storage, StorageError, StorageResult, WakeKey};
 use ruma::{OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId};
 use rusqlite::{params, OptionalExtension};
 
@@ -55,7 +55,13 @@ impl Storage {
             data_type.to_string(),
         );
         let content = serde_json::to_string(&content)?;
-        self.write(move |w| {
+        let owner = WakeKey::User(
+            user_id
+                .to_string()
+                .try_into()
+                .map_err(|e| StorageError::Closed(format!("user ID {user_id}: {e}")))?,
+        );
+        self.write_then(move |w| {
             let stream = w.next_position();
             w.conn
                 .prepare_cached(
@@ -64,7 +70,7 @@ impl Storage {
                 )?
                 .execute(params![user_id, room_id, data_type, content, stream])?;
             Ok(stream)
-        })
+        }, move |caches, _| caches.wakes.wake([&owner]))
         .await
     }
 
@@ -126,8 +132,9 @@ impl Storage {
         status_msg: Option<String>,
         now: i64,
     ) -> StorageResult<i64> {
+        let owner = user_id.to_owned();
         let (user_id, presence) = (user_id.to_string(), presence.to_string());
-        self.write(move |w| {
+        self.write_then(move |w| {
             let stream = w.next_position();
             w.conn
                 .prepare_cached(
@@ -136,9 +143,22 @@ impl Storage {
                         last_active_ts = excluded.last_active_ts, stream_ordering = excluded.stream_ordering",
                 )?
                 .execute(params![user_id, presence, status_msg, now, stream])?;
-            Ok(stream)
+            // Those who see this presence: the user and their room-mates
+            // (waiting on the rooms they share), and presence routers'.
+            let rooms: Vec<OwnedRoomId> = w
+                .conn
+                .prepare_cached("SELECT room_id FROM memberships WHERE user_id = ?1 AND membership = 'join'")?
+                .query_map([&user_id], |r| id(r, 0))?
+                .collect::<Result<_, _>>()?;
+            Ok((stream, rooms))
+        }, move |caches, (_, rooms): &(i64, Vec<OwnedRoomId>)| {
+            let mut keys: Vec<WakeKey> = rooms.iter().cloned().map(WakeKey::Room).collect();
+            keys.push(WakeKey::User(owner));
+            keys.push(WakeKey::AnyPresence);
+            caches.wakes.wake(&keys);
         })
         .await
+        .map(|(stream, _)| stream)
     }
 
     pub async fn get_presence(&self, user_id: &UserId) -> StorageResult<Option<PresenceRow>> {

@@ -17,6 +17,8 @@ const MAX_TOKENS: usize = 65_536;
 pub(crate) struct Caches {
     tokens: Mutex<TokenCache>,
     rooms: Mutex<RoomCache>,
+    /// The `/sync` waiters, woken after the commits that concern them.
+    pub wakes: super::notify::Notifier,
 }
 
 #[derive(Default)]

@@ -1,6 +1,6 @@
 //! Rooms, events and room state.
 
-use super::{id, membership_column, Storage, StorageError, StorageResult};
+use super::{id, membership_column, Storage, StorageError, StorageResult, WakeKey};
 use axon::Membership;
 use ruma::{
     DeviceId, EventId, OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId,
@@ -124,6 +124,16 @@ impl From<&NewEvent> for SnapshotUpdate {
             },
             prev_events: e.prev_events.clone(),
         }
+    }
+}
+
+impl SnapshotUpdate {
+    /// The user a membership event is about.
+    fn member_target(&self) -> Option<OwnedUserId> {
+        if self.event_type != "m.room.member" {
+            return None;
+        }
+        self.state_key.as_deref().and_then(|k| k.try_into().ok())
     }
 }
 
@@ -301,6 +311,17 @@ impl Storage {
                 .map(|(a, _)| a)
                 .collect();
             caches.apply_events(&stored);
+            let mut keys: Vec<WakeKey> = Vec::new();
+            for event in &stored {
+                let room = WakeKey::Room(event.room_id.clone());
+                if !keys.contains(&room) {
+                    keys.push(room);
+                }
+                if let Some(target) = event.member_target() {
+                    keys.push(WakeKey::User(target));
+                }
+            }
+            caches.wakes.wake(&keys);
         })
         .await
     }

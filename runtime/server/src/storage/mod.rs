@@ -13,12 +13,14 @@ mod account;
 mod cache;
 mod events;
 mod modules;
+mod notify;
 mod schema;
 mod users;
 
 pub use account::*;
 pub use events::*;
 
+pub use notify::{Listener, WakeKey};
 pub use users::*;
 
 use rusqlite::{Connection, OpenFlags};
@@ -198,12 +200,11 @@ impl Storage {
         *self.inner.position.borrow()
     }
 
-    /// Waits until the committed position passes `after`, or `timeout` ends.
-    pub async fn wait_for_position(&self, after: i64, timeout: std::time::Duration) -> i64 {
-        let mut rx = self.inner.position.clone();
-        let _ = tokio::time::timeout(timeout, rx.wait_for(|p| *p > after)).await;
-        let position = *rx.borrow();
-        position
+    /// Registers a waiter for the commits touching `keys`. Register, then
+    /// check `current_position` again: a commit that landed in between has
+    /// moved it.
+    pub fn listen(&self, keys: &[WakeKey]) -> Listener {
+        self.inner.caches.wakes.listen(keys)
     }
 
     /// Runs `f` on a reader connection.
