@@ -237,3 +237,16 @@ async fn bad_requests_get_matrix_errors() {
         "M_INVALID_USERNAME",
     );
 }
+
+#[tokio::test]
+async fn an_admin_creating_a_deactivated_user_gets_one_that_cannot_log_in() {
+    let s = TestServer::start().await;
+    let admin = register_admin(&s, "root").await;
+    let body = json!({ "password": "secret", "deactivated": true });
+    let (status, created) = admin_put(&s, &admin, "@dormant:test.local", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["deactivated"], true, "{created}");
+    let login = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "dormant" }, "password": "secret" });
+    let refused = s.request(Method::POST, "/login", None, Some(login)).await;
+    assert_eq!(refused.0, StatusCode::FORBIDDEN, "{}", refused.1);
+}

@@ -31,3 +31,4 @@ mod security;
 mod services;
 mod status_page;
 mod sync;
+mod visibility;

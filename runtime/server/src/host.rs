@@ -126,7 +126,7 @@ impl Host for Homeserver {
     }
 
     fn deactivate_account<'a>(&'a self, by: &'a ModuleRef, user: &'a UserId) -> HostFuture<'a, ()> {
-        Box::pin(async move { self.deactivate(&Actor::module(by, user), user).await })
+        Box::pin(async move { self.deactivate(&Actor::module(by, user), user, false).await })
     }
 
     fn authenticate<'a>(

@@ -291,6 +291,10 @@ async fn threepids(State(hs): State<Arc<Homeserver>>, Auth(requester): Auth) -> 
 struct DeactivateBody {
     #[serde(default)]
     auth: Option<Value>,
+    /// Hide the user's messages from those who join later (the spec's
+    /// `erase`, Synapse's GDPR erasure).
+    #[serde(default)]
+    erase: bool,
 }
 
 #[derive(Deserialize)]
@@ -339,7 +343,7 @@ async fn deactivate(
             Some(MatrixError::forbidden("Invalid username or password")),
         ));
     }
-    hs.deactivate(&Actor::client(&requester), &requester.user_id)
+    hs.deactivate(&Actor::client(&requester), &requester.user_id, body.erase)
         .await?;
     Ok(Json(json!({ "id_server_unbind_result": "no-support" })).into_response())
 }

@@ -303,7 +303,7 @@ async fn state_events_visible(
     room: &str,
 ) -> Result<Vec<StoredEvent>, MatrixError> {
     let room = room_id(room)?;
-    let upto = hs.visible_upto(&requester.user_id, &room).await?;
+    let upto = hs.room_access(&requester.user_id, &room).await?.upto;
     if upto == i64::MAX {
         Ok(hs.storage.current_state(&room).await?)
     } else {
@@ -456,7 +456,7 @@ async fn messages(
             ))
         }
     };
-    let upto = hs.visible_upto(&requester.user_id, &room).await?;
+    let upto = hs.room_access(&requester.user_id, &room).await?.upto;
     let current = hs.storage.current_position();
     let from = match &q.from {
         Some(token) => parse_token(token)?,
@@ -476,6 +476,7 @@ async fn messages(
             .await?
     };
     events.retain(|e| e.stream <= upto);
+    // The page ends after what was read, whatever of it the user may see.
     let end = events.last().map(|e| {
         if backwards {
             format!("s{}", e.stream - 1)
@@ -483,6 +484,7 @@ async fn messages(
             format!("s{}", e.stream)
         }
     });
+    let events = hs.visible_events(&requester.user_id, &room, events).await?;
     let mut response = json!({
         "chunk": hs.serve_events(&events, &requester, true).await?,
         "start": format!("s{from}"),
@@ -499,7 +501,7 @@ async fn event(
     ApiPath((room, event_id)): ApiPath<(String, String)>,
 ) -> ApiResult {
     let room = room_id(&room)?;
-    let upto = hs.visible_upto(&requester.user_id, &room).await?;
+    let upto = hs.room_access(&requester.user_id, &room).await?.upto;
     let not_found = || MatrixError::new(404, ErrCode::NotFound, "Event not found.");
     let event_id = EventId::parse(&event_id).map_err(|_| not_found())?;
     let event = hs
@@ -507,6 +509,11 @@ async fn event(
         .get_event(&event_id)
         .await?
         .filter(|e| e.room_id == room && e.stream <= upto)
+        .ok_or_else(not_found)?;
+    let event = hs
+        .visible_events(&requester.user_id, &room, vec![event])
+        .await?
+        .pop()
         .ok_or_else(not_found)?;
     let mut served = hs
         .serve_events(std::slice::from_ref(&event), &requester, true)

@@ -136,6 +136,10 @@ async fn compute(
                     .storage
                     .room_events_since(&m.room_id, from, upto, limit)
                     .await?;
+                let current = Some((m.membership, m.stream));
+                let timeline = hs
+                    .visible_events_given(user, &m.room_id, current, timeline)
+                    .await?;
                 let room_account_data: Vec<Value> = account_data
                     .iter()
                     .filter(|a| a.room_id.as_ref() == Some(&m.room_id))
@@ -204,6 +208,10 @@ async fn compute(
                 let (timeline, limited) = hs
                     .storage
                     .room_events_since(&m.room_id, after, m.stream, limit)
+                    .await?;
+                let current = Some((m.membership, m.stream));
+                let timeline = hs
+                    .visible_events_given(user, &m.room_id, current, timeline)
                     .await?;
                 let first = timeline.first().map(|e| e.stream).unwrap_or(m.stream);
                 leave.insert(

@@ -32,7 +32,8 @@ pub struct BuiltEvent {
 /// Largest PDU the spec allows.
 const MAX_PDU_SIZE: usize = 65_536;
 
-fn rules(room_version: &str) -> RoomVersionRules {
+/// ruma's rules for a room version Axon creates rooms in.
+pub fn room_version_rules(room_version: &str) -> RoomVersionRules {
     match room_version {
         "11" => RoomVersionRules::V11,
         _ => RoomVersionRules::V10,
@@ -87,7 +88,7 @@ pub fn build_event(
     // Reference hash: over the redacted event without `signatures`/`unsigned`.
     let redacted = redact(
         canonical(pdu.clone())?,
-        &rules(&snapshot.room_version).redaction,
+        &room_version_rules(&snapshot.room_version).redaction,
         None,
     )
     .map_err(|e| {

@@ -402,13 +402,25 @@ impl Homeserver {
     /// Deactivates an account, whoever asks (the user, an admin, a module):
     /// the modules may refuse (`check_can_deactivate_user`); then the user
     /// leaves every room, is logged out everywhere, loses their profile and
-    /// third-party identifiers, and the modules hear of it.
-    pub async fn deactivate(&self, actor: &Actor, user: &UserId) -> Result<(), MatrixError> {
+    /// third-party identifiers, and the modules hear of it. With `erase`,
+    /// their events are served redacted from then on to users who were not
+    /// in the room when they were sent.
+    pub async fn deactivate(
+        &self,
+        actor: &Actor,
+        user: &UserId,
+        erase: bool,
+    ) -> Result<(), MatrixError> {
         self.may_deactivate(actor, user).await?;
-        self.deactivate_allowed(actor, user).await
+        self.deactivate_allowed(actor, user, erase).await
     }
 
-    async fn deactivate_allowed(&self, actor: &Actor, user: &UserId) -> Result<(), MatrixError> {
+    async fn deactivate_allowed(
+        &self,
+        actor: &Actor,
+        user: &UserId,
+        erase: bool,
+    ) -> Result<(), MatrixError> {
         let as_user = actor.as_user(user);
         for membership in self.storage.memberships(user).await? {
             if matches!(membership.membership, Membership::Join | Membership::Invite) {
@@ -421,7 +433,7 @@ impl Homeserver {
                 }
             }
         }
-        let removed = self.storage.deactivate_user(user).await?;
+        let removed = self.storage.deactivate_user(user, erase).await?;
         let rules = &self.callbacks.third_party_rules;
         for threepid in &removed {
             rules
@@ -490,6 +502,11 @@ impl Homeserver {
                 };
                 self.set_profile(actor, user, profile).await?;
             }
+            // Synapse ignores `deactivated` here and creates an active
+            // account; the operator asked for a deactivated one.
+            if change.deactivated == Some(true) {
+                self.deactivate(actor, user, false).await?;
+            }
             return Ok(true);
         };
         let deactivate = change.deactivated == Some(true) && !existing.deactivated;
@@ -516,7 +533,7 @@ impl Homeserver {
             self.set_password(user, password).await?;
         }
         if deactivate {
-            self.deactivate_allowed(actor, user).await?;
+            self.deactivate_allowed(actor, user, false).await?;
         }
         Ok(false)
     }

@@ -25,7 +25,13 @@ impl Homeserver {
         if !self.storage.room_exists(room).await? {
             return Err(MatrixError::new(404, ErrCode::NotFound, "Room not found"));
         }
-        self.visible_upto(&actor.user_id, room).await?;
+        // Synapse's `require_membership_for_aliases`, on by default.
+        let membership = self.storage.membership(&actor.user_id, room).await?;
+        if !matches!(membership, Some((Membership::Join, _))) {
+            return Err(MatrixError::forbidden(
+                "You must be in the room to create an alias for it",
+            ));
+        }
         let verdict = self
             .callbacks
             .spam_checker

@@ -340,18 +340,6 @@ impl Homeserver {
         });
     }
 
-    /// The highest stream position `user` may read in `room` (`i64::MAX`
-    /// while joined, their leave or ban after it); 403 if they were never in it.
-    pub async fn visible_upto(&self, user: &UserId, room: &RoomId) -> Result<i64, MatrixError> {
-        match self.storage.membership(user, room).await? {
-            Some((Membership::Join, _)) => Ok(i64::MAX),
-            Some((Membership::Leave | Membership::Ban, at)) => Ok(at),
-            _ => Err(MatrixError::forbidden(format!(
-                "User {user} not in room {room}, and room previews are disabled"
-            ))),
-        }
-    }
-
     /// Events in the client format, with the fields modules add to
     /// `unsigned` (`add_field_to_unsigned_callback`); `with_room_id` is
     /// false inside `/sync` rooms.

@@ -18,6 +18,7 @@ mod profile;
 mod ratelimit;
 mod rooms;
 mod sessions;
+mod visibility;
 
 pub use accounts::{AdminUserChange, Registration, RegistrationOutcome};
 pub use events::SendOptions;
@@ -28,6 +29,7 @@ pub use profile::ProfileChange;
 pub use ratelimit::RateLimiter;
 pub use rooms::CreateRoomRequest;
 pub use sessions::{LoginRequest, Requester};
+pub use visibility::RoomAccess;
 
 use axon::callbacks::{JsonObject, ModuleRef, SpamCheck};
 use axon::{ErrCode, ModuleError};

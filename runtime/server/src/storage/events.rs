@@ -10,6 +10,16 @@ use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// A user's membership in a room over time and the room's history
+/// visibility over time, each `(stream position, value)`, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct RoomHistory {
+    pub room_version: String,
+    pub memberships: Vec<(i64, Membership)>,
+    /// `history_visibility` as written (unknown values mean `shared`).
+    pub visibilities: Vec<(i64, String)>,
+}
+
 /// An event as stored.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
@@ -353,6 +363,28 @@ impl Storage {
         .await
     }
 
+    /// One event of a room's current state.
+    pub async fn current_state_event(
+        &self,
+        room_id: &RoomId,
+        event_type: &str,
+        state_key: &str,
+    ) -> StorageResult<Option<StoredEvent>> {
+        let key = (
+            room_id.to_string(),
+            event_type.to_string(),
+            state_key.to_string(),
+        );
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM current_state s JOIN events e ON e.event_id = s.event_id
+                 WHERE s.room_id = ?1 AND s.type = ?2 AND s.state_key = ?3"
+            ))?;
+            Ok(stmt.query_row(params![key.0, key.1, key.2], event_from_row).optional()?)
+        })
+        .await
+    }
+
     /// The state of a room as it was at stream position `at`.
     pub async fn state_at(&self, room_id: &RoomId, at: i64) -> StorageResult<Vec<StoredEvent>> {
         let room_id = room_id.to_string();
@@ -489,6 +521,66 @@ impl Storage {
             Ok(c.prepare_cached("SELECT membership, stream_ordering FROM memberships WHERE user_id = ?1 AND room_id = ?2")?
                 .query_row(params![user_id, room_id], |r| Ok((membership_column(r, 0)?, r.get(1)?)))
                 .optional()?)
+        })
+        .await
+    }
+
+    /// What decides which of a room's events `user_id` may see: their
+    /// membership over time and the room's history visibility over time.
+    pub async fn room_history(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+    ) -> StorageResult<RoomHistory> {
+        let (room_id, user_id) = (room_id.to_string(), user_id.to_string());
+        self.read(move |c| {
+            let room_version: String = c
+                .prepare_cached("SELECT room_version FROM rooms WHERE room_id = ?1")?
+                .query_row([&room_id], |r| r.get(0))
+                .optional()?
+                .unwrap_or_default();
+            let mut stmt = c.prepare_cached(
+                "SELECT stream_ordering, content FROM events
+                 WHERE room_id = ?1 AND type = ?2 AND state_key = ?3 ORDER BY stream_ordering",
+            )?;
+            let mut field = |event_type: &str, state_key: &str, name: &str| {
+                stmt.query_map(params![room_id, event_type, state_key], |r| {
+                    let content: String = r.get(1)?;
+                    let value = serde_json::from_str::<serde_json::Value>(&content)
+                        .ok()
+                        .and_then(|c| c.get(name)?.as_str().map(str::to_string));
+                    Ok((r.get::<_, i64>(0)?, value.unwrap_or_default()))
+                })?
+                .collect::<Result<Vec<_>, _>>()
+            };
+            let memberships = field("m.room.member", &user_id, "membership")?
+                .into_iter()
+                .map(|(at, m)| (at, Membership::parse(&m).unwrap_or(Membership::Leave)))
+                .collect();
+            let visibilities = field("m.room.history_visibility", "", "history_visibility")?;
+            Ok(RoomHistory {
+                room_version,
+                memberships,
+                visibilities,
+            })
+        })
+        .await
+    }
+
+    /// Which of `users` were erased (deactivated with `erase: true`).
+    pub async fn erased_among(
+        &self,
+        users: Vec<OwnedUserId>,
+    ) -> StorageResult<std::collections::HashSet<OwnedUserId>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached("SELECT 1 FROM erased_users WHERE user_id = ?1")?;
+            let mut erased = std::collections::HashSet::new();
+            for user in users {
+                if stmt.exists([user.as_str()])? {
+                    erased.insert(user);
+                }
+            }
+            Ok(erased)
         })
         .await
     }

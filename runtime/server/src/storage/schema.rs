@@ -146,6 +146,15 @@ DROP INDEX events_txn;
 CREATE UNIQUE INDEX events_txn ON events (sender, device_id, room_id, type, txn_id) WHERE txn_id IS NOT NULL;
 "#,
     ),
+    // Users deactivated with `erase: true`: their events are served redacted
+    // to those who were not in the room when they were sent.
+    M::up(
+        r#"
+CREATE TABLE erased_users (
+    user_id TEXT PRIMARY KEY NOT NULL
+);
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {

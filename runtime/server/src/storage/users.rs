@@ -192,14 +192,25 @@ impl Storage {
         .await
     }
 
-    /// Marks a user deactivated, logs every device out, clears the profile
-    /// and removes their third-party identifiers (as Synapse does), in one
-    /// transaction; returns the identifiers removed, for the modules.
-    pub async fn deactivate_user(&self, user_id: &UserId) -> StorageResult<Vec<ThreepidRow>> {
+    /// Marks a user deactivated (and erased, with `erase`), logs every
+    /// device out, clears the profile and removes their third-party
+    /// identifiers (as Synapse does), in one transaction; returns the
+    /// identifiers removed, for the modules.
+    pub async fn deactivate_user(
+        &self,
+        user_id: &UserId,
+        erase: bool,
+    ) -> StorageResult<Vec<ThreepidRow>> {
         let user_id = user_id.to_string();
         self.write_then(
             move |w| {
                 log_out_everywhere(w.conn, &user_id)?;
+                if erase {
+                    w.conn.execute(
+                        "INSERT OR IGNORE INTO erased_users (user_id) VALUES (?1)",
+                        [&user_id],
+                    )?;
+                }
                 let threepids = threepids_of(w.conn, &user_id)?;
                 w.conn.execute("DELETE FROM user_threepids WHERE user_id = ?1", [&user_id])?;
                 w.conn.execute(
@@ -224,6 +235,9 @@ impl Storage {
                     "UPDATE users SET deactivated = 0 WHERE user_id = ?1",
                     [&user_id],
                 )?;
+                // As in Synapse, a reactivated user is no longer erased.
+                w.conn
+                    .execute("DELETE FROM erased_users WHERE user_id = ?1", [&user_id])?;
                 Ok(())
             },
             |caches, _| caches.forget_tokens(),
