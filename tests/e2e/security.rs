@@ -694,3 +694,185 @@ async fn a_long_poll_is_woken_only_by_what_concerns_its_user() {
         .iter()
         .any(|e| e["event_id"] == event.as_str()));
 }
+
+#[tokio::test]
+async fn presence_is_seen_only_by_those_who_share_a_room() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let mate = s.register("mate").await;
+    let stranger = s.register("stranger").await;
+    let path = format!("/presence/{}/status", enc(&alice.user_id));
+    let online = json!({ "presence": "online", "status_msg": "at the dentist" });
+    assert_eq!(s.put(&path, &alice.token, online).await.0, StatusCode::OK);
+    let room = s
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    assert_eq!(s.join(&mate, &room).await.0, StatusCode::OK);
+
+    assert_error(&s.get(&path, &stranger.token).await, 403, "M_FORBIDDEN");
+    let (status, seen) = s.get(&path, &mate.token).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(seen["status_msg"], "at the dentist");
+    assert_eq!(s.get(&path, &alice.token).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn power_levels_must_be_integers() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let room = s.create_room(&alice, json!({})).await;
+    let path = format!("/rooms/{}/state/m.room.power_levels", enc(&room));
+    let (_, mut levels) = s.get(&path, &alice.token).await;
+    levels["ban"] = json!("50");
+    let refused = s.put(&path, &alice.token, levels.clone()).await;
+    assert_eq!(
+        refused,
+        (
+            StatusCode::BAD_REQUEST,
+            json!({ "errcode": "M_BAD_JSON", "error": "\"ban\": \"50\" is not of type 'integer'" })
+        )
+    );
+    levels["ban"] = json!(50);
+    levels["users"][&alice.user_id] = json!(100.5);
+    assert_error(&s.put(&path, &alice.token, levels).await, 400, "M_BAD_JSON");
+    let body = json!({ "power_level_content_override": { "kick": [1] } });
+    assert_error(
+        &s.post("/createRoom", &alice.token, body).await,
+        400,
+        "M_BAD_JSON",
+    );
+}
+
+#[tokio::test]
+async fn profiles_account_data_and_filters_have_bounded_sizes() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let avatar = format!("/profile/{}/avatar_url", enc(&alice.user_id));
+    let huge = format!("mxc://test.local/{}", "a".repeat(200_000));
+    let refused = s
+        .put(&avatar, &alice.token, json!({ "avatar_url": huge }))
+        .await;
+    assert_eq!(
+        refused,
+        (
+            StatusCode::BAD_REQUEST,
+            json!({ "errcode": "M_BAD_JSON", "error": "Avatar URL is too long (max 1000)" })
+        )
+    );
+    // Alice still creates rooms: nothing oversized was stored.
+    s.create_room(&alice, json!({})).await;
+
+    let data = format!("/user/{}/account_data/org.example.big", enc(&alice.user_id));
+    let big = json!({ "blob": "x".repeat(100_000) });
+    assert_error(
+        &s.put(&data, &alice.token, big.clone()).await,
+        413,
+        "M_TOO_LARGE",
+    );
+    let filters = format!("/user/{}/filter", enc(&alice.user_id));
+    assert_error(
+        &s.post(&filters, &alice.token, big).await,
+        413,
+        "M_TOO_LARGE",
+    );
+    let filter = json!({ "room": { "timeline": { "limit": 10 } } });
+    let (_, first) = s.post(&filters, &alice.token, filter.clone()).await;
+    let (_, again) = s.post(&filters, &alice.token, filter).await;
+    assert_eq!(
+        first["filter_id"], again["filter_id"],
+        "the same filter is stored once"
+    );
+}
+
+#[tokio::test]
+async fn room_creation_presence_and_profile_changes_are_rate_limited() {
+    let s = TestServer::start_with(
+        "rc_room_creation: {per_second: 0.001, burst_count: 2}
+rc_presence:
+  per_user: {per_second: 0.001, burst_count: 1}
+rc_message: {per_second: 0.001, burst_count: 3}",
+    )
+    .await;
+    let alice = s.register("alice").await;
+    s.create_room(&alice, json!({})).await;
+    s.create_room(&alice, json!({})).await;
+    assert_error(
+        &s.post("/createRoom", &alice.token, json!({})).await,
+        429,
+        "M_LIMIT_EXCEEDED",
+    );
+
+    let presence = format!("/presence/{}/status", enc(&alice.user_id));
+    let away = json!({ "presence": "unavailable" });
+    assert_eq!(
+        s.put(&presence, &alice.token, away.clone()).await.0,
+        StatusCode::OK
+    );
+    assert_error(
+        &s.put(&presence, &alice.token, away).await,
+        429,
+        "M_LIMIT_EXCEEDED",
+    );
+    // A sync that would set presence is served all the same.
+    assert_eq!(
+        s.get("/sync?set_presence=online", &alice.token).await.0,
+        StatusCode::OK
+    );
+
+    // Each display name change rewrites alice's membership in both rooms:
+    // it costs one message.
+    let name = format!("/profile/{}/displayname", enc(&alice.user_id));
+    for i in 0..3 {
+        let (status, body) = s
+            .put(
+                &name,
+                &alice.token,
+                json!({ "displayname": format!("A{i}") }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let limited = s
+        .put(&name, &alice.token, json!({ "displayname": "A3" }))
+        .await;
+    assert_error(&limited, 429, "M_LIMIT_EXCEEDED");
+}
+
+#[tokio::test]
+async fn public_room_pages_do_not_wrap_around() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    for _ in 0..2 {
+        s.create_room(
+            &alice,
+            json!({ "preset": "public_chat", "visibility": "public" }),
+        )
+        .await;
+    }
+    let (status, page) = s.get("/publicRooms?since=p1", &alice.token).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["chunk"].as_array().unwrap().len(), 1);
+    assert_eq!(page.get("next_batch"), None, "{page}");
+    assert_eq!(page["prev_batch"], "p0");
+}
+
+#[tokio::test]
+async fn a_module_resource_on_a_homeserver_route_is_a_load_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = "modules:
+  - module: test.Hooked
+    config:
+      log: overlap
+      name: a
+      web: [['/_synapse/admin/v2/users/{user_id}', 'mine']]";
+    let yaml = merged(&test_config(dir.path(), ""), module);
+    let parsed = axon_server::config::HomeserverConfig::parse(&yaml).unwrap();
+    let error = axon_server::RunningServer::start(parsed.config)
+        .await
+        .err()
+        .expect("startup fails");
+    assert_eq!(
+        error.to_string(),
+        "1 error in the modules config:\n  - module `test.Hooked` at `modules[0]`: web resource path `/_synapse/admin/v2/users/{user_id}` overlaps a route of the homeserver; serve it under `/_synapse/client/<module>/…`"
+    );
+}

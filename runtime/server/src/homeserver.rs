@@ -151,7 +151,8 @@ impl RunningServer {
         let host: Arc<dyn axon::module::Host> = state.clone();
         modules.bind(Arc::downgrade(&host));
         modules.start().await.map_err(StartError::Modules)?;
-        let app = crate::api::router(state.clone(), modules.web.router());
+        let app = crate::api::router(state.clone(), &modules.web)
+            .map_err(|e| StartError::Modules(axon::module::LoadErrors(vec![e])))?;
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let mut addrs = Vec::new();
         let mut tasks = Vec::new();

@@ -12,6 +12,9 @@ use serde_json::{json, Value};
 const GENEROUS_LIMITS: &str = "
 rc_message: {per_second: 1000, burst_count: 1000}
 rc_registration: {per_second: 1000, burst_count: 1000}
+rc_room_creation: {per_second: 1000, burst_count: 1000}
+rc_presence:
+  per_user: {per_second: 1000, burst_count: 1000}
 rc_login:
   address: {per_second: 1000, burst_count: 1000}
   account: {per_second: 1000, burst_count: 1000}

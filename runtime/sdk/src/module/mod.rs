@@ -24,4 +24,4 @@ pub use loader::{
 pub use outbound::HttpClient;
 pub use schema::modules_schema;
 pub use tasks::Cache;
-pub use web::{IntoWebResource, WebResource};
+pub use web::{IntoWebResource, WebResource, WebResources};

@@ -43,6 +43,9 @@ pub struct WebResources {
     router: Router,
     /// `(path, module)` in registration order.
     paths: Vec<(String, Arc<ModuleRef>)>,
+    /// Each resource's own router, in the same order, to tell which one
+    /// overlaps a route of the homeserver.
+    each: Vec<Router>,
     pub(crate) warnings: Vec<String>,
 }
 
@@ -71,14 +74,18 @@ impl WebResources {
         // axum panics on a path it cannot route or a route that overlaps
         // another; turn that into a load error naming the module.
         let router = self.router.clone();
-        let merged = catch_unwind(AssertUnwindSafe(move || match resource {
-            WebResource::Method(method) => router.route(path, *method),
-            WebResource::Router(nested) => router.nest(path, nested),
+        let merged = catch_unwind(AssertUnwindSafe(move || {
+            let alone = match resource {
+                WebResource::Method(method) => Router::new().route(path, *method),
+                WebResource::Router(nested) => Router::new().nest(path, nested),
+            };
+            (router.merge(alone.clone()), alone)
         }));
         match merged {
-            Ok(router) => {
+            Ok((router, alone)) => {
                 self.router = router;
                 self.paths.push((path.to_string(), module.clone()));
+                self.each.push(alone);
                 Ok(())
             }
             Err(_) => Err(format!("web resource path `{path}` cannot be routed (invalid, or overlapping another module's resource)")),
@@ -93,5 +100,32 @@ impl WebResources {
     /// One router serving every resource.
     pub fn router(&self) -> Router {
         self.router.clone()
+    }
+
+    /// The homeserver's own routes with every resource added, or the load
+    /// error of the module whose resource overlaps one of them (axum
+    /// panics on overlapping routes; the server must not).
+    pub fn merge_into(&self, core: Router) -> Result<Router, crate::module::LoadError> {
+        let all = self.router.clone();
+        let base = core.clone();
+        if let Ok(router) = catch_unwind(AssertUnwindSafe(move || base.merge(all))) {
+            return Ok(router);
+        }
+        let mut router = core;
+        for ((path, module), alone) in self.paths.iter().zip(&self.each) {
+            let (base, alone) = (router.clone(), alone.clone());
+            match catch_unwind(AssertUnwindSafe(move || base.merge(alone))) {
+                Ok(merged) => router = merged,
+                Err(_) => {
+                    return Err(crate::module::LoadError::new(
+                        Some(module.index),
+                        Some(&module.path),
+                        format!("modules[{}]", module.index),
+                        format!("web resource path `{path}` overlaps a route of the homeserver; serve it under `/_synapse/client/<module>/…`"),
+                    ))
+                }
+            }
+        }
+        Ok(router)
     }
 }

@@ -224,8 +224,10 @@ async fn public_rooms(
     let limit = limit.unwrap_or(usize::MAX).max(1);
     let page: Vec<Value> = chunk.into_iter().skip(start).take(limit).collect();
     let mut response = json!({ "chunk": page, "total_room_count_estimate": total });
-    if start + limit < total {
-        response["next_batch"] = json!(format!("p{}", start + limit));
+    // Without a limit, `start + limit` would wrap around to before `start`.
+    let end = start.saturating_add(limit);
+    if end < total {
+        response["next_batch"] = json!(format!("p{end}"));
     }
     if start > 0 {
         response["prev_batch"] = json!(format!("p{}", start.saturating_sub(limit)));

@@ -57,7 +57,10 @@ fn client_api() -> Router<Arc<Homeserver>> {
 
 /// The whole HTTP surface: Matrix APIs, the modules' web resources, and
 /// Matrix errors for unknown paths and methods.
-pub fn router(state: Arc<Homeserver>, module_resources: Router) -> Router {
+pub fn router(
+    state: Arc<Homeserver>,
+    module_resources: &axon::module::WebResources,
+) -> Result<Router, axon::module::LoadError> {
     let client = client_api();
     let matrix = Router::new()
         .route("/_matrix/client/versions", get(versions))
@@ -70,10 +73,10 @@ pub fn router(state: Arc<Homeserver>, module_resources: Router) -> Router {
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());
-    matrix
-        .merge(module_resources)
+    Ok(module_resources
+        .merge_into(matrix)?
         .layer(axum::middleware::from_fn_with_state(state, measure))
-        .layer(axum::middleware::from_fn(cors))
+        .layer(axum::middleware::from_fn(cors)))
 }
 
 /// What one listener serves: the client API (with the metrics resource if

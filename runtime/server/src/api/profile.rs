@@ -186,25 +186,27 @@ async fn put_presence(
 
 async fn get_presence(
     State(hs): State<Arc<Homeserver>>,
-    _auth: Auth,
+    Auth(requester): Auth,
     ApiPath(user): ApiPath<String>,
 ) -> ApiResult {
     let row = profile_of(&hs, &user).await?;
     let now = axon::time::now_ms();
-    Ok(Json(match hs.storage.get_presence(&row.user_id).await? {
-        Some(p) => {
-            let mut body = json!({
-                "presence": p.presence,
-                "last_active_ago": (now - p.last_active_ts).max(0),
-                "currently_active": p.presence == "online",
-            });
-            if let Some(msg) = p.status_msg {
-                body["status_msg"] = json!(msg);
+    Ok(Json(
+        match hs.presence_of(&requester.user_id, &row.user_id).await? {
+            Some(p) => {
+                let mut body = json!({
+                    "presence": p.presence,
+                    "last_active_ago": (now - p.last_active_ts).max(0),
+                    "currently_active": p.presence == "online",
+                });
+                if let Some(msg) = p.status_msg {
+                    body["status_msg"] = json!(msg);
+                }
+                body
             }
-            body
-        }
-        None => json!({ "presence": "offline" }),
-    }))
+            None => json!({ "presence": "offline" }),
+        },
+    ))
 }
 
 async fn put_account_data(
@@ -300,7 +302,7 @@ async fn put_filter(
             "Can only create filters for your own user",
         ));
     }
-    let id = hs.storage.put_filter(&requester.user_id, filter).await?;
+    let id = hs.put_filter(&requester.user_id, filter).await?;
     Ok(Json(json!({ "filter_id": id.to_string() })))
 }
 

@@ -44,6 +44,12 @@ pub struct HomeserverConfig {
     /// Uploads per user (Synapse's `rc_media_create`).
     #[serde(default = "RateLimit::media_create")]
     pub rc_media_create: RateLimit,
+    /// Rooms a user may create (Synapse's `rc_room_creation`).
+    #[serde(default = "RateLimit::room_creation")]
+    pub rc_room_creation: RateLimit,
+    /// Presence changes a user may make (Synapse's `rc_presence`).
+    #[serde(default)]
+    pub rc_presence: PresenceRateLimits,
     #[serde(default)]
     pub rc_login: LoginRateLimits,
     #[serde(default)]
@@ -291,6 +297,30 @@ impl RateLimit {
     }
     fn media_create() -> Self {
         Self::new(10.0, 50.0)
+    }
+    fn room_creation() -> Self {
+        Self::new(0.016, 10.0)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceRateLimits {
+    #[serde(default = "PresenceRateLimits::default_per_user")]
+    pub per_user: RateLimit,
+}
+
+impl PresenceRateLimits {
+    fn default_per_user() -> RateLimit {
+        RateLimit::new(0.1, 1.0)
+    }
+}
+
+impl Default for PresenceRateLimits {
+    fn default() -> Self {
+        PresenceRateLimits {
+            per_user: Self::default_per_user(),
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use super::build::EventDraft;
 use crate::storage::RoomSnapshot;
 use axon::Membership;
 use axon::{ErrCode, ModuleError};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// A room's `m.room.power_levels`, with the spec's defaults.
@@ -285,6 +285,60 @@ fn check_membership(
             format!("unknown membership `{other}`"),
         )),
     }
+}
+
+/// Room versions 10 and later take power levels as integers only (no
+/// `"50"`), in canonical JSON's range, and `users` keyed by user IDs; the
+/// error names the field as Synapse's does.
+pub(crate) fn validate_power_levels(content: &Map<String, Value>) -> Result<(), ModuleError> {
+    const MAX: i64 = (1 << 53) - 1;
+    let bad = |field: &str, value: &Value| {
+        ModuleError::new(
+            400,
+            ErrCode::BadJson,
+            format!("\"{field}\": {value} is not of type 'integer'"),
+        )
+    };
+    let integer = |field: &str, value: &Value| match value.as_i64() {
+        Some(n) if (-MAX..=MAX).contains(&n) => Ok(()),
+        _ => Err(bad(field, value)),
+    };
+    for field in [
+        "users_default",
+        "events_default",
+        "state_default",
+        "ban",
+        "redact",
+        "kick",
+        "invite",
+    ] {
+        if let Some(value) = content.get(field) {
+            integer(field, value)?;
+        }
+    }
+    for field in ["events", "notifications", "users"] {
+        let Some(value) = content.get(field) else {
+            continue;
+        };
+        let Some(map) = value.as_object() else {
+            return Err(ModuleError::new(
+                400,
+                ErrCode::BadJson,
+                format!("\"{field}\": {value} is not of type 'object'"),
+            ));
+        };
+        for (key, value) in map {
+            if field == "users" && ruma::UserId::parse(key.as_str()).is_err() {
+                return Err(ModuleError::new(
+                    400,
+                    ErrCode::BadJson,
+                    format!("\"users\": {key:?} is not a valid user ID"),
+                ));
+            }
+            integer(key, value)?;
+        }
+    }
+    Ok(())
 }
 
 /// A power levels change may not grant or take away more than the sender has.

@@ -61,6 +61,10 @@ pub fn build_event(
     draft: &EventDraft,
     now: i64,
 ) -> Result<BuiltEvent, ModuleError> {
+    // Format rules hold for every event, those a new room starts with too.
+    if draft.event_type == "m.room.power_levels" {
+        super::auth::validate_power_levels(&draft.content)?;
+    }
     let auth_events = auth_event_ids(snapshot, draft);
     let depth = snapshot.max_depth + 1;
     let mut pdu = Map::new();

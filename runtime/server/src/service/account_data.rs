@@ -6,6 +6,10 @@ use axon::callbacks::JsonObject;
 use axon::ErrCode;
 use ruma::{RoomId, UserId};
 
+/// Bytes of one account data item, as JSON: each is sent in full in every
+/// initial `/sync` (Synapse has no limit but its request size).
+pub const MAX_ACCOUNT_DATA_SIZE: usize = 64 * 1024;
+
 impl Homeserver {
     /// `PUT /user/{user}/[rooms/{room}/]account_data/{type}`, and a module's
     /// `put_global_account_data`: stored, delivered by `/sync`, and
@@ -30,6 +34,14 @@ impl Homeserver {
                 format!("Cannot set {data_type} through this API."),
             ));
         }
+        let size = serde_json::to_string(&content).map_or(0, |text| text.len());
+        if size > MAX_ACCOUNT_DATA_SIZE {
+            return Err(MatrixError::new(
+                413,
+                ErrCode::TooLarge,
+                format!("Account data is too large (max {MAX_ACCOUNT_DATA_SIZE} bytes)"),
+            ));
+        }
         if actor.via != Via::Client && self.storage.get_user(user).await?.is_none() {
             return Err(MatrixError::new(
                 404,
@@ -50,5 +62,23 @@ impl Homeserver {
             .on_account_data_updated(user, room, data_type, &content)
             .await;
         Ok(())
+    }
+
+    /// `POST /user/{user}/filter`: stores a filter (the same filter twice
+    /// gets the same ID, as in Synapse) within `MAX_ACCOUNT_DATA_SIZE`.
+    pub async fn put_filter(
+        &self,
+        user: &UserId,
+        filter: serde_json::Value,
+    ) -> Result<i64, MatrixError> {
+        let size = serde_json::to_string(&filter).map_or(0, |text| text.len());
+        if size > MAX_ACCOUNT_DATA_SIZE {
+            return Err(MatrixError::new(
+                413,
+                ErrCode::TooLarge,
+                format!("Filter is too large (max {MAX_ACCOUNT_DATA_SIZE} bytes)"),
+            ));
+        }
+        Ok(self.storage.put_filter(user, filter).await?)
     }
 }

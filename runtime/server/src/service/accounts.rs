@@ -481,6 +481,9 @@ impl Homeserver {
         if let Some(name) = &change.displayname {
             super::profile::check_displayname(name)?;
         }
+        if let Some(url) = &change.avatar_url {
+            super::profile::check_avatar_url(url)?;
+        }
         let existing = self.storage.get_user(user).await?;
         let Some(existing) = existing else {
             let localpart = user.localpart();

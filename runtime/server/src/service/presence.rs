@@ -9,9 +9,15 @@ use axon::ErrCode;
 use ruma::{OwnedUserId, UserId};
 use std::collections::BTreeSet;
 
+/// Bytes of a presence status message (Synapse has no limit; a status
+/// travels to every room-mate's sync).
+const MAX_STATUS_MSG_LEN: usize = 4096;
+
 impl Homeserver {
-    /// `PUT /presence/{user}/status`, and a `/sync` that says the user is
-    /// there (written only when it changes).
+    /// `PUT /presence/{user}/status` (with a status message, `Some`), and a
+    /// `/sync` that says the user is there (`None`; written only when it
+    /// changes). Changes are rate-limited per user (`rc_presence.per_user`):
+    /// a `PUT` over the limit gets 429, a sync's change is skipped.
     pub async fn set_presence(
         &self,
         user: &UserId,
@@ -25,7 +31,17 @@ impl Homeserver {
                 format!("Invalid presence state `{presence}`"),
             ));
         }
+        if let Some(Some(msg)) = &status_msg {
+            if msg.len() > MAX_STATUS_MSG_LEN {
+                return Err(MatrixError::new(
+                    400,
+                    ErrCode::TooLarge,
+                    format!("Status message is too long (max {MAX_STATUS_MSG_LEN})"),
+                ));
+            }
+        }
         let current = self.storage.get_presence(user).await?;
+        let from_sync = status_msg.is_none();
         let status_msg = match status_msg {
             Some(msg) => msg,
             None => {
@@ -35,10 +51,43 @@ impl Homeserver {
                 current.and_then(|p| p.status_msg)
             }
         };
+        let limit = self.config.rc_presence.per_user;
+        if let Err(limited) = self.ratelimit_user("rc_presence", user, limit).await {
+            return if from_sync { Ok(()) } else { Err(limited) };
+        }
         self.storage
             .set_presence(user, presence, status_msg, axon::time::now_ms())
             .await?;
         Ok(())
+    }
+
+    /// `GET /presence/{user}/status`: a user's presence, for `observer` if
+    /// they may see it — themselves, someone sharing a room with them, or
+    /// whoever a presence router's `get_interested_users` names (Synapse's
+    /// `is_visible`); 403 otherwise.
+    pub async fn presence_of(
+        &self,
+        observer: &UserId,
+        observed: &UserId,
+    ) -> Result<Option<PresenceRow>, MatrixError> {
+        let mut visible = observer == observed;
+        let router = &self.callbacks.presence_router;
+        if !visible && !router.get_interested_users.is_empty() {
+            visible = match router.get_interested_users(observer).await {
+                InterestedUsers::All => true,
+                InterestedUsers::Users(users) => users.iter().any(|u| u == observed),
+            };
+        }
+        if !visible {
+            let sharing = self.storage.users_sharing_rooms(observer).await?;
+            visible = sharing.iter().any(|u| u == observed);
+        }
+        if !visible {
+            return Err(MatrixError::forbidden(
+                "You are not allowed to see their presence.",
+            ));
+        }
+        Ok(self.storage.get_presence(observed).await?)
     }
 
     /// Whether a presence router module may route anyone's presence to

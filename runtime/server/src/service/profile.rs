@@ -34,6 +34,18 @@ pub(crate) fn check_displayname(name: &str) -> Result<(), MatrixError> {
     Ok(())
 }
 
+/// Synapse's `MAX_AVATAR_URL_LEN`: the URL is copied into every membership.
+pub(crate) fn check_avatar_url(url: &str) -> Result<(), MatrixError> {
+    if url.len() > 1000 {
+        return Err(MatrixError::new(
+            400,
+            ErrCode::BadJson,
+            "Avatar URL is too long (max 1000)",
+        ));
+    }
+    Ok(())
+}
+
 impl Homeserver {
     /// Changes a user's display name and/or avatar, whoever asks: a client
     /// for itself, an admin or a module for anyone (`by_admin` to modules).
@@ -57,6 +69,15 @@ impl Homeserver {
         }
         if let Some(Some(name)) = &change.displayname {
             check_displayname(name)?;
+        }
+        if let Some(Some(url)) = &change.avatar_url {
+            check_avatar_url(url)?;
+        }
+        // A change rewrites the user's membership in every room: one
+        // message's worth of the rate limit, as in Synapse.
+        if actor.is_ratelimited() {
+            self.ratelimit_user("rc_message", user, self.config.rc_message)
+                .await?;
         }
         if let Some(name) = change.displayname {
             self.storage.set_displayname(user, name).await?;

@@ -79,6 +79,10 @@ impl Homeserver {
         mut body: JsonObject,
     ) -> Result<(OwnedRoomId, Option<OwnedRoomAliasId>), MatrixError> {
         let user = actor.user_id.clone();
+        if actor.is_ratelimited() {
+            self.ratelimit_user("rc_room_creation", &user, self.config.rc_room_creation)
+                .await?;
+        }
         let rules = &self.callbacks.third_party_rules;
         if !rules.on_create_room.is_empty() {
             let requester = axon::callbacks::Requester {

@@ -380,6 +380,17 @@ impl Storage {
         let user_id = user_id.to_string();
         let filter = serde_json::to_string(&filter)?;
         self.write(move |w| {
+            let existing: Option<i64> = w
+                .conn
+                .query_row(
+                    "SELECT filter_id FROM filters WHERE user_id = ?1 AND filter = ?2",
+                    params![user_id, filter],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(id) = existing {
+                return Ok(id);
+            }
             let id: i64 = w.conn.query_row(
                 "SELECT COALESCE(MAX(filter_id), -1) + 1 FROM filters WHERE user_id = ?1",
                 [&user_id],
