@@ -22,6 +22,7 @@ mod callbacks_spam;
 mod cli;
 mod config_schema;
 mod directory_profile_media;
+mod fuzz;
 mod linked_modules;
 mod matrix_sdk_client;
 mod metrics;
