@@ -876,3 +876,108 @@ async fn a_module_resource_on_a_homeserver_route_is_a_load_error() {
         "1 error in the modules config:\n  - module `test.Hooked` at `modules[0]`: web resource path `/_synapse/admin/v2/users/{user_id}` overlaps a route of the homeserver; serve it under `/_synapse/client/<module>/…`"
     );
 }
+
+#[tokio::test]
+async fn thirty_two_concurrent_senders_lose_and_duplicate_nothing() {
+    const SENDERS: usize = 32;
+    const EACH: usize = 8;
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let room = s
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    let mut senders = Vec::new();
+    for i in 0..SENDERS {
+        let user = s.register(&format!("sender{i}")).await;
+        assert_eq!(s.join(&user, &room).await.0, StatusCode::OK);
+        senders.push(user);
+    }
+    let (_, first) = s.get("/sync", &alice.token).await;
+    let since = first["next_batch"].as_str().unwrap().to_string();
+
+    // Each sender sends its messages one after another, every one twice at
+    // once with the same transaction ID, as a client retrying a timeout.
+    let sends = senders.iter().enumerate().map(|(i, user)| {
+        let (http, base, room, token) = (
+            s.http.clone(),
+            s.base.clone(),
+            room.clone(),
+            user.token.clone(),
+        );
+        async move {
+            let put = |path: String, body: Value| {
+                let request = http
+                    .put(format!("{base}/_matrix/client/v3{path}"))
+                    .bearer_auth(&token)
+                    .json(&body);
+                async move {
+                    let response = request.send().await.unwrap();
+                    (response.status(), response.json::<Value>().await.unwrap())
+                }
+            };
+            let mut ids = Vec::new();
+            for n in 0..EACH {
+                let path = format!("/rooms/{}/send/m.room.message/t{n}", enc(&room));
+                let body = json!({ "msgtype": "m.text", "body": format!("{i}/{n}") });
+                let (a, b) = tokio::join!(put(path.clone(), body.clone()), put(path, body));
+                assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK), "{a:?} {b:?}");
+                assert_eq!(
+                    a.1["event_id"], b.1["event_id"],
+                    "a retry is the same event"
+                );
+                ids.push(a.1["event_id"].as_str().unwrap().to_string());
+            }
+            ids
+        }
+    });
+    let acknowledged: Vec<String> = futures_join_all(sends)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(acknowledged.len(), SENDERS * EACH);
+
+    let path = format!(
+        "/rooms/{}/messages?dir=f&limit=1000&from={since}",
+        enc(&room)
+    );
+    let (_, page) = s.get(&path, &alice.token).await;
+    let stored: Vec<&str> = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    let mut unique = stored.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        stored.len(),
+        SENDERS * EACH,
+        "one stored event per acknowledged send"
+    );
+    assert_eq!(unique.len(), stored.len(), "no event stored twice");
+    let mut expected: Vec<&str> = acknowledged.iter().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(unique, expected, "every acknowledged event is stored");
+    // And the long-poller gets each of them once.
+    let (_, sync) = s
+        .get(
+            &format!(
+                "/sync?since={since}&filter={}",
+                enc(r#"{"room":{"timeline":{"limit":1000}}}"#)
+            ),
+            &alice.token,
+        )
+        .await;
+    let timeline = &sync["rooms"]["join"][&room]["timeline"];
+    assert_eq!(timeline["limited"], false);
+    let synced = timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .count();
+    assert_eq!(synced, SENDERS * EACH);
+}
