@@ -162,7 +162,11 @@ async fn compute(
                 } else {
                     Vec::new()
                 };
-                let joined = hs.storage.joined_members(&m.room_id).await?.len();
+                let joined = hs
+                    .storage
+                    .room_snapshot(&m.room_id)
+                    .await?
+                    .map_or(0, |room| room.joined);
                 join.insert(
                     m.room_id.to_string(),
                     json!({

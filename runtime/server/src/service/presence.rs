@@ -106,6 +106,12 @@ impl Homeserver {
         after: i64,
         upto: i64,
     ) -> Result<Vec<PresenceRow>, MatrixError> {
+        // Most syncs follow no presence change: then the user's room-mates
+        // (as many as the members of their rooms) are never looked up.
+        let changed = self.storage.presence_changed_since(after, upto).await?;
+        if changed.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut users: BTreeSet<OwnedUserId> = self
             .storage
             .users_sharing_rooms(user)
@@ -120,15 +126,16 @@ impl Homeserver {
                 InterestedUsers::Users(extra) => users.extend(extra),
             }
         }
-        let mut rows = if everyone {
-            self.storage.presence_changed_since(after, upto).await?
+        let mut rows: Vec<PresenceRow> = if everyone {
+            changed.clone()
         } else {
-            self.storage
-                .presence_since(users.iter().cloned().collect(), after, upto)
-                .await?
+            changed
+                .iter()
+                .filter(|p| users.contains(&p.user_id))
+                .cloned()
+                .collect()
         };
         if !everyone && !router.get_users_for_states.is_empty() {
-            let changed = self.storage.presence_changed_since(after, upto).await?;
             let states: Vec<PresenceState> = changed
                 .iter()
                 .filter(|p| !users.contains(&p.user_id))

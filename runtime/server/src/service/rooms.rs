@@ -312,6 +312,7 @@ impl Homeserver {
             state: Default::default(),
             extremities: Vec::new(),
             max_depth: 0,
+            joined: 0,
         };
         let mut snapshot = empty.clone();
         let state_event = |event_type: &str, state_key: &str, content: Value| EventDraft {

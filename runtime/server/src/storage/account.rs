@@ -173,32 +173,6 @@ impl Storage {
         .await
     }
 
-    /// Presence of these users changed after `since`, up to `upto`.
-    pub async fn presence_since(
-        &self,
-        users: Vec<OwnedUserId>,
-        since: i64,
-        upto: i64,
-    ) -> StorageResult<Vec<PresenceRow>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT user_id, presence, status_msg, last_active_ts, stream_ordering FROM presence
-                 WHERE user_id = ?1 AND stream_ordering > ?2 AND stream_ordering <= ?3",
-            )?;
-            let mut out = Vec::new();
-            for user in users {
-                if let Some(row) = stmt
-                    .query_row(params![user.as_str(), since, upto], presence_from_row)
-                    .optional()?
-                {
-                    out.push(row);
-                }
-            }
-            Ok(out)
-        })
-        .await
-    }
-
     /// Every user's presence changed after `since`, up to `upto`.
     pub async fn presence_changed_since(
         &self,

@@ -100,6 +100,20 @@ pub struct RoomSnapshot {
     /// The room's latest events, which the next event follows.
     pub extremities: Vec<OwnedEventId>,
     pub max_depth: i64,
+    /// How many of `state`'s members are joined, kept as events apply so
+    /// that no sync counts the members of a big room.
+    pub joined: usize,
+}
+
+fn is_join(entry: &StateEntry) -> bool {
+    entry.content.get("membership").and_then(|m| m.as_str()) == Some("join")
+}
+
+fn count_joined(state: &BTreeMap<(String, String), StateEntry>) -> usize {
+    state
+        .iter()
+        .filter(|((t, _), entry)| t == "m.room.member" && is_join(entry))
+        .count()
 }
 
 /// What storing an event changes in a room's snapshot, content parsed once.
@@ -157,15 +171,24 @@ impl RoomSnapshot {
         }
         self.max_depth = self.max_depth.max(event.depth);
         if let Some(state_key) = &event.state_key {
-            self.state.insert(
-                (event.event_type.clone(), state_key.clone()),
-                StateEntry {
-                    event_id: event.event_id.clone(),
-                    sender: event.sender.clone(),
-                    origin_server_ts: event.origin_server_ts,
-                    content: event.content.clone(),
-                },
-            );
+            let entry = StateEntry {
+                event_id: event.event_id.clone(),
+                sender: event.sender.clone(),
+                origin_server_ts: event.origin_server_ts,
+                content: event.content.clone(),
+            };
+            let joins = event.event_type == "m.room.member" && is_join(&entry);
+            let replaced = self
+                .state
+                .insert((event.event_type.clone(), state_key.clone()), entry);
+            if event.event_type == "m.room.member" {
+                let joined = replaced.as_ref().is_some_and(is_join);
+                match (joined, joins) {
+                    (false, true) => self.joined += 1,
+                    (true, false) => self.joined = self.joined.saturating_sub(1),
+                    _ => {}
+                }
+            }
         }
     }
 }
@@ -677,6 +700,7 @@ fn auth_state(c: &Connection, event: &NewEvent) -> StorageResult<RoomSnapshot> {
         room_id: event.room_id.clone(),
         room_version,
         is_public: false,
+        joined: count_joined(&state),
         state,
         extremities: Vec::new(),
         max_depth: 0,
@@ -739,6 +763,7 @@ fn room_snapshot(c: &Connection, room_id: &str) -> StorageResult<Option<RoomSnap
             .map_err(|e| StorageError::Closed(format!("room ID {room_id}: {e}")))?,
         room_version,
         is_public,
+        joined: count_joined(&state),
         state,
         extremities: extremities.into_iter().map(|(e, _)| e).collect(),
         max_depth,

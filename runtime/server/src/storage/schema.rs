@@ -155,6 +155,8 @@ CREATE TABLE erased_users (
 );
 "#,
     ),
+    // Each sync asks which presence changed since its token.
+    M::up("CREATE INDEX presence_by_position ON presence (stream_ordering);"),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {
