@@ -6,7 +6,7 @@ use super::rooms::parse_token;
 use super::{ApiResult, MatrixError};
 use crate::homeserver::Homeserver;
 use crate::service::Requester;
-use crate::storage::{MembershipRow, StoredEvent, WakeKey};
+use crate::storage::{StoredEvent, WakeKey};
 use axon::Membership;
 use axum::extract::State;
 use axum::routing::get;
@@ -121,24 +121,23 @@ async fn compute(
     let mut join = Map::new();
     let mut invite = Map::new();
     let mut leave = Map::new();
-    let account_data = hs.storage.account_data_since(user, after, upto).await?;
-    let memberships: Vec<MembershipRow> = hs.storage.memberships(user).await?;
-    for m in &memberships {
-        if m.stream > upto {
-            continue;
-        }
-        let new_here = since.is_none() || m.stream > after;
+    let rows = hs
+        .storage
+        .sync_rows(user, since, upto, full_state, limit)
+        .await?;
+    let account_data = rows.account_data;
+    let mut joined_rooms = Vec::new();
+    for room in rows.rooms {
+        let m = &room.membership;
+        let current = Some((m.membership, m.stream));
         match m.membership {
             Membership::Join => {
-                let fresh = new_here || full_state;
-                let from = if fresh { 0 } else { after };
-                let (timeline, limited) = hs
-                    .storage
-                    .room_events_since(&m.room_id, from, upto, limit)
-                    .await?;
-                let current = Some((m.membership, m.stream));
+                joined_rooms.push(m.room_id.clone());
+                let fresh = since.is_none() || m.stream > after || full_state;
+                let limited = room.limited;
+                let unfiltered_first = room.timeline.first().map(|e| e.stream);
                 let timeline = hs
-                    .visible_events_given(user, &m.room_id, current, timeline)
+                    .visible_events_given(user, &m.room_id, current, room.timeline)
                     .await?;
                 let room_account_data: Vec<Value> = account_data
                     .iter()
@@ -149,19 +148,15 @@ async fn compute(
                     continue;
                 }
                 let first = timeline.first().map(|e| e.stream).unwrap_or(upto + 1);
-                let state_events: Vec<StoredEvent> = if fresh {
-                    hs.storage.state_at(&m.room_id, first - 1).await?
-                } else if limited {
-                    // State that changed in the gap the timeline skipped.
-                    hs.storage
-                        .state_at(&m.room_id, first - 1)
-                        .await?
-                        .into_iter()
-                        .filter(|e| e.stream > after)
-                        .collect()
-                } else {
-                    Vec::new()
-                };
+                let mut state_events = room.state;
+                if (fresh || limited) && unfiltered_first != Some(first) {
+                    // Events the user may not see were left out of the
+                    // timeline: the state is the one before what they see.
+                    state_events = hs.storage.state_at(&m.room_id, first - 1).await?;
+                    if !fresh {
+                        state_events.retain(|e| e.stream > after);
+                    }
+                }
                 let joined = hs
                     .storage
                     .room_snapshot(&m.room_id)
@@ -184,9 +179,9 @@ async fn compute(
                 );
                 changed = true;
             }
-            Membership::Invite if new_here => {
-                let current = hs.storage.current_state(&m.room_id).await?;
-                let shown: Vec<StoredEvent> = current
+            Membership::Invite => {
+                let shown: Vec<StoredEvent> = room
+                    .state
                     .into_iter()
                     .filter(|e| {
                         matches!(
@@ -208,14 +203,9 @@ async fn compute(
                 );
                 changed = true;
             }
-            Membership::Leave | Membership::Ban if since.is_some() && new_here => {
-                let (timeline, limited) = hs
-                    .storage
-                    .room_events_since(&m.room_id, after, m.stream, limit)
-                    .await?;
-                let current = Some((m.membership, m.stream));
+            Membership::Leave | Membership::Ban => {
                 let timeline = hs
-                    .visible_events_given(user, &m.room_id, current, timeline)
+                    .visible_events_given(user, &m.room_id, current, room.timeline)
                     .await?;
                 let first = timeline.first().map(|e| e.stream).unwrap_or(m.stream);
                 leave.insert(
@@ -223,7 +213,7 @@ async fn compute(
                     json!({
                         "timeline": {
                             "events": hs.serve_events(&timeline, requester, false).await?,
-                            "limited": limited,
+                            "limited": room.limited,
                             "prev_batch": format!("s{}", first - 1),
                         },
                         "state": { "events": [] },
@@ -241,7 +231,7 @@ async fn compute(
         .map(|a| json!({ "type": a.data_type, "content": a.content }))
         .collect();
     changed |= !global.is_empty();
-    let presence = presence_events(hs, user, after, upto).await?;
+    let presence = presence_events(hs, user, rows.presence_changed).await?;
     changed |= !presence.is_empty();
     let response = json!({
         "next_batch": format!("s{upto}"),
@@ -252,11 +242,7 @@ async fn compute(
         "device_lists": { "changed": [], "left": [] },
         "device_one_time_keys_count": {},
     });
-    let mut keys: Vec<WakeKey> = memberships
-        .iter()
-        .filter(|m| m.membership == Membership::Join)
-        .map(|m| WakeKey::Room(m.room_id.clone()))
-        .collect();
+    let mut keys: Vec<WakeKey> = joined_rooms.into_iter().map(WakeKey::Room).collect();
     keys.push(WakeKey::User(user.clone()));
     if hs.presence_is_routed() {
         keys.push(WakeKey::AnyPresence);
@@ -268,12 +254,11 @@ async fn compute(
 async fn presence_events(
     hs: &Homeserver,
     user: &ruma::UserId,
-    after: i64,
-    upto: i64,
+    changed: Vec<crate::storage::PresenceRow>,
 ) -> Result<Vec<Value>, MatrixError> {
     let now = axon::time::now_ms();
     Ok(hs
-        .presence_for(user, after, upto)
+        .presence_for(user, changed)
         .await?
         .into_iter()
         .map(|p| {

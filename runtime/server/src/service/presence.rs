@@ -97,18 +97,16 @@ impl Homeserver {
         !router.get_interested_users.is_empty() || !router.get_users_for_states.is_empty()
     }
 
-    /// The presence changes after `after` (up to `upto`) that `user`
+    /// Of the presence changes a sync covers (`changed`), those `user`
     /// receives: their room-mates', whoever `get_interested_users` adds (all
     /// users for `All`), and what `get_users_for_states` routes to them.
     pub async fn presence_for(
         &self,
         user: &UserId,
-        after: i64,
-        upto: i64,
+        changed: Vec<PresenceRow>,
     ) -> Result<Vec<PresenceRow>, MatrixError> {
         // Most syncs follow no presence change: then the user's room-mates
         // (as many as the members of their rooms) are never looked up.
-        let changed = self.storage.presence_changed_since(after, upto).await?;
         if changed.is_empty() {
             return Ok(Vec::new());
         }

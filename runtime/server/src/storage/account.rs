@@ -103,26 +103,8 @@ impl Storage {
         upto: i64,
     ) -> StorageResult<Vec<AccountDataRow>> {
         let user_id = user_id.to_string();
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT room_id, type, content, stream_ordering FROM account_data
-                 WHERE user_id = ?1 AND stream_ordering > ?2 AND stream_ordering <= ?3 ORDER BY stream_ordering",
-            )?;
-            let mut rows = stmt.query(params![user_id, since, upto])?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next()? {
-                let content: String = r.get(2)?;
-                let room: String = r.get(0)?;
-                out.push(AccountDataRow {
-                    room_id: if room.is_empty() { None } else { Some(id(r, 0)?) },
-                    data_type: r.get(1)?,
-                    content: serde_json::from_str(&content)?,
-                    stream: r.get(3)?,
-                });
-            }
-            Ok(out)
-        })
-        .await
+        self.read(move |c| account_data_since(c, &user_id, since, upto))
+            .await
     }
 
     pub async fn set_presence(
@@ -179,17 +161,8 @@ impl Storage {
         since: i64,
         upto: i64,
     ) -> StorageResult<Vec<PresenceRow>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT user_id, presence, status_msg, last_active_ts, stream_ordering FROM presence
-                 WHERE stream_ordering > ?1 AND stream_ordering <= ?2",
-            )?;
-            let rows = stmt
-                .query_map(params![since, upto], presence_from_row)?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .await
+        self.read(move |c| presence_changed_since(c, since, upto))
+            .await
     }
 
     /// `Conflict` if the alias exists.
@@ -407,4 +380,44 @@ fn presence_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PresenceRow> {
         last_active_ts: r.get(3)?,
         stream: r.get(4)?,
     })
+}
+
+pub(super) fn account_data_since(
+    c: &rusqlite::Connection,
+    user_id: &str,
+    since: i64,
+    upto: i64,
+) -> StorageResult<Vec<AccountDataRow>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT room_id, type, content, stream_ordering FROM account_data
+         WHERE user_id = ?1 AND stream_ordering > ?2 AND stream_ordering <= ?3 ORDER BY stream_ordering",
+    )?;
+    let mut rows = stmt.query(params![user_id, since, upto])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let content: String = r.get(2)?;
+        let room: String = r.get(0)?;
+        out.push(AccountDataRow {
+            room_id: if room.is_empty() { None } else { Some(id(r, 0)?) },
+            data_type: r.get(1)?,
+            content: serde_json::from_str(&content)?,
+            stream: r.get(3)?,
+        });
+    }
+    Ok(out)
+}
+
+pub(super) fn presence_changed_since(
+    c: &rusqlite::Connection,
+    since: i64,
+    upto: i64,
+) -> StorageResult<Vec<PresenceRow>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT user_id, presence, status_msg, last_active_ts, stream_ordering FROM presence
+         WHERE stream_ordering > ?1 AND stream_ordering <= ?2",
+    )?;
+    let rows = stmt
+        .query_map(params![since, upto], presence_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }

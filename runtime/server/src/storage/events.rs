@@ -20,6 +20,27 @@ pub struct RoomHistory {
     pub visibilities: Vec<(i64, String)>,
 }
 
+/// What a `/sync` reads (`Storage::sync_rows`).
+#[derive(Debug, Default)]
+pub struct SyncRows {
+    pub account_data: Vec<super::AccountDataRow>,
+    pub presence_changed: Vec<super::PresenceRow>,
+    pub rooms: Vec<SyncRoom>,
+}
+
+/// One room of a `/sync`: the user's membership, the timeline (at most
+/// `limit` latest, `limited` if more were skipped) and the state the
+/// section needs: before the timeline for a joined room (all of it when
+/// fresh, what changed in the gap when limited), the current state for an
+/// invite, none for a leave.
+#[derive(Debug)]
+pub struct SyncRoom {
+    pub membership: MembershipRow,
+    pub timeline: Vec<StoredEvent>,
+    pub limited: bool,
+    pub state: Vec<StoredEvent>,
+}
+
 /// An event as stored.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
@@ -375,15 +396,7 @@ impl Storage {
     /// The current state events of a room.
     pub async fn current_state(&self, room_id: &RoomId) -> StorageResult<Vec<StoredEvent>> {
         let room_id = room_id.to_string();
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM current_state s JOIN events e ON e.event_id = s.event_id
-                 WHERE s.room_id = ?1 ORDER BY e.stream_ordering"
-            ))?;
-            let events = stmt.query_map([&room_id], event_from_row)?.collect::<Result<Vec<_>, _>>()?;
-            Ok(events)
-        })
-        .await
+        self.read(move |c| current_state(c, &room_id)).await
     }
 
     /// One event of a room's current state.
@@ -424,24 +437,8 @@ impl Storage {
         limit: u32,
     ) -> StorageResult<(Vec<StoredEvent>, bool)> {
         let room_id = room_id.to_string();
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events e
-                 WHERE e.room_id = ?1 AND e.stream_ordering > ?2 AND e.stream_ordering <= ?3
-                 ORDER BY e.stream_ordering DESC LIMIT ?4"
-            ))?;
-            let mut events = stmt
-                .query_map(
-                    params![room_id, after, upto, limit as i64 + 1],
-                    event_from_row,
-                )?
-                .collect::<Result<Vec<_>, _>>()?;
-            let limited = events.len() > limit as usize;
-            events.truncate(limit as usize);
-            events.reverse();
-            Ok((events, limited))
-        })
-        .await
+        self.read(move |c| room_events_since(c, &room_id, after, upto, limit))
+            .await
     }
 
     /// `/messages`: up to `limit` events from `from` in direction `backwards`
@@ -485,23 +482,7 @@ impl Storage {
     /// Every room the user has a membership in, with the latest one.
     pub async fn memberships(&self, user_id: &UserId) -> StorageResult<Vec<MembershipRow>> {
         let user_id = user_id.to_string();
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT room_id, membership, event_id, stream_ordering FROM memberships WHERE user_id = ?1",
-            )?;
-            let rows = stmt
-                .query_map([&user_id], |r| {
-                    Ok(MembershipRow {
-                        room_id: id(r, 0)?,
-                        membership: membership_column(r, 1)?,
-                        event_id: id(r, 2)?,
-                        stream: r.get(3)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .await
+        self.read(move |c| memberships(c, &user_id)).await
     }
 
     /// The users joined to a room.
@@ -544,6 +525,70 @@ impl Storage {
             Ok(c.prepare_cached("SELECT membership, stream_ordering FROM memberships WHERE user_id = ?1 AND room_id = ?2")?
                 .query_row(params![user_id, room_id], |r| Ok((membership_column(r, 0)?, r.get(1)?)))
                 .optional()?)
+        })
+        .await
+    }
+
+    /// Everything a `/sync` from `since` to `upto` reads, in one trip to a
+    /// reader connection: each trip is a hand-off to a blocking thread, and
+    /// a long-poll woken for every message of a busy room made a dozen.
+    pub async fn sync_rows(
+        &self,
+        user_id: &UserId,
+        since: Option<i64>,
+        upto: i64,
+        full_state: bool,
+        limit: u32,
+    ) -> StorageResult<SyncRows> {
+        let user_id = user_id.to_string();
+        self.read(move |c| {
+            let after = since.unwrap_or(0);
+            let account_data = super::account::account_data_since(c, &user_id, after, upto)?;
+            let presence_changed = super::account::presence_changed_since(c, after, upto)?;
+            let mut rooms = Vec::new();
+            for m in memberships(c, &user_id)? {
+                if m.stream > upto {
+                    continue;
+                }
+                let room = m.room_id.to_string();
+                let new_here = since.is_none() || m.stream > after;
+                let (timeline, limited, state) = match m.membership {
+                    Membership::Join => {
+                        let fresh = new_here || full_state;
+                        let from = if fresh { 0 } else { after };
+                        let (timeline, limited) = room_events_since(c, &room, from, upto, limit)?;
+                        let first = timeline.first().map_or(upto + 1, |e| e.stream);
+                        let state = if fresh {
+                            state_at(c, &room, first - 1)?
+                        } else if limited {
+                            // State that changed in the gap the timeline skipped.
+                            let mut state = state_at(c, &room, first - 1)?;
+                            state.retain(|e| e.stream > after);
+                            state
+                        } else {
+                            Vec::new()
+                        };
+                        (timeline, limited, state)
+                    }
+                    Membership::Invite if new_here => (Vec::new(), false, current_state(c, &room)?),
+                    Membership::Leave | Membership::Ban if since.is_some() && new_here => {
+                        let (timeline, limited) = room_events_since(c, &room, after, m.stream, limit)?;
+                        (timeline, limited, Vec::new())
+                    }
+                    _ => continue,
+                };
+                rooms.push(SyncRoom {
+                    membership: m,
+                    timeline,
+                    limited,
+                    state,
+                });
+            }
+            Ok(SyncRows {
+                account_data,
+                presence_changed,
+                rooms,
+            })
         })
         .await
     }
@@ -858,4 +903,53 @@ fn insert_event(c: &Connection, event: &NewEvent, stream: i64) -> StorageResult<
         event.depth
     ])?;
     Ok(())
+}
+
+fn current_state(c: &Connection, room_id: &str) -> StorageResult<Vec<StoredEvent>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS} FROM current_state s JOIN events e ON e.event_id = s.event_id
+         WHERE s.room_id = ?1 ORDER BY e.stream_ordering"
+    ))?;
+    let events = stmt
+        .query_map([room_id], event_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(events)
+}
+
+fn room_events_since(
+    c: &Connection,
+    room_id: &str,
+    after: i64,
+    upto: i64,
+    limit: u32,
+) -> StorageResult<(Vec<StoredEvent>, bool)> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events e
+         WHERE e.room_id = ?1 AND e.stream_ordering > ?2 AND e.stream_ordering <= ?3
+         ORDER BY e.stream_ordering DESC LIMIT ?4"
+    ))?;
+    let mut events = stmt
+        .query_map(params![room_id, after, upto, limit as i64 + 1], event_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    let limited = events.len() > limit as usize;
+    events.truncate(limit as usize);
+    events.reverse();
+    Ok((events, limited))
+}
+
+fn memberships(c: &Connection, user_id: &str) -> StorageResult<Vec<MembershipRow>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT room_id, membership, event_id, stream_ordering FROM memberships WHERE user_id = ?1",
+    )?;
+    let rows = stmt
+        .query_map([user_id], |r| {
+            Ok(MembershipRow {
+                room_id: id(r, 0)?,
+                membership: membership_column(r, 1)?,
+                event_id: id(r, 2)?,
+                stream: r.get(3)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }
