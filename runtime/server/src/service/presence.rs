@@ -40,8 +40,11 @@ impl Homeserver {
                 ));
             }
         }
-        let current = self.storage.get_presence(user).await?;
         let from_sync = status_msg.is_none();
+        if from_sync && self.storage.presence_state(user).await?.as_deref() == Some(presence) {
+            return Ok(());
+        }
+        let current = self.storage.get_presence(user).await?;
         let status_msg = match status_msg {
             Some(msg) => msg,
             None => {

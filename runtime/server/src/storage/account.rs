@@ -115,6 +115,7 @@ impl Storage {
         now: i64,
     ) -> StorageResult<i64> {
         let owner = user_id.to_owned();
+        let state = presence.to_string();
         let (user_id, presence) = (user_id.to_string(), presence.to_string());
         self.write_then(move |w| {
             let stream = w.next_position();
@@ -135,12 +136,22 @@ impl Storage {
             Ok((stream, rooms))
         }, move |caches, (_, rooms): &(i64, Vec<OwnedRoomId>)| {
             let mut keys: Vec<WakeKey> = rooms.iter().cloned().map(WakeKey::Room).collect();
-            keys.push(WakeKey::User(owner));
+            keys.push(WakeKey::User(owner.clone()));
             keys.push(WakeKey::AnyPresence);
+            caches.set_presence_state(owner, state);
             caches.wakes.wake(&keys);
         })
         .await
         .map(|(stream, _)| stream)
+    }
+
+    /// A user's presence state as last committed, from memory once this
+    /// process has written it.
+    pub async fn presence_state(&self, user_id: &UserId) -> StorageResult<Option<String>> {
+        if let Some(state) = self.caches().presence_state(user_id) {
+            return Ok(Some(state));
+        }
+        Ok(self.get_presence(user_id).await?.map(|p| p.presence))
     }
 
     pub async fn get_presence(&self, user_id: &UserId) -> StorageResult<Option<PresenceRow>> {

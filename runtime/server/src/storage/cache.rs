@@ -19,7 +19,13 @@ pub(crate) struct Caches {
     rooms: Mutex<RoomCache>,
     /// The `/sync` waiters, woken after the commits that concern them.
     pub wakes: super::notify::Notifier,
+    /// Users' presence states as last committed (filled by the writer only,
+    /// so never stale): every sync says "online", and most change nothing.
+    presence: Mutex<HashMap<ruma::OwnedUserId, String>>,
 }
+
+/// Presence states kept at most; past that the map starts again.
+const MAX_PRESENCE: usize = 65_536;
 
 #[derive(Default)]
 struct TokenCache {
@@ -70,6 +76,19 @@ impl Caches {
         let mut cache = lock(&self.tokens);
         cache.owners.clear();
         cache.generation += 1;
+    }
+
+    pub fn presence_state(&self, user: &ruma::UserId) -> Option<String> {
+        lock(&self.presence).get(user).cloned()
+    }
+
+    /// After a commit that set a user's presence.
+    pub fn set_presence_state(&self, user: ruma::OwnedUserId, state: String) {
+        let mut cache = lock(&self.presence);
+        if cache.len() >= MAX_PRESENCE {
+            cache.clear();
+        }
+        cache.insert(user, state);
     }
 
     pub fn room(&self, room_id: &str) -> Option<Arc<RoomSnapshot>> {
