@@ -409,7 +409,11 @@ pub(super) fn account_data_since(
         let content: String = r.get(2)?;
         let room: String = r.get(0)?;
         out.push(AccountDataRow {
-            room_id: if room.is_empty() { None } else { Some(id(r, 0)?) },
+            room_id: if room.is_empty() {
+                None
+            } else {
+                Some(id(r, 0)?)
+            },
             data_type: r.get(1)?,
             content: serde_json::from_str(&content)?,
             stream: r.get(3)?,

@@ -572,7 +572,8 @@ impl Storage {
                     }
                     Membership::Invite if new_here => (Vec::new(), false, current_state(c, &room)?),
                     Membership::Leave | Membership::Ban if since.is_some() && new_here => {
-                        let (timeline, limited) = room_events_since(c, &room, after, m.stream, limit)?;
+                        let (timeline, limited) =
+                            room_events_since(c, &room, after, m.stream, limit)?;
                         (timeline, limited, Vec::new())
                     }
                     _ => continue,
@@ -929,7 +930,10 @@ fn room_events_since(
          ORDER BY e.stream_ordering DESC LIMIT ?4"
     ))?;
     let mut events = stmt
-        .query_map(params![room_id, after, upto, limit as i64 + 1], event_from_row)?
+        .query_map(
+            params![room_id, after, upto, limit as i64 + 1],
+            event_from_row,
+        )?
         .collect::<Result<Vec<_>, _>>()?;
     let limited = events.len() > limit as usize;
     events.truncate(limit as usize);
