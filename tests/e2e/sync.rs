@@ -301,3 +301,57 @@ async fn presence_and_account_data_reach_sync() {
         .await;
     assert_eq!(data, json!({ "theme": "dark" }));
 }
+
+#[tokio::test]
+async fn lazy_loading_sends_only_the_members_a_client_needs_and_each_once() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let room = s
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    let mut quiet = Vec::new();
+    for i in 0..5 {
+        let user = s.register(&format!("quiet{i}")).await;
+        assert_eq!(s.join(&user, &room).await.0, StatusCode::OK);
+        quiet.push(user);
+    }
+    let bob = s.register("bob").await;
+    assert_eq!(s.join(&bob, &room).await.0, StatusCode::OK);
+    s.send_text(&alice, &room, "hello").await;
+    let lazy = enc(r#"{"room":{"state":{"lazy_load_members":true},"timeline":{"limit":1}}}"#);
+    let members = |sync: &Value| -> Vec<String> {
+        let mut keys: Vec<String> = sync["rooms"]["join"][&room]["state"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "m.room.member")
+            .map(|e| e["state_key"].as_str().unwrap().to_string())
+            .collect();
+        keys.sort();
+        keys
+    };
+    // The initial sync's state: the timeline's sender and bob himself,
+    // not the five who said nothing.
+    let (_, first) = s.get(&format!("/sync?filter={lazy}"), &bob.token).await;
+    let mut expected = vec![alice.user_id.clone(), bob.user_id.clone()];
+    expected.sort();
+    assert_eq!(members(&first), expected, "{first}");
+    // A quiet member speaks: an incremental sync brings their membership
+    // once; their next message comes without it.
+    let since = first["next_batch"].as_str().unwrap();
+    s.send_text(&quiet[0], &room, "I exist").await;
+    let (_, next) = s
+        .get(&format!("/sync?filter={lazy}&since={since}"), &bob.token)
+        .await;
+    assert_eq!(members(&next), [quiet[0].user_id.clone()], "{next}");
+    let since = next["next_batch"].as_str().unwrap();
+    s.send_text(&quiet[0], &room, "again").await;
+    let (_, again) = s
+        .get(&format!("/sync?filter={lazy}&since={since}"), &bob.token)
+        .await;
+    assert_eq!(members(&again), Vec::<String>::new(), "{again}");
+    // Without lazy-loading, every member is there.
+    let eager = enc(r#"{"room":{"timeline":{"limit":1}}}"#);
+    let (_, full) = s.get(&format!("/sync?filter={eager}"), &bob.token).await;
+    assert_eq!(members(&full).len(), 7);
+}

@@ -44,7 +44,7 @@ async fn sync(
 ) -> ApiResult {
     let since = q.since.as_deref().map(parse_token).transpose()?;
     let full_state = q.full_state.unwrap_or(false);
-    let timeline_limit = timeline_limit(&hs, &requester, q.filter.as_deref()).await?;
+    let filter = sync_filter(&hs, &requester, q.filter.as_deref()).await?;
     if let Some(presence) = q.set_presence.as_deref().or(Some("online")) {
         if matches!(presence, "online" | "unavailable") {
             hs.set_presence(&requester.user_id, presence, None).await?;
@@ -54,7 +54,7 @@ async fn sync(
     loop {
         let upto = hs.storage.current_position();
         let (response, changed, keys) =
-            compute(&hs, &requester, since, upto, full_state, timeline_limit).await?;
+            compute(&hs, &requester, since, upto, full_state, &filter).await?;
         let now = Instant::now();
         if since.is_none() || full_state || changed || now >= deadline {
             return Ok(Json(response));
@@ -68,11 +68,73 @@ async fn sync(
     }
 }
 
-async fn timeline_limit(
+/// Lazy-loading (the spec's `lazy_load_members`): of the members, the state
+/// carries only the timeline's senders and the user, and an incremental
+/// sync (`incremental_from`: its timeline's first position) adds a sender's
+/// membership only if this device was not sent it yet.
+async fn lazy_members(
+    hs: &Homeserver,
+    device: &(String, String),
+    room: &ruma::RoomId,
+    snapshot: Option<&crate::storage::RoomSnapshot>,
+    timeline: &[StoredEvent],
+    mut state: Vec<StoredEvent>,
+    incremental_from: Option<i64>,
+) -> Result<Vec<StoredEvent>, MatrixError> {
+    let is_member = |e: &&StoredEvent| e.event_type == "m.room.member";
+    let mut senders: std::collections::BTreeSet<&str> =
+        timeline.iter().map(|e| e.sender.as_str()).collect();
+    senders.insert(device.0.as_str());
+    state.retain(|e| {
+        e.event_type != "m.room.member"
+            || e.state_key.as_deref().is_some_and(|k| senders.contains(k))
+    });
+    if let Some(first) = incremental_from {
+        let in_timeline: std::collections::BTreeSet<&str> = timeline
+            .iter()
+            .filter(is_member)
+            .filter_map(|e| e.state_key.as_deref())
+            .collect();
+        let wanted: Vec<ruma::OwnedEventId> = senders
+            .iter()
+            .filter(|s| !in_timeline.contains(*s))
+            .filter_map(|s| {
+                let key = ("m.room.member".to_string(), s.to_string());
+                snapshot?.state.get(&key).map(|e| e.event_id.clone())
+            })
+            .collect();
+        let unsent = hs.storage.caches().lazy_unsent(device, wanted);
+        if !unsent.is_empty() {
+            state = hs
+                .storage
+                .state_at(room, first - 1)
+                .await?
+                .into_iter()
+                .filter(|e| unsent.contains(&e.event_id))
+                .collect();
+        }
+    }
+    let sent = state
+        .iter()
+        .chain(timeline)
+        .filter(is_member)
+        .map(|e| e.event_id.clone());
+    hs.storage.caches().lazy_sent(device.clone(), false, sent);
+    Ok(state)
+}
+
+/// What a `/sync` filter changes here: the timeline limit (default 10)
+/// and lazy-loading of members.
+struct SyncFilter {
+    timeline_limit: u32,
+    lazy_load_members: bool,
+}
+
+async fn sync_filter(
     hs: &Homeserver,
     requester: &Requester,
     filter: Option<&str>,
-) -> Result<u32, MatrixError> {
+) -> Result<SyncFilter, MatrixError> {
     let filter: Option<Value> = match filter {
         None => None,
         Some(f) if f.trim_start().starts_with('{') => serde_json::from_str(f).ok(),
@@ -81,12 +143,14 @@ async fn timeline_limit(
             Err(_) => None,
         },
     };
-    Ok(filter
-        .as_ref()
-        .and_then(|f| f.pointer("/room/timeline/limit"))
-        .and_then(|l| l.as_u64())
-        .map(|l| l.clamp(1, 1000) as u32)
-        .unwrap_or(10))
+    let pointer = |path: &str| filter.as_ref().and_then(|f| f.pointer(path));
+    Ok(SyncFilter {
+        timeline_limit: pointer("/room/timeline/limit")
+            .and_then(|l| l.as_u64())
+            .map(|l| l.clamp(1, 1000) as u32)
+            .unwrap_or(10),
+        lazy_load_members: pointer("/room/state/lazy_load_members") == Some(&Value::Bool(true)),
+    })
 }
 
 fn stripped(events: &[StoredEvent]) -> Vec<Value> {
@@ -112,10 +176,15 @@ async fn compute(
     since: Option<i64>,
     upto: i64,
     full_state: bool,
-    limit: u32,
+    filter: &SyncFilter,
 ) -> Result<(Value, bool, Vec<WakeKey>), MatrixError> {
     hs.metrics.sync_computations.inc();
+    let limit = filter.timeline_limit;
     let user = &requester.user_id;
+    let device = (user.to_string(), requester.device_id.to_string());
+    if filter.lazy_load_members && since.is_none() {
+        hs.storage.caches().lazy_sent(device.clone(), true, []);
+    }
     let after = since.unwrap_or(0);
     let mut changed = false;
     let mut join = Map::new();
@@ -157,11 +226,20 @@ async fn compute(
                         state_events.retain(|e| e.stream > after);
                     }
                 }
-                let joined = hs
-                    .storage
-                    .room_snapshot(&m.room_id)
-                    .await?
-                    .map_or(0, |room| room.joined);
+                let snapshot = hs.storage.room_snapshot(&m.room_id).await?;
+                let joined = snapshot.as_ref().map_or(0, |room| room.joined);
+                if filter.lazy_load_members {
+                    state_events = lazy_members(
+                        hs,
+                        &device,
+                        &m.room_id,
+                        snapshot.as_deref(),
+                        &timeline,
+                        state_events,
+                        (!(fresh || limited)).then_some(first),
+                    )
+                    .await?;
+                }
                 join.insert(
                     m.room_id.to_string(),
                     json!({

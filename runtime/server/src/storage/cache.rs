@@ -22,7 +22,15 @@ pub(crate) struct Caches {
     /// Users' presence states as last committed (filled by the writer only,
     /// so never stale): every sync says "online", and most change nothing.
     presence: Mutex<HashMap<ruma::OwnedUserId, String>>,
+    /// Under lazy-loading, the member events each device was already sent
+    /// (Synapse's `lazy_loaded_members_cache`), so an incremental sync adds
+    /// a sender's membership only the first time.
+    lazy_members: Mutex<HashMap<(String, String), std::collections::HashSet<ruma::OwnedEventId>>>,
 }
+
+/// Devices whose lazily sent members are remembered, and members per device.
+const MAX_LAZY_DEVICES: usize = 65_536;
+const MAX_LAZY_MEMBERS: usize = 100_000;
 
 /// Presence states kept at most; past that the map starts again.
 const MAX_PRESENCE: usize = 65_536;
@@ -89,6 +97,39 @@ impl Caches {
             cache.clear();
         }
         cache.insert(user, state);
+    }
+
+    /// Which of these member events the device has not been sent yet.
+    pub fn lazy_unsent(
+        &self,
+        device: &(String, String),
+        events: Vec<ruma::OwnedEventId>,
+    ) -> Vec<ruma::OwnedEventId> {
+        let cache = lock(&self.lazy_members);
+        let sent = cache.get(device);
+        events
+            .into_iter()
+            .filter(|e| !sent.is_some_and(|s| s.contains(e)))
+            .collect()
+    }
+
+    /// The device was sent these member events; `fresh` starts it over (an
+    /// initial sync).
+    pub fn lazy_sent(
+        &self,
+        device: (String, String),
+        fresh: bool,
+        events: impl IntoIterator<Item = ruma::OwnedEventId>,
+    ) {
+        let mut cache = lock(&self.lazy_members);
+        if cache.len() >= MAX_LAZY_DEVICES && !cache.contains_key(&device) {
+            cache.clear();
+        }
+        let sent = cache.entry(device).or_default();
+        if fresh || sent.len() >= MAX_LAZY_MEMBERS {
+            sent.clear();
+        }
+        sent.extend(events);
     }
 
     pub fn room(&self, room_id: &str) -> Option<Arc<RoomSnapshot>> {
