@@ -471,13 +471,8 @@ async fn two_modules_claiming_one_login_type_differently_stop_startup() {
             ),
         ])
     );
-    let parsed = axon_server::config::HomeserverConfig::parse(&yaml).unwrap();
-    let error = axon_server::RunningServer::start(parsed.config)
-        .await
-        .err()
-        .expect("startup fails");
     assert_eq!(
-        error.to_string(),
+        start_error(&yaml).await,
         "1 error in the modules config:\n  - module `test.Rules` at `modules[1]`: login type `org.test.token` is registered with fields [\"secret\"], but modules[0] registered it with [\"token\"]"
     );
 }

@@ -866,13 +866,8 @@ async fn a_module_resource_on_a_homeserver_route_is_a_load_error() {
       name: a
       web: [['/_synapse/admin/v2/users/{user_id}', 'mine']]";
     let yaml = merged(&test_config(dir.path(), ""), module);
-    let parsed = axon_server::config::HomeserverConfig::parse(&yaml).unwrap();
-    let error = axon_server::RunningServer::start(parsed.config)
-        .await
-        .err()
-        .expect("startup fails");
     assert_eq!(
-        error.to_string(),
+        start_error(&yaml).await,
         "1 error in the modules config:\n  - module `test.Hooked` at `modules[0]`: web resource path `/_synapse/admin/v2/users/{user_id}` overlaps a route of the homeserver; serve it under `/_synapse/client/<module>/…`"
     );
 }

@@ -69,6 +69,16 @@ registration_shared_secret: test-shared-secret
     )
 }
 
+/// Starts a server on `yaml` that must refuse to start; the error's text.
+pub async fn start_error(yaml: &str) -> String {
+    let parsed = HomeserverConfig::parse(yaml).unwrap_or_else(|e| panic!("test config: {e:?}"));
+    RunningServer::start(parsed.config)
+        .await
+        .err()
+        .expect("startup fails")
+        .to_string()
+}
+
 /// Merges two YAML documents, the second's top-level keys winning.
 pub fn merged(base: &str, extra: &str) -> String {
     let mut doc: serde_yaml::Mapping = serde_yaml::from_str(base).expect("base YAML parses");

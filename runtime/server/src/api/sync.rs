@@ -204,7 +204,7 @@ async fn compute(
                 joined_rooms.push(m.room_id.clone());
                 let fresh = since.is_none() || m.stream > after || full_state;
                 let limited = room.limited;
-                let unfiltered_first = room.timeline.first().map(|e| e.stream);
+                let unfiltered_first = room.timeline.first().map_or(upto + 1, |e| e.stream);
                 let timeline = hs
                     .visible_events_given(user, &m.room_id, current, room.timeline)
                     .await?;
@@ -218,7 +218,7 @@ async fn compute(
                 }
                 let first = timeline.first().map(|e| e.stream).unwrap_or(upto + 1);
                 let mut state_events = room.state;
-                if (fresh || limited) && unfiltered_first != Some(first) {
+                if (fresh || limited) && unfiltered_first != first {
                     // Events the user may not see were left out of the
                     // timeline: the state is the one before what they see.
                     state_events = hs.storage.state_at(&m.room_id, first - 1).await?;

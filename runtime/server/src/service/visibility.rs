@@ -54,12 +54,8 @@ fn latest<T: Copy>(changes: &[(i64, T)], at: i64) -> Option<T> {
     after.checked_sub(1).map(|i| changes[i].1)
 }
 
-fn visibility_at(history: &RoomHistory, at: i64) -> HistoryVisibility {
-    let index = history.visibilities.partition_point(|(p, _)| *p <= at);
-    index
-        .checked_sub(1)
-        .map(|i| HistoryVisibility::parse(&history.visibilities[i].1))
-        .unwrap_or(HistoryVisibility::Shared)
+fn visibility_at(visibilities: &[(i64, HistoryVisibility)], at: i64) -> HistoryVisibility {
+    latest(visibilities, at).unwrap_or(HistoryVisibility::Shared)
 }
 
 /// What `user` may do with one event: see it, see it redacted (its sender
@@ -73,6 +69,7 @@ enum Verdict {
 
 fn judge(
     history: &RoomHistory,
+    visibilities: &[(i64, HistoryVisibility)],
     user: &UserId,
     event: &StoredEvent,
     sender_erased: bool,
@@ -82,11 +79,11 @@ fn judge(
         // Their own membership: an invite, a ban, the leave of a rejection.
         return Verdict::Visible;
     }
-    let mut visibility = visibility_at(history, at);
+    let mut visibility = visibility_at(visibilities, at);
     if event.event_type == "m.room.history_visibility" && event.state_key.as_deref() == Some("") {
         // A change is judged by the laxer of the old and new visibility,
         // so its boundary is seen from both sides.
-        visibility = visibility.min(visibility_at(history, at - 1));
+        visibility = visibility.min(visibility_at(visibilities, at - 1));
     }
     let membership = latest(&history.memberships, at);
     if membership == Some(Membership::Join) {
@@ -206,10 +203,21 @@ impl Homeserver {
         senders.sort();
         senders.dedup();
         let erased = self.storage.erased_among(senders).await?;
+        let visibilities: Vec<(i64, HistoryVisibility)> = history
+            .visibilities
+            .iter()
+            .map(|(at, v)| (*at, HistoryVisibility::parse(v)))
+            .collect();
         Ok(events
             .into_iter()
             .filter_map(|event| {
-                match judge(&history, user, &event, erased.contains(&event.sender)) {
+                match judge(
+                    &history,
+                    &visibilities,
+                    user,
+                    &event,
+                    erased.contains(&event.sender),
+                ) {
                     Verdict::Visible => Some(event),
                     Verdict::Redacted => Some(redacted(event, &history.room_version)),
                     Verdict::Hidden => None,
