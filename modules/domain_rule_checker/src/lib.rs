@@ -61,14 +61,12 @@ impl DomainRuleChecker {
             .and_then(|c| c.as_str())
             .map(str::to_string)
             .unwrap_or_else(|| create.sender.to_string());
-        state
-            .iter()
-            .filter(|((t, _), _)| t == "m.room.member")
-            .all(|((_, key), event)| {
-                *key == creator
-                    || event.sender.as_str() == creator
-                    || event.content.get("membership").and_then(|m| m.as_str()) == Some("invite")
-            })
+        let all_early = state.of_type("m.room.member").all(|event| {
+            event.state_key.as_deref() == Some(creator.as_str())
+                || event.sender.as_str() == creator
+                || event.content.get("membership").and_then(|m| m.as_str()) == Some("invite")
+        });
+        all_early
     }
 
     /// The one routine behind both invite checks; `invitee` is None for a

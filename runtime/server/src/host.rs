@@ -149,7 +149,7 @@ impl Host for Homeserver {
             let snapshot = self.storage.room_snapshot(room).await?.ok_or_else(|| {
                 ModuleError::new(404, ErrCode::NotFound, format!("Unknown room {room}"))
             })?;
-            Ok(crate::events::state_map(&snapshot))
+            Ok(snapshot.state.clone())
         })
     }
 

@@ -3,6 +3,7 @@
 use ruma::{OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// A JSON object, as request bodies and event contents are.
 pub type JsonObject = serde_json::Map<String, serde_json::Value>;
@@ -30,7 +31,103 @@ impl Event {
 }
 
 /// A room's state: `(event type, state key)` → the event.
-pub type StateMap = BTreeMap<(String, String), Event>;
+///
+/// A persistent map of shared events: a clone costs O(1) and a change
+/// copies O(log n) of it, so the server keeps one room state that its
+/// caches, its event building and every callback share, however many
+/// members the room has, instead of copying it per event.
+#[derive(Clone, Default, PartialEq)]
+pub struct StateMap(imbl::OrdMap<(String, String), Arc<Event>>);
+
+impl StateMap {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn get(&self, key: &(String, String)) -> Option<&Event> {
+        self.0.get(key).map(|e| &**e)
+    }
+
+    /// The state event of this type and key.
+    pub fn get_state(&self, event_type: &str, state_key: &str) -> Option<&Event> {
+        self.get(&(event_type.to_string(), state_key.to_string()))
+    }
+
+    pub fn contains_key(&self, key: &(String, String)) -> bool {
+        self.0.contains_key(key)
+    }
+
+    /// Sets a key's event (an `Event` or one already shared), returning the
+    /// one it replaces.
+    pub fn insert(
+        &mut self,
+        key: (String, String),
+        event: impl Into<Arc<Event>>,
+    ) -> Option<Arc<Event>> {
+        self.0.insert(key, event.into())
+    }
+
+    pub fn remove(&mut self, key: &(String, String)) -> Option<Arc<Event>> {
+        self.0.remove(key)
+    }
+
+    /// Keeps only the entries `keep` says yes to.
+    pub fn retain(&mut self, mut keep: impl FnMut(&(String, String), &Event) -> bool) {
+        self.0 = self
+            .0
+            .iter()
+            .filter(|(k, e)| keep(k, e))
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect();
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// In key order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&(String, String), &Event)> + '_ {
+        self.0.iter().map(|(k, e)| (k, &**e))
+    }
+
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &Event> + '_ {
+        self.0.values().map(|e| &**e)
+    }
+
+    /// The events of one type (every `m.room.member`, say), in key order.
+    pub fn of_type<'a>(&'a self, event_type: &'a str) -> impl Iterator<Item = &'a Event> + 'a {
+        let from = (event_type.to_string(), String::new());
+        self.0
+            .range(from..)
+            .take_while(move |((t, _), _)| t == event_type)
+            .map(|(_, e)| &**e)
+    }
+}
+
+impl std::fmt::Debug for StateMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl FromIterator<((String, String), Event)> for StateMap {
+    fn from_iter<I: IntoIterator<Item = ((String, String), Event)>>(iter: I) -> Self {
+        StateMap(iter.into_iter().map(|(k, e)| (k, Arc::new(e))).collect())
+    }
+}
+
+impl<'a> IntoIterator for &'a StateMap {
+    type Item = (&'a (String, String), &'a Event);
+    type IntoIter = Box<dyn Iterator<Item = Self::Item> + 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
 
 /// Who made a request.
 #[derive(Clone, Debug, PartialEq, Eq)]

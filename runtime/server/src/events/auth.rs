@@ -71,7 +71,7 @@ impl PowerLevels {
         }
     }
 
-    pub fn from_content(c: &Value) -> PowerLevels {
+    pub fn from_content(c: &serde_json::Map<String, Value>) -> PowerLevels {
         PowerLevels {
             users: int_map(c.get("users")),
             users_default: int(c.get("users_default")).unwrap_or(0),
@@ -166,7 +166,7 @@ pub fn check_auth(snapshot: &RoomSnapshot, draft: &EventDraft) -> Result<(), Mod
     if draft.event_type == "m.room.power_levels" {
         check_power_levels_change(
             &levels,
-            &PowerLevels::from_content(&Value::Object(draft.content.clone())),
+            &PowerLevels::from_content(&draft.content),
             draft.sender.as_str(),
         )?;
     }

@@ -10,4 +10,4 @@ mod module;
 pub use auth::{check_auth, membership_of, recheck_auth, PowerLevels};
 pub use build::{build_event, room_version_rules, BuiltEvent, EventDraft, SUPPORTED_ROOM_VERSIONS};
 pub use client::{client_event, ClientEvent, Unsigned};
-pub use module::{module_event, state_map};
+pub use module::module_event;

@@ -2,8 +2,8 @@
 //! Every ID is already typed, so no event or state entry is ever left out
 //! of what a module sees.
 
-use crate::storage::{NewEvent, RoomSnapshot};
-use axon::callbacks::{Event, StateMap};
+use crate::storage::NewEvent;
+use axon::callbacks::Event;
 use axon::ModuleError;
 
 /// A built event as modules see it.
@@ -19,25 +19,4 @@ pub fn module_event(new: &NewEvent) -> Result<Event, ModuleError> {
         origin_server_ts: new.origin_server_ts.max(0) as u64,
         unsigned: Default::default(),
     })
-}
-
-/// A room's state as modules see it.
-pub fn state_map(snapshot: &RoomSnapshot) -> StateMap {
-    snapshot
-        .state
-        .iter()
-        .map(|((event_type, state_key), entry)| {
-            let event = Event {
-                event_id: entry.event_id.clone(),
-                room_id: snapshot.room_id.clone(),
-                sender: entry.sender.clone(),
-                event_type: event_type.clone(),
-                state_key: Some(state_key.clone()),
-                content: entry.content.as_object().cloned().unwrap_or_default(),
-                origin_server_ts: entry.origin_server_ts.max(0) as u64,
-                unsigned: Default::default(),
-            };
-            ((event_type.clone(), state_key.clone()), event)
-        })
-        .collect()
 }

@@ -1,7 +1,7 @@
 //! Room aliases and the public room directory.
 
 use super::{refused, Actor, MatrixError};
-use crate::events::{membership_of, state_map, PowerLevels};
+use crate::events::{membership_of, PowerLevels};
 use crate::homeserver::Homeserver;
 use crate::storage::StorageError;
 use axon::callbacks::{ModuleRef, Visibility};
@@ -131,7 +131,7 @@ impl Homeserver {
             let rules = &self.callbacks.third_party_rules;
             if !rules.check_visibility_can_be_modified.is_empty()
                 && !rules
-                    .check_visibility_can_be_modified(room, &state_map(&snapshot), visibility)
+                    .check_visibility_can_be_modified(room, &snapshot.state, visibility)
                     .await
             {
                 return Err(MatrixError::new(

@@ -3,7 +3,7 @@
 //! events to clients with the fields modules add.
 
 use super::{denial, refused, Actor, MatrixError};
-use crate::events::{build_event, check_auth, module_event, state_map, BuiltEvent, EventDraft};
+use crate::events::{build_event, check_auth, module_event, BuiltEvent, EventDraft};
 use crate::homeserver::Homeserver;
 use crate::service::{MembershipChange, Requester};
 use crate::storage::{
@@ -276,10 +276,7 @@ impl Homeserver {
             return Ok(built);
         }
         let event = module_event(&built.new)?;
-        match rules
-            .check_event_allowed(&event, &state_map(snapshot))
-            .await?
-        {
+        match rules.check_event_allowed(&event, &snapshot.state).await? {
             EventAllowed::Allow => Ok(built),
             EventAllowed::Deny => Err(MatrixError::forbidden(
                 "This event is not allowed in this context",
@@ -319,7 +316,7 @@ impl Homeserver {
         for new in events {
             snapshot.apply(&SnapshotUpdate::from(new));
             if let Ok(event) = module_event(new) {
-                work.push((event, state_map(&snapshot)));
+                work.push((event, snapshot.state.clone()));
             }
         }
         Some(work)

@@ -1,13 +1,13 @@
 //! Rooms, events and room state.
 
 use super::{id, membership_column, Storage, StorageError, StorageResult, WakeKey};
+use axon::callbacks::{Event, JsonObject, StateMap};
 use axon::Membership;
 use ruma::{
     DeviceId, EventId, OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::value::RawValue;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A user's membership in a room over time and the room's history
@@ -102,22 +102,15 @@ impl StoredEvent {
     }
 }
 
-/// One piece of current state, as event building and auth rules need it.
-#[derive(Debug, Clone)]
-pub struct StateEntry {
-    pub event_id: OwnedEventId,
-    pub sender: OwnedUserId,
-    pub origin_server_ts: i64,
-    pub content: serde_json::Value,
-}
-
 /// What building the next event of a room needs.
 #[derive(Debug, Clone)]
 pub struct RoomSnapshot {
     pub room_id: OwnedRoomId,
     pub room_version: String,
     pub is_public: bool,
-    pub state: BTreeMap<(String, String), StateEntry>,
+    /// Shared with every reader and callback: applying an event copies
+    /// O(log n) of it, not the room.
+    pub state: StateMap,
     /// The room's latest events, which the next event follows.
     pub extremities: Vec<OwnedEventId>,
     pub max_depth: i64,
@@ -126,15 +119,36 @@ pub struct RoomSnapshot {
     pub joined: usize,
 }
 
-fn is_join(entry: &StateEntry) -> bool {
+fn is_join(entry: &Event) -> bool {
     entry.content.get("membership").and_then(|m| m.as_str()) == Some("join")
 }
 
-fn count_joined(state: &BTreeMap<(String, String), StateEntry>) -> usize {
+fn count_joined(state: &StateMap) -> usize {
     state
-        .iter()
-        .filter(|((t, _), entry)| t == "m.room.member" && is_join(entry))
+        .of_type("m.room.member")
+        .filter(|e| is_join(e))
         .count()
+}
+
+/// A state event as the room snapshot keeps it.
+fn state_event(
+    room_id: &RoomId,
+    event_id: OwnedEventId,
+    sender: OwnedUserId,
+    (event_type, state_key): (String, String),
+    origin_server_ts: i64,
+    content: JsonObject,
+) -> Event {
+    Event {
+        event_id,
+        room_id: room_id.to_owned(),
+        sender,
+        event_type,
+        state_key: Some(state_key),
+        content,
+        origin_server_ts: origin_server_ts.max(0) as u64,
+        unsigned: JsonObject::new(),
+    }
 }
 
 /// What storing an event changes in a room's snapshot, content parsed once.
@@ -148,7 +162,7 @@ pub(crate) struct SnapshotUpdate {
     depth: i64,
     origin_server_ts: i64,
     /// Parsed only for state events.
-    content: serde_json::Value,
+    content: JsonObject,
     prev_events: Vec<OwnedEventId>,
 }
 
@@ -165,7 +179,7 @@ impl From<&NewEvent> for SnapshotUpdate {
             content: if e.state_key.is_some() {
                 serde_json::from_str(&e.content).unwrap_or_default()
             } else {
-                serde_json::Value::Null
+                JsonObject::new()
             },
             prev_events: e.prev_events.clone(),
         }
@@ -192,18 +206,19 @@ impl RoomSnapshot {
         }
         self.max_depth = self.max_depth.max(event.depth);
         if let Some(state_key) = &event.state_key {
-            let entry = StateEntry {
-                event_id: event.event_id.clone(),
-                sender: event.sender.clone(),
-                origin_server_ts: event.origin_server_ts,
-                content: event.content.clone(),
-            };
+            let key = (event.event_type.clone(), state_key.clone());
+            let entry = state_event(
+                &self.room_id,
+                event.event_id.clone(),
+                event.sender.clone(),
+                key.clone(),
+                event.origin_server_ts,
+                event.content.clone(),
+            );
             let joins = event.event_type == "m.room.member" && is_join(&entry);
-            let replaced = self
-                .state
-                .insert((event.event_type.clone(), state_key.clone()), entry);
+            let replaced = self.state.insert(key, entry);
             if event.event_type == "m.room.member" {
-                let joined = replaced.as_ref().is_some_and(is_join);
+                let joined = replaced.as_deref().is_some_and(is_join);
                 match (joined, joins) {
                     (false, true) => self.joined += 1,
                     (true, false) => self.joined = self.joined.saturating_sub(1),
@@ -715,7 +730,7 @@ fn auth_state(c: &Connection, event: &NewEvent) -> StorageResult<RoomSnapshot> {
          FROM current_state s JOIN events e ON e.event_id = s.event_id
          WHERE s.room_id = ?1 AND s.type = ?2 AND s.state_key = ?3",
     )?;
-    let mut state = BTreeMap::new();
+    let mut state = StateMap::new();
     for (event_type, state_key) in keys {
         let entry = stmt
             .query_row(
@@ -731,15 +746,16 @@ fn auth_state(c: &Connection, event: &NewEvent) -> StorageResult<RoomSnapshot> {
             )
             .optional()?;
         if let Some((event_id, sender, content, origin_server_ts)) = entry {
-            state.insert(
-                (event_type.to_string(), state_key),
-                StateEntry {
-                    event_id,
-                    sender,
-                    origin_server_ts,
-                    content: serde_json::from_str(&content)?,
-                },
+            let key = (event_type.to_string(), state_key);
+            let entry = state_event(
+                &event.room_id,
+                event_id,
+                sender,
+                key.clone(),
+                origin_server_ts,
+                serde_json::from_str(&content)?,
             );
+            state.insert(key, entry);
         }
     }
     Ok(RoomSnapshot {
@@ -779,7 +795,10 @@ fn room_snapshot(c: &Connection, room_id: &str) -> StorageResult<Option<RoomSnap
     let Some((room_version, is_public)) = room else {
         return Ok(None);
     };
-    let mut state = BTreeMap::new();
+    let room: OwnedRoomId = room_id
+        .try_into()
+        .map_err(|e| StorageError::Closed(format!("room ID {room_id}: {e}")))?;
+    let mut state = StateMap::new();
     let mut stmt = c.prepare_cached(
         "SELECT s.type, s.state_key, e.event_id, e.sender, e.content, e.origin_server_ts
          FROM current_state s JOIN events e ON e.event_id = s.event_id WHERE s.room_id = ?1",
@@ -787,15 +806,16 @@ fn room_snapshot(c: &Connection, room_id: &str) -> StorageResult<Option<RoomSnap
     let mut rows = stmt.query([room_id])?;
     while let Some(r) = rows.next()? {
         let content: String = r.get(4)?;
-        state.insert(
-            (r.get(0)?, r.get(1)?),
-            StateEntry {
-                event_id: id(r, 2)?,
-                sender: id(r, 3)?,
-                origin_server_ts: r.get(5)?,
-                content: serde_json::from_str(&content)?,
-            },
+        let key: (String, String) = (r.get(0)?, r.get(1)?);
+        let entry = state_event(
+            &room,
+            id(r, 2)?,
+            id(r, 3)?,
+            key.clone(),
+            r.get(5)?,
+            serde_json::from_str(&content)?,
         );
+        state.insert(key, entry);
     }
     let mut stmt =
         c.prepare_cached("SELECT event_id, depth FROM forward_extremities WHERE room_id = ?1")?;
@@ -804,9 +824,7 @@ fn room_snapshot(c: &Connection, room_id: &str) -> StorageResult<Option<RoomSnap
         .collect::<Result<_, _>>()?;
     let max_depth = extremities.iter().map(|(_, d)| *d).max().unwrap_or(0);
     Ok(Some(RoomSnapshot {
-        room_id: room_id
-            .try_into()
-            .map_err(|e| StorageError::Closed(format!("room ID {room_id}: {e}")))?,
+        room_id: room,
         room_version,
         is_public,
         joined: count_joined(&state),
