@@ -976,3 +976,50 @@ async fn thirty_two_concurrent_senders_lose_and_duplicate_nothing() {
         .count();
     assert_eq!(synced, SENDERS * EACH);
 }
+
+/// Another process holding the database's write lock for a moment (the
+/// `sqlite3` shell, a backup, a second connection recovering the WAL index)
+/// makes a send wait for it, not fail with a 500 "database is locked".
+#[tokio::test]
+async fn a_send_waits_for_a_write_lock_held_briefly_elsewhere() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let room = server.create_room(&alice, json!({})).await;
+    // A first send warms the room's caches, so the next one goes straight
+    // to the write.
+    server.send_text(&alice, &room, "before").await;
+    let db = server.dir.path().join("homeserver.db");
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    let (status, body) = server
+        .put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/during",
+                enc(&room)
+            ),
+            &alice.token,
+            json!({ "msgtype": "m.text", "body": "during" }),
+        )
+        .await;
+    holder.join().unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, event) = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/event/{}",
+                enc(&room),
+                enc(body["event_id"].as_str().unwrap())
+            ),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(event["content"]["body"], "during");
+}

@@ -321,7 +321,12 @@ fn run_batch(
 ) -> StorageResult<()> {
     // On an early return the remaining jobs are dropped, and their callers
     // get `StorageError::Closed`.
-    let mut txn = conn.transaction()?;
+    // IMMEDIATE takes the write lock at BEGIN, where SQLite's busy handler
+    // waits for it. A deferred transaction upgrades at its first write,
+    // where SQLite answers SQLITE_BUSY at once instead of waiting: a whole
+    // batch of sends then failed with "database is locked" whenever another
+    // connection held the lock for a moment (seen under load in the bench).
+    let mut txn = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     for job in batch {
         let savepoint = txn.savepoint()?;
         let (ok, completion) = {
