@@ -16,7 +16,6 @@ use hyper_util::service::TowerToHyperService;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-use tower::ServiceExt;
 
 /// The longest gap allowed between two chunks of a request body, for the
 /// extractors that read bodies.
@@ -73,11 +72,13 @@ pub async fn serve(
             _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = app
-            .clone()
+        // The extensions wrap the router as one service: `Router::layer`
+        // would wrap each of its routes again, for every connection.
+        let service = tower::ServiceBuilder::new()
             .layer(axum::Extension(ConnectInfo(peer)))
             .layer(axum::Extension(BodyTimeout(limits.body_timeout.0)))
-            .map_request(|request: hyper::Request<Incoming>| request.map(Body::new));
+            .map_request(|request: hyper::Request<Incoming>| request.map(Body::new))
+            .service(app.clone());
         let service = TowerToHyperService::new(service);
         let mut shutdown = shutdown.clone();
         let closed_rx = closed_rx.clone();

@@ -53,12 +53,15 @@ async fn sync(
     let deadline = Instant::now() + Duration::from_millis(q.timeout.unwrap_or(0)).min(MAX_TIMEOUT);
     loop {
         let upto = hs.storage.current_position();
+        // Boxed: a long-poll waits below holding only this small future,
+        // not the state of a whole sync computation inline in it.
         let (response, changed, keys) =
-            compute(&hs, &requester, since, upto, full_state, &filter).await?;
+            Box::pin(compute(&hs, &requester, since, upto, full_state, &filter)).await?;
         let now = Instant::now();
         if since.is_none() || full_state || changed || now >= deadline {
             return Ok(Json(response));
         }
+        drop(response);
         // Woken only by the commits that concern this user; one that landed
         // while the sync was computed has moved the position: look again.
         let listener = hs.storage.listen(&keys);
