@@ -27,6 +27,7 @@ mod linked_modules;
 mod matrix_sdk_client;
 mod metrics;
 mod module_api;
+mod push_rules;
 mod rooms;
 mod security;
 mod services;

@@ -9,6 +9,7 @@ mod directory;
 mod extract;
 mod media;
 mod profile;
+mod push;
 mod rooms;
 mod status;
 mod sync;
@@ -53,6 +54,7 @@ fn client_api() -> Router<Arc<Homeserver>> {
         .merge(sync::routes())
         .merge(directory::routes())
         .merge(profile::routes())
+        .merge(push::routes())
 }
 
 /// The whole HTTP surface: Matrix APIs, the modules' web resources, and

@@ -306,11 +306,17 @@ async fn compute(
             _ => {}
         }
     }
-    let global: Vec<Value> = account_data
+    let mut global: Vec<Value> = account_data
         .iter()
         .filter(|a| a.room_id.is_none())
         .map(|a| json!({ "type": a.data_type, "content": a.content }))
         .collect();
+    let push_rules = crate::service::push_rules::PUSH_RULES_TYPE;
+    if since.is_none() && !global.iter().any(|a| a["type"] == push_rules) {
+        // Never changed: the server default, which clients read from here.
+        let content = hs.push_rules_content(user).await?;
+        global.push(json!({ "type": push_rules, "content": content }));
+    }
     changed |= !global.is_empty();
     let presence = presence_events(hs, user, rows.presence_changed).await?;
     changed |= !presence.is_empty();

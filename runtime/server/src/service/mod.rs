@@ -15,6 +15,7 @@ mod membership;
 mod passwords;
 mod presence;
 mod profile;
+pub mod push_rules;
 mod ratelimit;
 mod rooms;
 mod sessions;

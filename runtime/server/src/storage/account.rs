@@ -49,12 +49,32 @@ impl Storage {
         data_type: &str,
         content: serde_json::Value,
     ) -> StorageResult<i64> {
+        let written = self
+            .update_account_data(user_id, room_id, data_type, move |_| {
+                Ok::<_, std::convert::Infallible>(Some(content))
+            })
+            .await?;
+        let Ok(written) = written;
+        Ok(written.map(|(stream, _)| stream).unwrap_or_default())
+    }
+
+    /// Reads an account data item and writes what `change` makes of it, in
+    /// one write (no other write comes between): `Ok(None)` from `change`
+    /// writes nothing, `Err` refuses. Answers the new position and content.
+    pub async fn update_account_data<E: Send + 'static>(
+        &self,
+        user_id: &UserId,
+        room_id: Option<&RoomId>,
+        data_type: &str,
+        change: impl FnOnce(Option<serde_json::Value>) -> Result<Option<serde_json::Value>, E>
+            + Send
+            + 'static,
+    ) -> StorageResult<Result<Option<(i64, serde_json::Value)>, E>> {
         let (user_id, room_id, data_type) = (
             user_id.to_string(),
             room_id.map(RoomId::as_str).unwrap_or("").to_string(),
             data_type.to_string(),
         );
-        let content = serde_json::to_string(&content)?;
         let owner = WakeKey::User(
             user_id
                 .to_string()
@@ -62,6 +82,18 @@ impl Storage {
                 .map_err(|e| StorageError::Closed(format!("user ID {user_id}: {e}")))?,
         );
         self.write_then(move |w| {
+            let old: Option<String> = w
+                .conn
+                .prepare_cached("SELECT content FROM account_data WHERE user_id = ?1 AND room_id = ?2 AND type = ?3")?
+                .query_row(params![user_id, room_id, data_type], |r| r.get(0))
+                .optional()?;
+            let old = old.map(|c| serde_json::from_str(&c)).transpose()?;
+            let new = match change(old) {
+                Ok(Some(new)) => new,
+                Ok(None) => return Ok(Ok(None)),
+                Err(e) => return Ok(Err(e)),
+            };
+            let content = serde_json::to_string(&new)?;
             let stream = w.next_position();
             w.conn
                 .prepare_cached(
@@ -69,8 +101,12 @@ impl Storage {
                      ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = excluded.content, stream_ordering = excluded.stream_ordering",
                 )?
                 .execute(params![user_id, room_id, data_type, content, stream])?;
-            Ok(stream)
-        }, move |caches, _| caches.wakes.wake([&owner]))
+            Ok(Ok(Some((stream, new))))
+        }, move |caches, written| {
+            if matches!(written, Ok(Some(_))) {
+                caches.wakes.wake([&owner]);
+            }
+        })
         .await
     }
 

@@ -1,0 +1,235 @@
+//! Push rules: each user's ruleset, kept as the global account data
+//! `m.push_rules` (`{"global": ruleset}`) so that `/sync` carries it and
+//! every change wakes the user's long-polls, as Synapse does. A user who
+//! never changed a rule has the spec's server-default ruleset.
+
+use super::MatrixError;
+use crate::homeserver::Homeserver;
+use axon::ErrCode;
+use ruma::push::{
+    Action, InsertPushRuleError, NewConditionalPushRule, NewPatternedPushRule, NewPushRule,
+    NewSimplePushRule, PushCondition, RemovePushRuleError, RuleKind, Ruleset,
+};
+use ruma::{OwnedRoomId, OwnedUserId, UserId};
+use serde_json::{json, Value};
+
+/// The account data type that holds a user's ruleset.
+pub const PUSH_RULES_TYPE: &str = "m.push_rules";
+
+/// The kinds of rule, in the order of their priority, as the API names them.
+pub const RULE_KINDS: [&str; 5] = ["override", "content", "room", "sender", "underride"];
+
+/// A rule's kind from its path segment: 400 `M_UNRECOGNIZED` otherwise,
+/// as Synapse answers.
+pub fn rule_kind(kind: &str) -> Result<RuleKind, MatrixError> {
+    Ok(match kind {
+        "override" => RuleKind::Override,
+        "content" => RuleKind::Content,
+        "room" => RuleKind::Room,
+        "sender" => RuleKind::Sender,
+        "underride" => RuleKind::Underride,
+        _ => return Err(unrecognized(format!("Unknown push rule kind {kind:?}"))),
+    })
+}
+
+/// Only the `global` scope exists (the spec's `device` scope was dropped).
+pub fn check_scope(scope: &str) -> Result<(), MatrixError> {
+    if scope == "global" {
+        Ok(())
+    } else {
+        Err(unrecognized(format!("Unknown push rule scope {scope:?}")))
+    }
+}
+
+fn unrecognized(message: String) -> MatrixError {
+    MatrixError::new(400, ErrCode::Unrecognized, message)
+}
+
+fn unknown_rule() -> MatrixError {
+    MatrixError::new(404, ErrCode::NotFound, "Unknown rule")
+}
+
+fn invalid_rule(message: impl Into<String>) -> MatrixError {
+    MatrixError::new(400, ErrCode::Unknown, message)
+}
+
+/// The body of `PUT /pushrules/global/{kind}/{ruleId}`.
+#[derive(serde::Deserialize)]
+pub struct NewRuleBody {
+    actions: Option<Value>,
+    conditions: Option<Value>,
+    pattern: Option<String>,
+}
+
+/// Parses a rule's `actions`, as `PUT …/actions` and a new rule give them.
+pub fn parse_actions(actions: Option<Value>) -> Result<Vec<Action>, MatrixError> {
+    let actions = actions.ok_or_else(|| invalid_rule("Missing 'actions'"))?;
+    let actions: Vec<Action> = serde_json::from_value(actions)
+        .map_err(|e| invalid_rule(format!("Invalid actions: {e}")))?;
+    Ok(actions)
+}
+
+impl NewRuleBody {
+    fn into_rule(self, kind: &RuleKind, rule_id: &str) -> Result<NewPushRule, MatrixError> {
+        let actions = parse_actions(self.actions)?;
+        let conditions = || -> Result<Vec<PushCondition>, MatrixError> {
+            let conditions = self
+                .conditions
+                .clone()
+                .ok_or_else(|| invalid_rule("Missing 'conditions'"))?;
+            serde_json::from_value(conditions)
+                .map_err(|e| invalid_rule(format!("Invalid conditions: {e}")))
+        };
+        let id = rule_id.to_string();
+        Ok(match kind {
+            RuleKind::Override => {
+                NewPushRule::Override(NewConditionalPushRule::new(id, conditions()?, actions))
+            }
+            RuleKind::Underride => {
+                NewPushRule::Underride(NewConditionalPushRule::new(id, conditions()?, actions))
+            }
+            RuleKind::Content => {
+                let pattern = self
+                    .pattern
+                    .clone()
+                    .ok_or_else(|| invalid_rule("Missing 'pattern'"))?;
+                NewPushRule::Content(NewPatternedPushRule::new(id, pattern, actions))
+            }
+            RuleKind::Room => {
+                let room = OwnedRoomId::try_from(rule_id)
+                    .map_err(|_| invalid_rule("A room rule's ID is a room ID"))?;
+                NewPushRule::Room(NewSimplePushRule::new(room, actions))
+            }
+            RuleKind::Sender => {
+                let user = OwnedUserId::try_from(rule_id)
+                    .map_err(|_| invalid_rule("A sender rule's ID is a user ID"))?;
+                NewPushRule::Sender(NewSimplePushRule::new(user, actions))
+            }
+            _ => return Err(unrecognized("Unknown push rule kind".into())),
+        })
+    }
+}
+
+/// Where a new rule goes among the user's rules of its kind.
+#[derive(Default)]
+pub struct Placement {
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// One change to a ruleset.
+pub enum RuleChange {
+    Put(NewRuleBody, Placement),
+    Delete,
+    Enabled(bool),
+    Actions(Vec<Action>),
+}
+
+/// The stored ruleset, or the server default for a user who has none.
+fn ruleset_from(user: &UserId, stored: Option<Value>) -> Ruleset {
+    stored
+        .and_then(|mut content| serde_json::from_value(content["global"].take()).ok())
+        .unwrap_or_else(|| Ruleset::server_default(user))
+}
+
+impl Homeserver {
+    /// The user's ruleset.
+    pub async fn push_rules(&self, user: &UserId) -> Result<Ruleset, MatrixError> {
+        let stored = self
+            .storage
+            .get_account_data(user, None, PUSH_RULES_TYPE)
+            .await?;
+        Ok(ruleset_from(user, stored))
+    }
+
+    /// The account data content `/sync` shows for the user's push rules.
+    pub async fn push_rules_content(&self, user: &UserId) -> Result<Value, MatrixError> {
+        Ok(json!({ "global": ruleset_json(&self.push_rules(user).await?) }))
+    }
+
+    /// Changes one of the user's rules: read, changed and written in one
+    /// write, so two changes at once both land.
+    pub async fn change_push_rule(
+        &self,
+        user: &UserId,
+        kind: RuleKind,
+        rule_id: &str,
+        change: RuleChange,
+    ) -> Result<(), MatrixError> {
+        let (owner, rule_id) = (user.to_owned(), rule_id.to_string());
+        let written = self
+            .storage
+            .update_account_data(user, None, PUSH_RULES_TYPE, move |stored| {
+                let mut rules = ruleset_from(&owner, stored);
+                apply(&mut rules, kind, &rule_id, change)?;
+                Ok::<_, MatrixError>(Some(json!({ "global": ruleset_json(&rules) })))
+            })
+            .await?;
+        written.map(|_| ())
+    }
+}
+
+fn apply(
+    rules: &mut Ruleset,
+    kind: RuleKind,
+    rule_id: &str,
+    change: RuleChange,
+) -> Result<(), MatrixError> {
+    match change {
+        RuleChange::Put(body, placement) => {
+            if rule_id.starts_with('.') {
+                return Err(invalid_rule("cannot add new rule_ids that start with '.'"));
+            }
+            let rule = body.into_rule(&kind, rule_id)?;
+            rules
+                .insert(
+                    rule,
+                    placement.after.as_deref(),
+                    placement.before.as_deref(),
+                )
+                .map_err(|e| match e {
+                    InsertPushRuleError::UnknownRuleId => invalid_rule(format!(
+                        "before/after rule not found: {}",
+                        placement.before.or(placement.after).unwrap_or_default()
+                    )),
+                    other => invalid_rule(other.to_string()),
+                })
+        }
+        RuleChange::Delete => rules.remove(kind, rule_id).map_err(|e| match e {
+            RemovePushRuleError::ServerDefault => MatrixError::new(
+                400,
+                ErrCode::Unknown,
+                "Server-default rules cannot be deleted: disable them instead",
+            ),
+            _ => unknown_rule(),
+        }),
+        RuleChange::Enabled(enabled) => rules
+            .set_enabled(kind, rule_id, enabled)
+            .map_err(|_| unknown_rule()),
+        RuleChange::Actions(actions) => rules
+            .set_actions(kind, rule_id, actions)
+            .map_err(|_| unknown_rule()),
+    }
+}
+
+/// A ruleset as the API shows it: every kind present, an empty one as `[]`
+/// (as Synapse answers; ruma leaves empty kinds out).
+pub fn ruleset_json(rules: &Ruleset) -> Value {
+    let mut all = serde_json::to_value(rules).unwrap_or_else(|_| json!({}));
+    if let Value::Object(kinds) = &mut all {
+        for kind in RULE_KINDS {
+            kinds.entry(kind).or_insert_with(|| json!([]));
+        }
+    }
+    all
+}
+
+/// One rule of a ruleset as the API shows it, found by kind and ID.
+pub fn find_rule(rules: &Ruleset, kind: &str, rule_id: &str) -> Result<Value, MatrixError> {
+    ruleset_json(rules)
+        .get(kind)
+        .and_then(Value::as_array)
+        .and_then(|list| list.iter().find(|r| r["rule_id"] == rule_id))
+        .cloned()
+        .ok_or_else(unknown_rule)
+}
