@@ -28,6 +28,7 @@ mod matrix_sdk_client;
 mod metrics;
 mod module_api;
 mod push_rules;
+mod receipts;
 mod rooms;
 mod security;
 mod services;

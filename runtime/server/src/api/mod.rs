@@ -10,6 +10,7 @@ mod extract;
 mod media;
 mod profile;
 mod push;
+mod receipts;
 mod rooms;
 mod status;
 mod sync;
@@ -55,6 +56,7 @@ fn client_api() -> Router<Arc<Homeserver>> {
         .merge(directory::routes())
         .merge(profile::routes())
         .merge(push::routes())
+        .merge(receipts::routes())
 }
 
 /// The whole HTTP surface: Matrix APIs, the modules' web resources, and

@@ -170,6 +170,29 @@ fn stripped(events: &[StoredEvent]) -> Vec<Value> {
         .collect()
 }
 
+/// A room's receipts as one `m.receipt` event (none if there are none):
+/// private read receipts only to their owner.
+fn receipt_events(user: &ruma::UserId, receipts: &[crate::storage::ReceiptRow]) -> Vec<Value> {
+    let mut content = Map::new();
+    for r in receipts {
+        if r.receipt_type == "m.read.private" && r.user_id != user {
+            continue;
+        }
+        let mut receipt = json!({ "ts": r.ts });
+        if let Some(thread) = &r.thread_id {
+            receipt["thread_id"] = json!(thread);
+        }
+        let by_type = content
+            .entry(r.event_id.to_string())
+            .or_insert_with(|| json!({}));
+        by_type[&r.receipt_type][r.user_id.as_str()] = receipt;
+    }
+    if content.is_empty() {
+        return Vec::new();
+    }
+    vec![json!({ "type": "m.receipt", "content": content })]
+}
+
 /// The sync from `since` to `upto`, whether it has anything new, and what
 /// its long-poll waits on (the user, their joined rooms, and everyone's
 /// presence when a presence router may route it).
@@ -216,7 +239,12 @@ async fn compute(
                     .filter(|a| a.room_id.as_ref() == Some(&m.room_id))
                     .map(|a| json!({ "type": a.data_type, "content": a.content }))
                     .collect();
-                if !fresh && timeline.is_empty() && room_account_data.is_empty() {
+                let ephemeral = receipt_events(user, &room.receipts);
+                if !fresh
+                    && timeline.is_empty()
+                    && room_account_data.is_empty()
+                    && ephemeral.is_empty()
+                {
                     continue;
                 }
                 let first = timeline.first().map(|e| e.stream).unwrap_or(upto + 1);
@@ -253,7 +281,7 @@ async fn compute(
                         },
                         "state": { "events": hs.serve_events(&state_events, requester, false).await? },
                         "account_data": { "events": room_account_data },
-                        "ephemeral": { "events": [] },
+                        "ephemeral": { "events": ephemeral },
                         "summary": { "m.joined_member_count": joined },
                         "unread_notifications": { "highlight_count": 0, "notification_count": 0 },
                     }),

@@ -49,6 +49,19 @@ impl Homeserver {
                 format!("no user {user}"),
             ));
         }
+        self.store_account_data(user, room, data_type, content)
+            .await
+    }
+
+    /// Stores account data the server itself sets (such as `m.fully_read`)
+    /// as well as a client's, and tells `on_account_data_updated`.
+    pub(crate) async fn store_account_data(
+        &self,
+        user: &UserId,
+        room: Option<&RoomId>,
+        data_type: &str,
+        content: JsonObject,
+    ) -> Result<(), MatrixError> {
         self.storage
             .put_account_data(
                 user,

@@ -17,6 +17,7 @@ mod presence;
 mod profile;
 pub mod push_rules;
 mod ratelimit;
+pub mod receipts;
 mod rooms;
 mod sessions;
 mod visibility;

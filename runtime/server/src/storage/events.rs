@@ -39,6 +39,8 @@ pub struct SyncRoom {
     pub timeline: Vec<StoredEvent>,
     pub limited: bool,
     pub state: Vec<StoredEvent>,
+    /// A joined room's receipts: all when fresh, else those since the token.
+    pub receipts: Vec<super::ReceiptRow>,
 }
 
 /// An event as stored.
@@ -567,10 +569,12 @@ impl Storage {
                 }
                 let room = m.room_id.to_string();
                 let new_here = since.is_none() || m.stream > after;
+                let mut receipts = Vec::new();
                 let (timeline, limited, state) = match m.membership {
                     Membership::Join => {
                         let fresh = new_here || full_state;
                         let from = if fresh { 0 } else { after };
+                        receipts = super::receipts::receipts_since(c, &room, from, upto)?;
                         let (timeline, limited) = room_events_since(c, &room, from, upto, limit)?;
                         let first = timeline.first().map_or(upto + 1, |e| e.stream);
                         let state = if fresh {
@@ -598,6 +602,7 @@ impl Storage {
                     timeline,
                     limited,
                     state,
+                    receipts,
                 });
             }
             Ok(SyncRows {

@@ -14,6 +14,7 @@ mod cache;
 mod events;
 mod modules;
 mod notify;
+mod receipts;
 mod schema;
 mod users;
 
@@ -21,6 +22,7 @@ pub use account::*;
 pub use events::*;
 
 pub use notify::{Listener, WakeKey};
+pub use receipts::{NewReceipt, ReceiptRow};
 pub use users::*;
 
 use rusqlite::{Connection, OpenFlags};

@@ -157,6 +157,23 @@ CREATE TABLE erased_users (
     ),
     // Each sync asks which presence changed since its token.
     M::up("CREATE INDEX presence_by_position ON presence (stream_ordering);"),
+    // Read receipts: the latest of each type per user, room and thread
+    // (`''` for an unthreaded receipt).
+    M::up(
+        r#"
+CREATE TABLE receipts (
+    room_id TEXT NOT NULL,
+    receipt_type TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    thread_id TEXT NOT NULL DEFAULT '',
+    event_id TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    stream_ordering INTEGER NOT NULL,
+    PRIMARY KEY (room_id, receipt_type, user_id, thread_id)
+);
+CREATE INDEX receipts_by_position ON receipts (room_id, stream_ordering);
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {
@@ -175,7 +192,8 @@ pub fn max_position(conn: &Connection) -> Result<i64, rusqlite::Error> {
             SELECT COALESCE(MAX(stream_ordering), 0) AS p FROM events
             UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM account_data
             UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM presence
-            UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM memberships)",
+            UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM memberships
+            UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM receipts)",
         [],
         |r| r.get(0),
     )

@@ -1,0 +1,101 @@
+//! Read receipts: the latest receipt of each type per user, room and
+//! thread, each write at its own stream position so `/sync` sends it once.
+
+use super::{Storage, StorageError, StorageResult, WakeKey};
+use ruma::{OwnedEventId, OwnedUserId, RoomId, UserId};
+use rusqlite::{params, Connection};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceiptRow {
+    pub receipt_type: String,
+    pub user_id: OwnedUserId,
+    /// `None` for an unthreaded receipt.
+    pub thread_id: Option<String>,
+    pub event_id: OwnedEventId,
+    pub ts: i64,
+    pub stream: i64,
+}
+
+/// A receipt to store.
+pub struct NewReceipt<'a> {
+    pub room_id: &'a RoomId,
+    pub receipt_type: &'a str,
+    pub user_id: &'a UserId,
+    pub thread_id: Option<&'a str>,
+    pub event_id: &'a ruma::EventId,
+    pub ts: i64,
+}
+
+impl Storage {
+    /// Stores a receipt, replacing the user's previous one of that type in
+    /// that room and thread, and wakes the room's long-polls.
+    pub async fn put_receipt(&self, receipt: NewReceipt<'_>) -> StorageResult<i64> {
+        let room = receipt.room_id.to_owned();
+        let values = (
+            room.to_string(),
+            receipt.receipt_type.to_string(),
+            receipt.user_id.to_string(),
+            receipt.thread_id.unwrap_or("").to_string(),
+            receipt.event_id.to_string(),
+            receipt.ts,
+        );
+        let key = WakeKey::Room(room);
+        self.write_then(
+            move |w| {
+                let stream = w.next_position();
+                let (room, kind, user, thread, event, ts) = values;
+                w.conn
+                    .prepare_cached(
+                        "INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, ts, stream_ordering)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                         ON CONFLICT (room_id, receipt_type, user_id, thread_id) DO UPDATE SET
+                           event_id = excluded.event_id, ts = excluded.ts, stream_ordering = excluded.stream_ordering",
+                    )?
+                    .execute(params![room, kind, user, thread, event, ts, stream])?;
+                Ok(stream)
+            },
+            move |caches, _| caches.wakes.wake([&key]),
+        )
+        .await
+    }
+}
+
+/// A room's receipts written after `after`, up to `upto` (all of them from 0).
+pub(super) fn receipts_since(
+    c: &Connection,
+    room_id: &str,
+    after: i64,
+    upto: i64,
+) -> StorageResult<Vec<ReceiptRow>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT receipt_type, user_id, thread_id, event_id, ts, stream_ordering FROM receipts
+         WHERE room_id = ?1 AND stream_ordering > ?2 AND stream_ordering <= ?3",
+    )?;
+    let rows = stmt.query_map(params![room_id, after, upto], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, i64>(5)?,
+        ))
+    })?;
+    let mut receipts = Vec::new();
+    for row in rows {
+        let (receipt_type, user, thread, event, ts, stream) = row?;
+        receipts.push(ReceiptRow {
+            receipt_type,
+            user_id: user
+                .try_into()
+                .map_err(|e| StorageError::Closed(format!("stored receipt user: {e}")))?,
+            thread_id: (!thread.is_empty()).then_some(thread),
+            event_id: event
+                .try_into()
+                .map_err(|e| StorageError::Closed(format!("stored receipt event: {e}")))?,
+            ts,
+            stream,
+        });
+    }
+    Ok(receipts)
+}
