@@ -34,4 +34,5 @@ mod security;
 mod services;
 mod status_page;
 mod sync;
+mod typing;
 mod visibility;

@@ -31,6 +31,8 @@ pub struct Homeserver {
     pub metrics: crate::metrics::Metrics,
     /// The loaded modules, in config order.
     pub modules: Vec<crate::api::ModuleSummary>,
+    /// Who is typing where.
+    pub typing: crate::service::Typing,
 }
 
 impl Homeserver {
@@ -113,6 +115,7 @@ impl RunningServer {
             passwords: crate::service::Passwords::start(),
             login_types: modules.login_types.clone(),
             registration_nonces: Default::default(),
+            typing: Default::default(),
             metrics: crate::metrics::Metrics::new(
                 config.enable_metrics,
                 modules.callback_records.clone(),

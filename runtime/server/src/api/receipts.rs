@@ -1,14 +1,14 @@
-//! Read receipts and read markers.
+//! Read receipts, read markers and typing notifications.
 
 use super::extract::{ApiPath, Auth, JsonBody};
-use super::rooms::room_id;
+use super::rooms::{room_id, user_id};
 use super::{ApiResult, MatrixError};
 use crate::homeserver::Homeserver;
 use crate::service::receipts::FULLY_READ;
 use crate::service::Actor;
 use axon::ErrCode;
 use axum::extract::State;
-use axum::routing::post;
+use axum::routing::{post, put};
 use axum::{Json, Router};
 use ruma::{EventId, OwnedEventId};
 use serde::Deserialize;
@@ -22,6 +22,31 @@ pub fn routes() -> Router<Arc<Homeserver>> {
             post(receipt),
         )
         .route("/rooms/{room}/read_markers", post(read_markers))
+        .route("/rooms/{room}/typing/{user}", put(typing))
+}
+
+#[derive(Deserialize)]
+struct TypingBody {
+    typing: bool,
+    /// Milliseconds.
+    timeout: Option<u64>,
+}
+
+async fn typing(
+    State(hs): State<Arc<Homeserver>>,
+    Auth(requester): Auth,
+    ApiPath((room, user)): ApiPath<(String, String)>,
+    JsonBody(body): JsonBody<TypingBody>,
+) -> ApiResult {
+    hs.set_typing(
+        &Actor::client(&requester),
+        &room_id(&room)?,
+        &user_id(&user)?,
+        body.typing,
+        body.timeout.map(std::time::Duration::from_millis),
+    )
+    .await?;
+    Ok(Json(json!({})))
 }
 
 fn event_id(event: &str) -> Result<OwnedEventId, MatrixError> {

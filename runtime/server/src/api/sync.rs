@@ -239,7 +239,11 @@ async fn compute(
                     .filter(|a| a.room_id.as_ref() == Some(&m.room_id))
                     .map(|a| json!({ "type": a.data_type, "content": a.content }))
                     .collect();
-                let ephemeral = receipt_events(user, &room.receipts);
+                let mut ephemeral = receipt_events(user, &room.receipts);
+                if let Some(typers) = hs.typing.changed_since(&m.room_id, after, fresh) {
+                    ephemeral
+                        .push(json!({ "type": "m.typing", "content": { "user_ids": typers } }));
+                }
                 if !fresh
                     && timeline.is_empty()
                     && room_account_data.is_empty()

@@ -20,6 +20,7 @@ mod ratelimit;
 pub mod receipts;
 mod rooms;
 mod sessions;
+mod typing;
 mod visibility;
 
 pub use accounts::{AdminUserChange, Registration, RegistrationOutcome};
@@ -31,6 +32,7 @@ pub use profile::ProfileChange;
 pub use ratelimit::RateLimiter;
 pub use rooms::CreateRoomRequest;
 pub use sessions::{LoginRequest, Requester};
+pub use typing::Typing;
 pub use visibility::RoomAccess;
 
 use axon::callbacks::{JsonObject, ModuleRef, SpamCheck};

@@ -27,6 +27,36 @@ pub struct NewReceipt<'a> {
 }
 
 impl Storage {
+    /// Takes a stream position for a change kept only in memory (`name`,
+    /// such as typing) and wakes `keys`: the change is in the syncs whose
+    /// token is before it, and the position is recorded so that a restart
+    /// never hands it out again. `record` learns the position before any
+    /// waiter wakes, so a woken sync finds the change.
+    pub async fn mark_position(
+        &self,
+        name: &'static str,
+        keys: Vec<WakeKey>,
+        record: impl FnOnce(i64) + Send + 'static,
+    ) -> StorageResult<i64> {
+        self.write_then(
+            move |w| {
+                let stream = w.next_position();
+                w.conn
+                    .prepare_cached(
+                        "INSERT INTO stream_marks (name, stream_ordering) VALUES (?1, ?2)
+                         ON CONFLICT (name) DO UPDATE SET stream_ordering = excluded.stream_ordering",
+                    )?
+                    .execute(params![name, stream])?;
+                Ok(stream)
+            },
+            move |caches, position| {
+                record(*position);
+                caches.wakes.wake(keys.iter())
+            },
+        )
+        .await
+    }
+
     /// Stores a receipt, replacing the user's previous one of that type in
     /// that room and thread, and wakes the room's long-polls.
     pub async fn put_receipt(&self, receipt: NewReceipt<'_>) -> StorageResult<i64> {

@@ -174,6 +174,16 @@ CREATE TABLE receipts (
 CREATE INDEX receipts_by_position ON receipts (room_id, stream_ordering);
 "#,
     ),
+    // The last position taken by what is kept only in memory (typing), so
+    // that a restart never hands out a position a client's token has seen.
+    M::up(
+        r#"
+CREATE TABLE stream_marks (
+    name TEXT PRIMARY KEY NOT NULL,
+    stream_ordering INTEGER NOT NULL
+);
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {
@@ -193,7 +203,8 @@ pub fn max_position(conn: &Connection) -> Result<i64, rusqlite::Error> {
             UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM account_data
             UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM presence
             UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM memberships
-            UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM receipts)",
+            UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM receipts
+            UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM stream_marks)",
         [],
         |r| r.get(0),
     )
