@@ -27,6 +27,7 @@ mod linked_modules;
 mod matrix_sdk_client;
 mod metrics;
 mod module_api;
+mod notifications;
 mod push_rules;
 mod receipts;
 mod rooms;

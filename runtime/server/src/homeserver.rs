@@ -33,6 +33,8 @@ pub struct Homeserver {
     pub modules: Vec<crate::api::ModuleSummary>,
     /// Who is typing where.
     pub typing: crate::service::Typing,
+    /// Users' push rules, once read.
+    pub push_rules_cache: crate::service::push_rules::RulesetCache,
 }
 
 impl Homeserver {
@@ -116,6 +118,7 @@ impl RunningServer {
             login_types: modules.login_types.clone(),
             registration_nonces: Default::default(),
             typing: Default::default(),
+            push_rules_cache: Default::default(),
             metrics: crate::metrics::Metrics::new(
                 config.enable_metrics,
                 modules.callback_records.clone(),

@@ -43,7 +43,7 @@ async fn scope_rules(
 ) -> ApiResult {
     check_scope(&scope)?;
     Ok(Json(ruleset_json(
-        &hs.push_rules(&requester.user_id).await?,
+        &*hs.push_rules(&requester.user_id).await?,
     )))
 }
 
@@ -54,7 +54,7 @@ async fn kind_rules(
 ) -> ApiResult {
     check_scope(&scope)?;
     rule_kind(&kind)?;
-    let rules = ruleset_json(&hs.push_rules(&requester.user_id).await?);
+    let rules = ruleset_json(&*hs.push_rules(&requester.user_id).await?);
     Ok(Json(rules.get(&kind).cloned().unwrap_or(json!([]))))
 }
 

@@ -287,7 +287,10 @@ async fn compute(
                         "account_data": { "events": room_account_data },
                         "ephemeral": { "events": ephemeral },
                         "summary": { "m.joined_member_count": joined },
-                        "unread_notifications": { "highlight_count": 0, "notification_count": 0 },
+                        "unread_notifications": {
+                            "highlight_count": room.unread.highlights,
+                            "notification_count": room.unread.notifications,
+                        },
                     }),
                 );
                 changed = true;

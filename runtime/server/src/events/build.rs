@@ -129,6 +129,7 @@ pub fn build_event(
             prev_events: snapshot.extremities.clone(),
             device_id: None,
             txn_id: None,
+            notifies: Vec::new(),
         },
         pdu,
     })

@@ -193,6 +193,7 @@ impl Homeserver {
                 new.device_id = Some(device.clone());
                 new.txn_id = Some(txn_id.clone());
             }
+            new.notifies = self.notifications_for(&snapshot, &new).await?;
             let work = self.new_event_work(&snapshot, std::slice::from_ref(&new));
             drop(snapshot);
             let persisted = match self

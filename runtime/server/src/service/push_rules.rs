@@ -5,13 +5,20 @@
 
 use super::MatrixError;
 use crate::homeserver::Homeserver;
+use crate::storage::{NewEvent, Notify, RoomSnapshot};
 use axon::ErrCode;
+use ruma::power_levels::NotificationPowerLevels;
 use ruma::push::{
     Action, InsertPushRuleError, NewConditionalPushRule, NewPatternedPushRule, NewPushRule,
     NewSimplePushRule, PushCondition, RemovePushRuleError, RuleKind, Ruleset,
 };
-use ruma::{OwnedRoomId, OwnedUserId, UserId};
+use ruma::push::{FlattenedJson, PushConditionPowerLevelsCtx, PushConditionRoomCtx};
+use ruma::room_version_rules::RoomPowerLevelsRules;
+use ruma::serde::Raw;
+use ruma::{Int, OwnedRoomId, OwnedUserId, UInt, UserId};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The account data type that holds a user's ruleset.
 pub const PUSH_RULES_TYPE: &str = "m.push_rules";
@@ -132,19 +139,101 @@ fn ruleset_from(user: &UserId, stored: Option<Value>) -> Ruleset {
         .unwrap_or_else(|| Ruleset::server_default(user))
 }
 
+/// Each user's ruleset once read, so evaluating an event for every member
+/// of a room reads no rules from the database; a change replaces the entry.
+#[derive(Default)]
+pub struct RulesetCache(std::sync::Mutex<std::collections::HashMap<OwnedUserId, Arc<Ruleset>>>);
+
+impl RulesetCache {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<OwnedUserId, Arc<Ruleset>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 impl Homeserver {
     /// The user's ruleset.
-    pub async fn push_rules(&self, user: &UserId) -> Result<Ruleset, MatrixError> {
+    pub async fn push_rules(&self, user: &UserId) -> Result<Arc<Ruleset>, MatrixError> {
+        if let Some(rules) = self.push_rules_cache.lock().get(user) {
+            return Ok(rules.clone());
+        }
         let stored = self
             .storage
             .get_account_data(user, None, PUSH_RULES_TYPE)
             .await?;
-        Ok(ruleset_from(user, stored))
+        let rules = Arc::new(ruleset_from(user, stored));
+        self.push_rules_cache
+            .lock()
+            .insert(user.to_owned(), rules.clone());
+        Ok(rules)
+    }
+
+    /// Whom a new event notifies among the room's joined local members
+    /// (not its sender), by each one's push rules, in the room as it was
+    /// before the event: ruma's evaluation, with display name, member count
+    /// and power levels.
+    pub async fn notifications_for(
+        &self,
+        room: &RoomSnapshot,
+        event: &NewEvent,
+    ) -> Result<Vec<Notify>, MatrixError> {
+        let members: Vec<(OwnedUserId, String)> = room
+            .state
+            .of_type("m.room.member")
+            .filter(|m| m.content.get("membership").and_then(Value::as_str) == Some("join"))
+            .filter_map(|m| {
+                let user = OwnedUserId::try_from(m.state_key.as_deref()?).ok()?;
+                let name = m
+                    .content
+                    .get("displayname")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| user.localpart().to_string(), str::to_string);
+                Some((user, name))
+            })
+            .filter(|(user, _)| user.server_name() == self.server_name && *user != event.sender)
+            .collect();
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pdu = Raw::<Value>::from_json(
+            serde_json::value::RawValue::from_string(event.pdu.clone())
+                .map_err(|e| MatrixError::internal(e.to_string()))?,
+        );
+        let flat = FlattenedJson::from_raw(&pdu);
+        let power_levels = power_levels_ctx(room);
+        let member_count = UInt::try_from(room.joined as u64).unwrap_or_default();
+        let mut notifies = Vec::new();
+        for (user, display_name) in members {
+            let rules = self.push_rules(&user).await?;
+            let mut context = PushConditionRoomCtx::new(
+                room.room_id.clone(),
+                member_count,
+                user.clone(),
+                display_name,
+            );
+            context.power_levels = Some(power_levels.clone());
+            let mut actions: &[Action] = &[];
+            for rule in rules.iter() {
+                if rule.applies(&flat, &context).await {
+                    actions = rule.actions();
+                    break;
+                }
+            }
+            if actions.iter().any(Action::should_notify) {
+                notifies.push(Notify {
+                    user_id: user,
+                    highlight: actions.iter().any(|a| a.is_highlight()),
+                    actions: serde_json::to_string(actions).unwrap_or_else(|_| "[]".into()),
+                });
+            }
+        }
+        Ok(notifies)
     }
 
     /// The account data content `/sync` shows for the user's push rules.
     pub async fn push_rules_content(&self, user: &UserId) -> Result<Value, MatrixError> {
-        Ok(json!({ "global": ruleset_json(&self.push_rules(user).await?) }))
+        Ok(json!({ "global": ruleset_json(&*self.push_rules(user).await?) }))
     }
 
     /// Changes one of the user's rules: read, changed and written in one
@@ -165,6 +254,12 @@ impl Homeserver {
                 Ok::<_, MatrixError>(Some(json!({ "global": ruleset_json(&rules) })))
             })
             .await?;
+        if let Ok(Some((_, content))) = &written {
+            let rules = ruleset_from(user, Some(content.clone()));
+            self.push_rules_cache
+                .lock()
+                .insert(user.to_owned(), Arc::new(rules));
+        }
         written.map(|_| ())
     }
 }
@@ -232,4 +327,34 @@ pub fn find_rule(rules: &Ruleset, kind: &str, rule_id: &str) -> Result<Value, Ma
         .and_then(|list| list.iter().find(|r| r["rule_id"] == rule_id))
         .cloned()
         .ok_or_else(unknown_rule)
+}
+
+/// The room's power levels as push conditions need them
+/// (`sender_notification_permission` for `@room`).
+fn power_levels_ctx(room: &RoomSnapshot) -> PushConditionPowerLevelsCtx {
+    let levels = crate::events::PowerLevels::of(room);
+    let users: BTreeMap<OwnedUserId, Int> = levels
+        .users
+        .iter()
+        .filter_map(|(user, level)| {
+            Some((
+                OwnedUserId::try_from(user.as_str()).ok()?,
+                Int::new(*level)?,
+            ))
+        })
+        .collect();
+    let notify_room = room
+        .state
+        .get(&("m.room.power_levels".to_string(), String::new()))
+        .and_then(|pl| pl.content.get("notifications")?.get("room")?.as_i64())
+        .unwrap_or(50);
+    let mut notifications = NotificationPowerLevels::new();
+    notifications.room = Int::new(notify_room).unwrap_or_else(|| Int::from(50));
+    let rules = crate::events::room_version_rules(&room.room_version);
+    PushConditionPowerLevelsCtx::new(
+        users,
+        Int::new(levels.users_default).unwrap_or_default(),
+        notifications,
+        RoomPowerLevelsRules::new(&rules.authorization, []),
+    )
 }

@@ -41,6 +41,8 @@ pub struct SyncRoom {
     pub state: Vec<StoredEvent>,
     /// A joined room's receipts: all when fresh, else those since the token.
     pub receipts: Vec<super::ReceiptRow>,
+    /// A joined room's unread notifications and highlights.
+    pub unread: super::receipts::Unread,
 }
 
 /// An event as stored.
@@ -256,6 +258,18 @@ pub struct NewEvent {
     pub prev_events: Vec<OwnedEventId>,
     pub device_id: Option<OwnedDeviceId>,
     pub txn_id: Option<String>,
+    /// The local members this event notifies, as their push rules say:
+    /// stored with it, so unread counts are one indexed count.
+    pub notifies: Vec<Notify>,
+}
+
+/// A member an event notifies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notify {
+    pub user_id: OwnedUserId,
+    pub highlight: bool,
+    /// The rule's actions, as JSON, for pushers and `/notifications`.
+    pub actions: String,
 }
 
 /// What storing an event did.
@@ -368,6 +382,22 @@ impl Storage {
                 }
                 let stream = w.next_position();
                 insert_event(w.conn, event, stream)?;
+                if !event.notifies.is_empty() {
+                    let mut insert = w.conn.prepare_cached(
+                        "INSERT INTO event_push_actions (user_id, room_id, stream_ordering, event_id, highlight, actions)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?;
+                    for n in &event.notifies {
+                        insert.execute(params![
+                            n.user_id.as_str(),
+                            event.room_id.as_str(),
+                            stream,
+                            event.event_id.as_str(),
+                            n.highlight,
+                            n.actions
+                        ])?;
+                    }
+                }
                 outcomes.push(Persisted::New {
                     event_id: event.event_id.clone(),
                     stream,
@@ -570,11 +600,13 @@ impl Storage {
                 let room = m.room_id.to_string();
                 let new_here = since.is_none() || m.stream > after;
                 let mut receipts = Vec::new();
+                let mut unread = Default::default();
                 let (timeline, limited, state) = match m.membership {
                     Membership::Join => {
                         let fresh = new_here || full_state;
                         let from = if fresh { 0 } else { after };
                         receipts = super::receipts::receipts_since(c, &room, from, upto)?;
+                        unread = super::receipts::unread(c, &room, &user_id, upto)?;
                         let (timeline, limited) = room_events_since(c, &room, from, upto, limit)?;
                         let first = timeline.first().map_or(upto + 1, |e| e.stream);
                         let state = if fresh {
@@ -603,6 +635,7 @@ impl Storage {
                     limited,
                     state,
                     receipts,
+                    unread,
                 });
             }
             Ok(SyncRows {

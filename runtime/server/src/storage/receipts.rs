@@ -129,3 +129,33 @@ pub(super) fn receipts_since(
     }
     Ok(receipts)
 }
+
+/// A user's unread notifications in a room.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unread {
+    pub notifications: u64,
+    pub highlights: u64,
+}
+
+/// The events that notified the user after their latest read receipt
+/// (unthreaded or the main thread's), up to `upto`.
+pub(super) fn unread(
+    c: &Connection,
+    room_id: &str,
+    user_id: &str,
+    upto: i64,
+) -> StorageResult<Unread> {
+    let (notifications, highlights): (i64, i64) = c
+        .prepare_cached(
+            "SELECT COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions
+             WHERE user_id = ?1 AND room_id = ?2 AND stream_ordering <= ?3 AND stream_ordering > (
+                 SELECT COALESCE(MAX(e.stream_ordering), 0) FROM receipts r JOIN events e ON e.event_id = r.event_id
+                 WHERE r.room_id = ?2 AND r.user_id = ?1
+                   AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', 'main'))",
+        )?
+        .query_row(params![user_id, room_id, upto], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(Unread {
+        notifications: notifications as u64,
+        highlights: highlights as u64,
+    })
+}

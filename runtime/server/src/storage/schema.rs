@@ -184,6 +184,21 @@ CREATE TABLE stream_marks (
 );
 "#,
     ),
+    // Who each event notifies, per their push rules: unread counts count
+    // these after the user's read receipt.
+    M::up(
+        r#"
+CREATE TABLE event_push_actions (
+    user_id TEXT NOT NULL,
+    room_id TEXT NOT NULL,
+    stream_ordering INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    highlight INTEGER NOT NULL,
+    actions TEXT NOT NULL,
+    PRIMARY KEY (user_id, room_id, stream_ordering)
+);
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {
