@@ -1,6 +1,6 @@
 //! Load benchmark of `PUT /rooms/{id}/send`: one client sending
 //! sequentially, then 32 clients at once (each in its own room, and all in
-//! one room), against a real server on loopback with durable commits
+//! one room, then in that room grown to 200 members), against a real server on loopback with durable commits
 //! (SQLite WAL, synchronous=FULL). Reports events/s and p50/p99 latency.
 //!
 //! `cargo bench --bench load` (`-- --quick` for a short run). The load
@@ -200,6 +200,13 @@ rc_joins: {{local: {{per_second: 0, burst_count: 0}}}}
         assert!(joined.status().is_success());
         users.push(user);
     }
+    let senders: Vec<User> = users
+        .iter()
+        .map(|u| User {
+            token: u.token.clone(),
+            http: u.http.clone(),
+        })
+        .collect();
     let start = Instant::now();
     let tasks: Vec<_> = users
         .into_iter()
@@ -220,6 +227,66 @@ rc_joins: {{local: {{per_second: 0, burst_count: 0}}}}
     }
     report(
         "32 clients, 1 room",
+        32 * per_client,
+        start.elapsed(),
+        latencies,
+    );
+
+    // The same room grown to 200 members: every message is evaluated
+    // against each member's push rules.
+    for i in 0..(200 - 33) {
+        let user = register(&base, &format!("reader{i}")).await;
+        let joined = user
+            .http
+            .post(format!(
+                "{base}/_matrix/client/v3/rooms/{}/join",
+                enc(&shared)
+            ))
+            .bearer_auth(&user.token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert!(joined.status().is_success());
+    }
+    let start = Instant::now();
+    let latencies = send_many(
+        base.clone(),
+        User {
+            token: owner.token.clone(),
+            http: owner.http.clone(),
+        },
+        shared.clone(),
+        sequential / 2,
+        "big-seq".into(),
+    )
+    .await;
+    report(
+        "1 client, 200 members",
+        sequential / 2,
+        start.elapsed(),
+        latencies,
+    );
+    let start = Instant::now();
+    let tasks: Vec<_> = senders
+        .into_iter()
+        .enumerate()
+        .map(|(i, user)| {
+            tokio::spawn(send_many(
+                base.clone(),
+                user,
+                shared.clone(),
+                per_client,
+                format!("big{i}"),
+            ))
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    report(
+        "32 clients, 1 room, 200 members",
         32 * per_client,
         start.elapsed(),
         latencies,

@@ -383,20 +383,7 @@ impl Storage {
                 let stream = w.next_position();
                 insert_event(w.conn, event, stream)?;
                 if !event.notifies.is_empty() {
-                    let mut insert = w.conn.prepare_cached(
-                        "INSERT INTO event_push_actions (user_id, room_id, stream_ordering, event_id, highlight, actions)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    )?;
-                    for n in &event.notifies {
-                        insert.execute(params![
-                            n.user_id.as_str(),
-                            event.room_id.as_str(),
-                            stream,
-                            event.event_id.as_str(),
-                            n.highlight,
-                            n.actions
-                        ])?;
-                    }
+                    super::receipts::insert_notifications(w.conn, event, stream)?;
                 }
                 outcomes.push(Persisted::New {
                     event_id: event.event_id.clone(),
@@ -606,7 +593,7 @@ impl Storage {
                         let fresh = new_here || full_state;
                         let from = if fresh { 0 } else { after };
                         receipts = super::receipts::receipts_since(c, &room, from, upto)?;
-                        unread = super::receipts::unread(c, &room, &user_id, upto)?;
+                        unread = super::receipts::unread(c, &room, &user_id)?;
                         let (timeline, limited) = room_events_since(c, &room, from, upto, limit)?;
                         let first = timeline.first().map_or(upto + 1, |e| e.stream);
                         let state = if fresh {

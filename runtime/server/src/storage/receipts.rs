@@ -3,7 +3,7 @@
 
 use super::{Storage, StorageError, StorageResult, WakeKey};
 use ruma::{OwnedEventId, OwnedUserId, RoomId, UserId};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReceiptRow {
@@ -15,6 +15,9 @@ pub struct ReceiptRow {
     pub ts: i64,
     pub stream: i64,
 }
+
+/// The receipts that mark notifications read.
+const READ_RECEIPTS: [&str; 2] = ["m.read", "m.read.private"];
 
 /// A receipt to store.
 pub struct NewReceipt<'a> {
@@ -82,6 +85,9 @@ impl Storage {
                            event_id = excluded.event_id, ts = excluded.ts, stream_ordering = excluded.stream_ordering",
                     )?
                     .execute(params![room, kind, user, thread, event, ts, stream])?;
+                if READ_RECEIPTS.contains(&kind.as_str()) && (thread.is_empty() || thread == "main") {
+                    recount(w.conn, &room, &user)?;
+                }
                 Ok(stream)
             },
             move |caches, _| caches.wakes.wake([&key]),
@@ -137,23 +143,60 @@ pub struct Unread {
     pub highlights: u64,
 }
 
-/// The events that notified the user after their latest read receipt
-/// (unthreaded or the main thread's), up to `upto`.
-pub(super) fn unread(
+/// Stores whom an event notifies and counts it for each of them.
+pub(super) fn insert_notifications(
     c: &Connection,
-    room_id: &str,
-    user_id: &str,
-    upto: i64,
-) -> StorageResult<Unread> {
-    let (notifications, highlights): (i64, i64) = c
+    event: &super::NewEvent,
+    stream: i64,
+) -> StorageResult<()> {
+    let mut insert = c.prepare_cached(
+        "INSERT INTO event_push_actions (room_id, stream_ordering, user_id, event_id, highlight, actions)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut count = c.prepare_cached(
+        "INSERT INTO unread_counts (room_id, user_id, notifications, highlights) VALUES (?1, ?2, 1, ?3)
+         ON CONFLICT (room_id, user_id) DO UPDATE SET
+           notifications = notifications + 1, highlights = highlights + excluded.highlights",
+    )?;
+    for n in &event.notifies {
+        let (room, user) = (event.room_id.as_str(), n.user_id.as_str());
+        insert.execute(params![
+            room,
+            stream,
+            user,
+            event.event_id.as_str(),
+            n.highlight,
+            n.actions
+        ])?;
+        count.execute(params![room, user, n.highlight as i64])?;
+    }
+    Ok(())
+}
+
+/// Recounts a user's unread notifications in a room from their latest read
+/// receipt (unthreaded or the main thread's, public or private).
+fn recount(c: &Connection, room_id: &str, user_id: &str) -> StorageResult<()> {
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO unread_counts (room_id, user_id, notifications, highlights)
+         SELECT ?1, ?2, COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions
+         WHERE room_id = ?1 AND user_id = ?2 AND stream_ordering > (
+             SELECT COALESCE(MAX(e.stream_ordering), 0) FROM receipts r JOIN events e ON e.event_id = r.event_id
+             WHERE r.room_id = ?1 AND r.user_id = ?2
+               AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', 'main'))",
+    )?
+    .execute(params![room_id, user_id])?;
+    Ok(())
+}
+
+/// A user's unread notifications in a room.
+pub(super) fn unread(c: &Connection, room_id: &str, user_id: &str) -> StorageResult<Unread> {
+    let counts: Option<(i64, i64)> = c
         .prepare_cached(
-            "SELECT COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions
-             WHERE user_id = ?1 AND room_id = ?2 AND stream_ordering <= ?3 AND stream_ordering > (
-                 SELECT COALESCE(MAX(e.stream_ordering), 0) FROM receipts r JOIN events e ON e.event_id = r.event_id
-                 WHERE r.room_id = ?2 AND r.user_id = ?1
-                   AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', 'main'))",
+            "SELECT notifications, highlights FROM unread_counts WHERE room_id = ?1 AND user_id = ?2",
         )?
-        .query_row(params![user_id, room_id, upto], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        .query_row(params![room_id, user_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (notifications, highlights) = counts.unwrap_or_default();
     Ok(Unread {
         notifications: notifications as u64,
         highlights: highlights as u64,

@@ -184,19 +184,28 @@ CREATE TABLE stream_marks (
 );
 "#,
     ),
-    // Who each event notifies, per their push rules: unread counts count
-    // these after the user's read receipt.
+    // Who each event notifies, per their push rules, in the order events
+    // are stored (so a message to a big room appends instead of writing a
+    // page per member), and each member's unread counts kept as events
+    // arrive and recounted from the former when their read receipt moves.
     M::up(
         r#"
 CREATE TABLE event_push_actions (
-    user_id TEXT NOT NULL,
     room_id TEXT NOT NULL,
     stream_ordering INTEGER NOT NULL,
+    user_id TEXT NOT NULL,
     event_id TEXT NOT NULL,
     highlight INTEGER NOT NULL,
     actions TEXT NOT NULL,
-    PRIMARY KEY (user_id, room_id, stream_ordering)
-);
+    PRIMARY KEY (room_id, stream_ordering, user_id)
+) WITHOUT ROWID;
+CREATE TABLE unread_counts (
+    room_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    notifications INTEGER NOT NULL,
+    highlights INTEGER NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
 "#,
     ),
 ];
