@@ -142,12 +142,17 @@ fn ruleset_from(user: &UserId, stored: Option<Value>) -> Ruleset {
 /// Each user's ruleset once read, so evaluating an event for every member
 /// of a room reads no rules from the database; a change replaces the entry.
 #[derive(Default)]
-pub struct RulesetCache(std::sync::Mutex<std::collections::HashMap<OwnedUserId, Arc<Ruleset>>>);
+pub struct RulesetCache(std::sync::Mutex<std::collections::HashMap<OwnedUserId, UserRules>>);
+
+/// A user's ruleset, and whether it is still the server default.
+#[derive(Clone)]
+struct UserRules {
+    rules: Arc<Ruleset>,
+    default: bool,
+}
 
 impl RulesetCache {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<OwnedUserId, Arc<Ruleset>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<OwnedUserId, UserRules>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -155,6 +160,10 @@ impl RulesetCache {
 impl Homeserver {
     /// The user's ruleset.
     pub async fn push_rules(&self, user: &UserId) -> Result<Arc<Ruleset>, MatrixError> {
+        Ok(self.user_rules(user).await?.rules)
+    }
+
+    async fn user_rules(&self, user: &UserId) -> Result<UserRules, MatrixError> {
         if let Some(rules) = self.push_rules_cache.lock().get(user) {
             return Ok(rules.clone());
         }
@@ -162,7 +171,10 @@ impl Homeserver {
             .storage
             .get_account_data(user, None, PUSH_RULES_TYPE)
             .await?;
-        let rules = Arc::new(ruleset_from(user, stored));
+        let rules = UserRules {
+            default: stored.is_none(),
+            rules: Arc::new(ruleset_from(user, stored)),
+        };
         self.push_rules_cache
             .lock()
             .insert(user.to_owned(), rules.clone());
@@ -203,28 +215,38 @@ impl Homeserver {
         let flat = FlattenedJson::from_raw(&pdu);
         let power_levels = power_levels_ctx(room);
         let member_count = UInt::try_from(room.joined as u64).unwrap_or_default();
+        // The server-default rules name the user only in `invite_for_me`
+        // (the state key) and `is_user_mention` (`m.mentions.user_ids`), so
+        // every member with default rules whom the event does not name gets
+        // the same actions: evaluated once, not once per member.
+        let named = users_named(&flat);
+        let mut unnamed_default: Option<Vec<Action>> = None;
         let mut notifies = Vec::new();
         for (user, display_name) in members {
-            let rules = self.push_rules(&user).await?;
-            let mut context = PushConditionRoomCtx::new(
-                room.room_id.clone(),
-                member_count,
-                user.clone(),
-                display_name,
-            );
-            context.power_levels = Some(power_levels.clone());
-            let mut actions: &[Action] = &[];
-            for rule in rules.iter() {
-                if rule.applies(&flat, &context).await {
-                    actions = rule.actions();
-                    break;
+            let rules = self.user_rules(&user).await?;
+            let shared = rules.default && !named.contains(user.as_str());
+            let actions = match (&unnamed_default, shared) {
+                (Some(actions), true) => actions.clone(),
+                _ => {
+                    let mut context = PushConditionRoomCtx::new(
+                        room.room_id.clone(),
+                        member_count,
+                        user.clone(),
+                        display_name,
+                    );
+                    context.power_levels = Some(power_levels.clone());
+                    let actions = first_match(&rules.rules, &flat, &context).await;
+                    if shared {
+                        unnamed_default = Some(actions.clone());
+                    }
+                    actions
                 }
-            }
+            };
             if actions.iter().any(Action::should_notify) {
                 notifies.push(Notify {
                     user_id: user,
                     highlight: actions.iter().any(|a| a.is_highlight()),
-                    actions: serde_json::to_string(actions).unwrap_or_else(|_| "[]".into()),
+                    actions: serde_json::to_string(&actions).unwrap_or_else(|_| "[]".into()),
                 });
             }
         }
@@ -256,9 +278,11 @@ impl Homeserver {
             .await?;
         if let Ok(Some((_, content))) = &written {
             let rules = ruleset_from(user, Some(content.clone()));
-            self.push_rules_cache
-                .lock()
-                .insert(user.to_owned(), Arc::new(rules));
+            let rules = UserRules {
+                rules: Arc::new(rules),
+                default: false,
+            };
+            self.push_rules_cache.lock().insert(user.to_owned(), rules);
         }
         written.map(|_| ())
     }
@@ -357,4 +381,83 @@ fn power_levels_ctx(room: &RoomSnapshot) -> PushConditionPowerLevelsCtx {
         notifications,
         RoomPowerLevelsRules::new(&rules.authorization, []),
     )
+}
+
+/// The actions of the first rule that applies (none if none does).
+async fn first_match(
+    rules: &Ruleset,
+    event: &FlattenedJson,
+    context: &PushConditionRoomCtx,
+) -> Vec<Action> {
+    for rule in rules.iter() {
+        if rule.applies(event, context).await {
+            return rule.actions().to_vec();
+        }
+    }
+    Vec::new()
+}
+
+/// The users an event names where the server-default rules look for the
+/// user: its state key and its `m.mentions.user_ids`.
+fn users_named(event: &FlattenedJson) -> std::collections::HashSet<String> {
+    let mut named = std::collections::HashSet::new();
+    if let Some(key) = event.get_str("state_key") {
+        named.insert(key.to_string());
+    }
+    if let Some(ruma::push::FlattenedJsonValue::Array(ids)) =
+        event.get(r"content.m\.mentions.user_ids")
+    {
+        for id in ids {
+            if let ruma::push::ScalarJsonValue::String(id) = id {
+                named.insert(id.clone());
+            }
+        }
+    }
+    named
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What sharing one evaluation among unnamed default-rules members
+    /// rests on: the default rules differ per user only by the user ID, and
+    /// only where `users_named` looks.
+    #[test]
+    fn the_default_rules_name_the_user_only_where_users_named_looks() {
+        let (a, b) = (
+            UserId::parse("@a:example.org").unwrap(),
+            UserId::parse("@b:example.org").unwrap(),
+        );
+        let rules_a = ruleset_json(&Ruleset::server_default(&a)).to_string();
+        let rules_b = ruleset_json(&Ruleset::server_default(&b)).to_string();
+        assert_eq!(rules_a.replace(a.as_str(), b.as_str()), rules_b);
+        let all = ruleset_json(&Ruleset::server_default(&a));
+        for kind in all.as_object().unwrap().values() {
+            for rule in kind.as_array().unwrap() {
+                for condition in rule["conditions"].as_array().into_iter().flatten() {
+                    if condition.to_string().contains(a.as_str()) {
+                        let key = condition["key"].as_str().unwrap();
+                        assert!(
+                            key == "state_key" || key == r"content.m\.mentions.user_ids",
+                            "{condition}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn users_named_finds_the_state_key_and_the_mentions() {
+        let event = serde_json::json!({
+            "type": "m.room.member", "state_key": "@x:h",
+            "content": { "membership": "invite", "m.mentions": { "user_ids": ["@y:h", "@z:h"] } },
+        });
+        let raw = Raw::<Value>::from_json(serde_json::value::to_raw_value(&event).unwrap());
+        let named = users_named(&FlattenedJson::from_raw(&raw));
+        let mut named: Vec<_> = named.into_iter().collect();
+        named.sort();
+        assert_eq!(named, ["@x:h", "@y:h", "@z:h"]);
+    }
 }
