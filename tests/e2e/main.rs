@@ -30,6 +30,7 @@ mod module_api;
 mod notifications;
 mod push_rules;
 mod receipts;
+mod redactions;
 mod rooms;
 mod security;
 mod services;

@@ -27,6 +27,7 @@ pub fn routes() -> Router<Arc<Homeserver>> {
         .route("/rooms/{room}/unban", post(unban))
         .route("/joined_rooms", get(joined_rooms))
         .route("/rooms/{room}/send/{event_type}/{txn_id}", put(send))
+        .route("/rooms/{room}/redact/{event_id}/{txn_id}", put(redact))
         .route("/rooms/{room}/state", get(all_state))
         .route(
             "/rooms/{room}/state/{event_type}",
@@ -258,6 +259,37 @@ async fn send(
     Ok(Json(json!({ "event_id": event_id })))
 }
 
+#[derive(Deserialize)]
+struct RedactBody {
+    reason: Option<String>,
+}
+
+async fn redact(
+    State(hs): State<Arc<Homeserver>>,
+    Auth(requester): Auth,
+    ApiPath((room, event_id, txn_id)): ApiPath<(String, String, String)>,
+    JsonBody(body): JsonBody<RedactBody>,
+) -> ApiResult {
+    let room = room_id(&room)?;
+    let target = EventId::parse(&event_id).map_err(|e| {
+        MatrixError::new(
+            400,
+            ErrCode::InvalidParam,
+            format!("invalid event ID `{event_id}`: {e}"),
+        )
+    })?;
+    let event_id = hs
+        .redact_event(
+            &Actor::client(&requester),
+            &room,
+            &target,
+            body.reason,
+            Some(txn_id),
+        )
+        .await?;
+    Ok(Json(json!({ "event_id": event_id })))
+}
+
 async fn put_state_impl(
     hs: &Homeserver,
     requester: &Requester,
@@ -322,13 +354,19 @@ async fn get_state_impl(
     let found = events
         .iter()
         .find(|e| e.event_type == event_type && e.state_key.as_deref() == Some(state_key.as_str()));
-    match found {
-        Some(event) => Ok(Json(
-            serde_json::from_str(event.content.get())
-                .map_err(|e| MatrixError::internal(e.to_string()))?,
-        )),
-        None => Err(MatrixError::new(404, ErrCode::NotFound, "Event not found.")),
-    }
+    let Some(event) = found else {
+        return Err(MatrixError::new(404, ErrCode::NotFound, "Event not found."));
+    };
+    // Served as every read serves it: redacted, if it was.
+    let served = hs
+        .serve_events(std::slice::from_ref(event), requester, true)
+        .await?;
+    Ok(Json(
+        served
+            .into_iter()
+            .next()
+            .map_or(Value::Null, |mut e| e["content"].take()),
+    ))
 }
 
 async fn get_state(

@@ -79,6 +79,17 @@ pub fn build_event(
     if let Some(state_key) = &draft.state_key {
         pdu.insert("state_key".into(), json!(state_key));
     }
+    // Before room version 11 a redaction names its target at the top level;
+    // Axon keeps `content.redacts` too, where later versions read it.
+    if draft.event_type == "m.room.redaction"
+        && !room_version_rules(&snapshot.room_version)
+            .redaction
+            .content_field_redacts
+    {
+        if let Some(target) = draft.content.get("redacts") {
+            pdu.insert("redacts".into(), target.clone());
+        }
+    }
     // Content hash: over everything but `unsigned`, `signatures` and `hashes`.
     let content_hash = sha256(
         CanonicalJsonValue::Object(canonical(pdu.clone())?)

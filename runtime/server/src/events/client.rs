@@ -16,6 +16,10 @@ pub struct ClientEvent<'a> {
     pub state_key: Option<&'a str>,
     #[serde(rename = "type")]
     pub event_type: &'a str,
+    /// A redaction's target at the top level too, where clients of rooms
+    /// before version 11 look (as Synapse serves it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redacts: Option<String>,
     pub unsigned: Unsigned<'a>,
 }
 
@@ -26,6 +30,9 @@ pub struct Unsigned<'a> {
     pub transaction_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prev_content: Option<&'a RawValue>,
+    /// The redaction that applies to this event, in client format.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redacted_because: Option<serde_json::Value>,
     /// Fields modules add (`add_field_to_unsigned_callback`).
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
@@ -55,10 +62,17 @@ pub fn client_event<'a>(
         sender: event.sender.as_str(),
         state_key: event.state_key.as_deref(),
         event_type: &event.event_type,
+        redacts: (event.event_type == "m.room.redaction")
+            .then(|| {
+                let content: serde_json::Value = serde_json::from_str(event.content.get()).ok()?;
+                content.get("redacts")?.as_str().map(str::to_string)
+            })
+            .flatten(),
         unsigned: Unsigned {
             age: (now - event.origin_server_ts).max(0),
             transaction_id,
             prev_content: event.prev_content.as_deref(),
+            redacted_because: None,
             extra: serde_json::Map::new(),
         },
     }

@@ -11,7 +11,7 @@ use crate::storage::{
 };
 use axon::callbacks::{Event, EventAllowed, JsonObject, StateMap};
 use axon::{ErrCode, Membership};
-use ruma::{OwnedEventId, RoomId, UserId};
+use ruma::{EventId, OwnedEventId, RoomId, UserId};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -61,6 +61,9 @@ impl Homeserver {
                 return Ok(existing);
             }
         }
+        if event_type == "m.room.redaction" {
+            self.check_redaction(actor, room, &content).await?;
+        }
         if actor.is_ratelimited() {
             self.ratelimit_user("rc_message", &actor.user_id, self.config.rc_message)
                 .await?;
@@ -79,6 +82,78 @@ impl Homeserver {
             spam_check: true,
         };
         self.send_event(actor, room, draft, options).await
+    }
+
+    /// `PUT /rooms/{room}/redact/{event}/{txn}`: the sender of an event, or
+    /// a member with the room's `redact` power level, redacts it. Sent as a
+    /// message is (rate limit, transaction, spam check); from then on every
+    /// read serves the event redacted.
+    pub async fn redact_event(
+        &self,
+        actor: &Actor,
+        room: &RoomId,
+        target: &EventId,
+        reason: Option<String>,
+        txn_id: Option<String>,
+    ) -> Result<OwnedEventId, MatrixError> {
+        let mut content = JsonObject::new();
+        content.insert("redacts".into(), target.as_str().into());
+        if let Some(reason) = reason {
+            content.insert("reason".into(), reason.into());
+        }
+        self.send_message(actor, room, "m.room.redaction".into(), content, txn_id)
+            .await
+    }
+
+    /// A redaction, however it is sent, names an event of the room that its
+    /// sender sent or may redact by power level.
+    async fn check_redaction(
+        &self,
+        actor: &Actor,
+        room: &RoomId,
+        content: &JsonObject,
+    ) -> Result<(), MatrixError> {
+        let target = content
+            .get("redacts")
+            .and_then(Value::as_str)
+            .and_then(|id| EventId::parse(id).ok())
+            .ok_or_else(|| {
+                MatrixError::new(
+                    400,
+                    ErrCode::BadJson,
+                    "A redaction needs `redacts`: the ID of the event it redacts",
+                )
+            })?;
+        let event = match self.storage.get_event(&target).await? {
+            Some(event) if event.room_id == room => event,
+            _ => {
+                return Err(MatrixError::new(
+                    404,
+                    ErrCode::NotFound,
+                    format!("Event {target} not found in room {room}"),
+                ))
+            }
+        };
+        if event.sender == actor.user_id {
+            return Ok(());
+        }
+        let snapshot = self
+            .storage
+            .room_snapshot(room)
+            .await?
+            .ok_or_else(|| not_in_room(&actor.user_id, room))?;
+        let levels = crate::events::PowerLevels::of(&snapshot);
+        let level = levels
+            .users
+            .get(actor.user_id.as_str())
+            .copied()
+            .unwrap_or(levels.users_default);
+        if level < levels.redact {
+            return Err(MatrixError::forbidden(
+                "You don't have permission to redact events",
+            ));
+        }
+        Ok(())
     }
 
     /// `PUT /rooms/{room}/state/{type}/{key}`, and a module's state event.
@@ -349,14 +424,32 @@ impl Homeserver {
     ) -> Result<Vec<Value>, MatrixError> {
         let now = axon::time::now_ms();
         let unsigned_slot = &self.callbacks.add_extra_fields_to_unsigned_client_event;
+        let ids = events.iter().map(|e| e.event_id.clone()).collect();
+        let mut redactions = self.storage.redactions_of(ids).await?;
+        let device = Some((viewer.user_id.as_str(), viewer.device_id.as_str()));
         let mut out = Vec::with_capacity(events.len());
         for event in events {
-            let mut client = crate::events::client_event(
-                event,
-                Some((viewer.user_id.as_str(), viewer.device_id.as_str())),
-                with_room_id,
-                now,
-            );
+            // A redacted event is served as the room version's redaction
+            // algorithm leaves it, with the redaction in `unsigned`.
+            let pruned;
+            let (event, because) = match redactions.remove(&event.event_id) {
+                Some(redaction) => {
+                    let version = self
+                        .storage
+                        .room_snapshot(&event.room_id)
+                        .await?
+                        .map(|room| room.room_version.clone())
+                        .unwrap_or_default();
+                    pruned = super::visibility::redacted(event.clone(), &version);
+                    let because = crate::events::client_event(&redaction, device, true, now);
+                    let because = serde_json::to_value(&because)
+                        .map_err(|e| MatrixError::internal(e.to_string()))?;
+                    (&pruned, Some(because))
+                }
+                None => (event, None),
+            };
+            let mut client = crate::events::client_event(event, device, with_room_id, now);
+            client.unsigned.redacted_because = because;
             if !unsigned_slot.add_field_to_unsigned_callback.is_empty() {
                 let mut extra = unsigned_slot
                     .add_field_to_unsigned_callback(&event.to_module_event())

@@ -107,7 +107,7 @@ fn judge(
 
 /// The event with its content reduced to what the room version's
 /// redaction algorithm keeps.
-fn redacted(mut event: StoredEvent, room_version: &str) -> StoredEvent {
+pub(crate) fn redacted(mut event: StoredEvent, room_version: &str) -> StoredEvent {
     let content: Option<CanonicalJsonObject> = serde_json::from_str(event.content.get()).ok();
     let mut content = content.unwrap_or_default();
     redact_content_in_place(

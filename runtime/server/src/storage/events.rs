@@ -263,6 +263,18 @@ pub struct NewEvent {
     pub notifies: Vec<Notify>,
 }
 
+impl NewEvent {
+    /// The event a redaction redacts (`content.redacts`, which Axon sets in
+    /// every room version).
+    pub fn redacts(&self) -> Option<String> {
+        if self.event_type != "m.room.redaction" {
+            return None;
+        }
+        let content: serde_json::Value = serde_json::from_str(&self.content).ok()?;
+        content.get("redacts")?.as_str().map(str::to_string)
+    }
+}
+
 /// A member an event notifies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notify {
@@ -385,6 +397,11 @@ impl Storage {
                 if !event.notifies.is_empty() {
                     super::receipts::insert_notifications(w.conn, event, stream)?;
                 }
+                if let Some(target) = event.redacts() {
+                    w.conn
+                        .prepare_cached("INSERT OR IGNORE INTO redactions (event_id, redacted_by) VALUES (?1, ?2)")?
+                        .execute(params![target, event.event_id.as_str()])?;
+                }
                 outcomes.push(Persisted::New {
                     event_id: event.event_id.clone(),
                     stream,
@@ -410,6 +427,30 @@ impl Storage {
                 }
             }
             caches.wakes.wake(&keys);
+        })
+        .await
+    }
+
+    /// The redactions that apply to any of `events`, by the event they redact.
+    pub async fn redactions_of(
+        &self,
+        events: Vec<OwnedEventId>,
+    ) -> StorageResult<std::collections::HashMap<OwnedEventId, StoredEvent>> {
+        self.read(move |c| {
+            let mut found = std::collections::HashMap::new();
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM redactions r JOIN events e ON e.event_id = r.redacted_by
+                 WHERE r.event_id = ?1"
+            ))?;
+            for event in events {
+                if let Some(redaction) = stmt
+                    .query_row([event.as_str()], event_from_row)
+                    .optional()?
+                {
+                    found.insert(event, redaction);
+                }
+            }
+            Ok(found)
         })
         .await
     }

@@ -208,6 +208,17 @@ CREATE TABLE unread_counts (
 ) WITHOUT ROWID;
 "#,
     ),
+    // Each redacted event and the redaction that applies to it (the first
+    // one). The original stays stored, as Synapse keeps it for its
+    // retention period; every client read serves it redacted.
+    M::up(
+        r#"
+CREATE TABLE redactions (
+    event_id TEXT PRIMARY KEY NOT NULL,
+    redacted_by TEXT NOT NULL
+);
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {
