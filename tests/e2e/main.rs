@@ -21,6 +21,7 @@ mod callbacks_other;
 mod callbacks_spam;
 mod cli;
 mod config_schema;
+mod context;
 mod directory_profile_media;
 mod fuzz;
 mod linked_modules;

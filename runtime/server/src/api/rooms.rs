@@ -45,6 +45,7 @@ pub fn routes() -> Router<Arc<Homeserver>> {
         .route("/rooms/{room}/joined_members", get(joined_members))
         .route("/rooms/{room}/messages", get(messages))
         .route("/rooms/{room}/event/{event_id}", get(event))
+        .route("/rooms/{room}/context/{event_id}", get(context))
 }
 
 /// A room ID from a request; `M_INVALID_PARAM` if it is not one.
@@ -557,4 +558,104 @@ async fn event(
         .serve_events(std::slice::from_ref(&event), &requester, true)
         .await?;
     Ok(Json(served.pop().unwrap_or_default()))
+}
+
+#[derive(Deserialize)]
+struct ContextQuery {
+    #[serde(default)]
+    limit: Option<u32>,
+    /// A `RoomEventFilter` as JSON; `lazy_load_members` and `limit` are read.
+    #[serde(default)]
+    filter: Option<String>,
+}
+
+/// `GET /rooms/{room}/context/{event}`: the event with up to `limit` events
+/// around it (half before, as Synapse splits them), tokens to page on from
+/// either end, and the room state at the last event returned — with a
+/// lazy-loading filter, only the members who sent what is returned.
+async fn context(
+    State(hs): State<Arc<Homeserver>>,
+    Auth(requester): Auth,
+    ApiPath((room, event_id)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<ContextQuery>,
+) -> ApiResult {
+    let room = room_id(&room)?;
+    let upto = hs.room_access(&requester.user_id, &room).await?.upto;
+    let not_found = || MatrixError::new(404, ErrCode::NotFound, "Event not found.");
+    let event_id = EventId::parse(&event_id).map_err(|_| not_found())?;
+    let filter: Value = match q.filter.as_deref() {
+        Some(text) => serde_json::from_str(text).map_err(|_| {
+            MatrixError::new(
+                400,
+                ErrCode::BadJson,
+                "filter must be a JSON RoomEventFilter",
+            )
+        })?,
+        None => json!({}),
+    };
+    let lazy = filter["lazy_load_members"] == json!(true);
+    let limit = filter["limit"]
+        .as_u64()
+        .map(|l| l as u32)
+        .or(q.limit)
+        .unwrap_or(10)
+        .min(100);
+    let event = hs
+        .storage
+        .get_event(&event_id)
+        .await?
+        .filter(|e| e.room_id == room && e.stream <= upto)
+        .ok_or_else(not_found)?;
+    let at = event.stream;
+    let event = hs
+        .visible_events(&requester.user_id, &room, vec![event])
+        .await?
+        .pop()
+        .ok_or_else(not_found)?;
+    let before_limit = limit / 2;
+    let after_limit = limit - before_limit;
+    let before = match before_limit {
+        0 => Vec::new(),
+        n => {
+            hs.storage
+                .room_messages(&room, at - 1, true, None, n)
+                .await?
+        }
+    };
+    let after = match after_limit {
+        0 => Vec::new(),
+        n => {
+            hs.storage
+                .room_messages(&room, at, false, Some(upto), n)
+                .await?
+        }
+    };
+    let start = before.last().map_or(at - 1, |e| e.stream - 1);
+    let end = after.last().map_or(at, |e| e.stream);
+    let before = hs.visible_events(&requester.user_id, &room, before).await?;
+    let after = hs.visible_events(&requester.user_id, &room, after).await?;
+    let mut state = hs.storage.state_at(&room, end).await?;
+    if lazy {
+        let senders: std::collections::HashSet<&str> = before
+            .iter()
+            .chain(&after)
+            .chain(std::iter::once(&event))
+            .map(|e| e.sender.as_str())
+            .collect();
+        state.retain(|e| {
+            e.event_type != "m.room.member"
+                || e.state_key.as_deref().is_some_and(|k| senders.contains(k))
+        });
+    }
+    let mut served = hs
+        .serve_events(std::slice::from_ref(&event), &requester, true)
+        .await?;
+    Ok(Json(json!({
+        "event": served.pop().unwrap_or_default(),
+        "events_before": hs.serve_events(&before, &requester, true).await?,
+        "events_after": hs.serve_events(&after, &requester, true).await?,
+        "start": format!("s{start}"),
+        "end": format!("s{end}"),
+        "state": hs.serve_events(&state, &requester, true).await?,
+    })))
 }
