@@ -45,6 +45,26 @@ async fn create_room_with_name_topic_alias_and_initial_state() {
         .get(&room_path(room, "/state/m.room.topic/"), &alice.token)
         .await;
     assert_eq!(topic["topic"], "Say hi");
+    // `?format=event`: the whole event, as Synapse answers it.
+    let (_, event) = s
+        .get(
+            &room_path(room, "/state/m.room.topic/?format=event"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(event["type"], "m.room.topic");
+    assert_eq!(event["state_key"], "");
+    assert_eq!(event["content"]["topic"], "Say hi");
+    assert_eq!(event["sender"], alice.user_id.as_str());
+    assert_error(
+        &s.get(
+            &room_path(room, "/state/m.room.topic/?format=xml"),
+            &alice.token,
+        )
+        .await,
+        400,
+        "M_INVALID_PARAM",
+    );
     let (_, setting) = s
         .get(
             &room_path(room, "/state/org.example.setting/"),

@@ -350,6 +350,7 @@ async fn get_state_impl(
     room: String,
     event_type: String,
     state_key: String,
+    whole_event: bool,
 ) -> ApiResult {
     let events = state_events_visible(hs, requester, &room).await?;
     let found = events
@@ -362,28 +363,53 @@ async fn get_state_impl(
     let served = hs
         .serve_events(std::slice::from_ref(event), requester, true)
         .await?;
-    Ok(Json(
-        served
-            .into_iter()
-            .next()
-            .map_or(Value::Null, |mut e| e["content"].take()),
-    ))
+    let mut event = served.into_iter().next().unwrap_or_default();
+    Ok(Json(if whole_event {
+        event
+    } else {
+        event["content"].take()
+    }))
+}
+
+/// `?format=event` asks for the whole event rather than its content.
+#[derive(Deserialize)]
+struct StateQuery {
+    #[serde(default)]
+    format: Option<String>,
+}
+
+impl StateQuery {
+    fn whole_event(&self) -> Result<bool, MatrixError> {
+        match self.format.as_deref() {
+            None | Some("content") => Ok(false),
+            Some("event") => Ok(true),
+            Some(other) => Err(MatrixError::new(
+                400,
+                ErrCode::InvalidParam,
+                format!("format must be `content` or `event`, not `{other}`"),
+            )),
+        }
+    }
 }
 
 async fn get_state(
     State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath((room, event_type, state_key)): ApiPath<(String, String, String)>,
+    ApiQuery(q): ApiQuery<StateQuery>,
 ) -> ApiResult {
-    get_state_impl(&hs, &requester, room, event_type, state_key).await
+    let whole = q.whole_event()?;
+    get_state_impl(&hs, &requester, room, event_type, state_key, whole).await
 }
 
 async fn get_state_empty_key(
     State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath((room, event_type)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<StateQuery>,
 ) -> ApiResult {
-    get_state_impl(&hs, &requester, room, event_type, String::new()).await
+    let whole = q.whole_event()?;
+    get_state_impl(&hs, &requester, room, event_type, String::new(), whole).await
 }
 
 async fn all_state(
