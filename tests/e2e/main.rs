@@ -32,6 +32,7 @@ mod notifications;
 mod push_rules;
 mod receipts;
 mod redactions;
+mod room_lookups;
 mod rooms;
 mod security;
 mod services;

@@ -29,6 +29,21 @@ pub fn routes() -> Router<Arc<Homeserver>> {
             "/publicRooms",
             get(public_rooms_get).post(public_rooms_post),
         )
+        .route("/rooms/{room}/aliases", get(room_aliases))
+}
+
+/// `GET /rooms/{room}/aliases`: the room's local aliases, for those who may
+/// read the room.
+async fn room_aliases(
+    State(hs): State<Arc<Homeserver>>,
+    Auth(requester): Auth,
+    ApiPath(room): ApiPath<String>,
+) -> ApiResult {
+    let room = room_id(&room)?;
+    hs.room_access(&requester.user_id, &room).await?;
+    Ok(Json(
+        json!({ "aliases": hs.storage.aliases_of(&room).await? }),
+    ))
 }
 
 /// A room alias from a request; `M_INVALID_PARAM` if it is not one.

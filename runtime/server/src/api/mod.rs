@@ -70,6 +70,7 @@ pub fn router(
         .route("/_matrix/client/versions", get(versions))
         .nest("/_matrix/client/v3", client.clone())
         .nest("/_matrix/client/r0", client)
+        .merge(rooms::v1_routes())
         .merge(media::routes(&state))
         .merge(account::admin_routes())
         .merge(admin::routes())

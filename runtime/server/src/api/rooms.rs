@@ -27,6 +27,7 @@ pub fn routes() -> Router<Arc<Homeserver>> {
         .route("/rooms/{room}/unban", post(unban))
         .route("/joined_rooms", get(joined_rooms))
         .route("/rooms/{room}/send/{event_type}/{txn_id}", put(send))
+        .route("/rooms/{room}/send/{event_type}", post(send_without_txn))
         .route("/rooms/{room}/redact/{event_id}/{txn_id}", put(redact))
         .route("/rooms/{room}/state", get(all_state))
         .route(
@@ -46,6 +47,7 @@ pub fn routes() -> Router<Arc<Homeserver>> {
         .route("/rooms/{room}/messages", get(messages))
         .route("/rooms/{room}/event/{event_id}", get(event))
         .route("/rooms/{room}/context/{event_id}", get(context))
+        .route("/rooms/{room}/report/{event_id}", post(report))
 }
 
 /// A room ID from a request; `M_INVALID_PARAM` if it is not one.
@@ -256,6 +258,95 @@ async fn send(
             content,
             Some(txn_id),
         )
+        .await?;
+    Ok(Json(json!({ "event_id": event_id })))
+}
+
+/// The client-server API's `v1` endpoints about rooms.
+pub fn v1_routes() -> Router<Arc<Homeserver>> {
+    Router::new().route(
+        "/_matrix/client/v1/rooms/{room}/timestamp_to_event",
+        get(timestamp_to_event),
+    )
+}
+
+#[derive(Deserialize)]
+struct ReportBody {
+    reason: Option<String>,
+    score: Option<Value>,
+}
+
+async fn report(
+    State(hs): State<Arc<Homeserver>>,
+    Auth(requester): Auth,
+    ApiPath((room, event_id)): ApiPath<(String, String)>,
+    JsonBody(body): JsonBody<ReportBody>,
+) -> ApiResult {
+    let room = room_id(&room)?;
+    let event_id = EventId::parse(&event_id)
+        .map_err(|_| MatrixError::new(404, ErrCode::NotFound, "Unable to get event"))?;
+    hs.report_event(
+        &Actor::client(&requester),
+        &room,
+        &event_id,
+        body.reason,
+        body.score,
+    )
+    .await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct TimestampQuery {
+    ts: Option<i64>,
+    dir: Option<String>,
+}
+
+async fn timestamp_to_event(
+    State(hs): State<Arc<Homeserver>>,
+    Auth(requester): Auth,
+    ApiPath(room): ApiPath<String>,
+    ApiQuery(q): ApiQuery<TimestampQuery>,
+) -> ApiResult {
+    let room = room_id(&room)?;
+    let ts = q.ts.ok_or_else(|| {
+        MatrixError::new(
+            400,
+            ErrCode::MissingParam,
+            "Missing integer query parameter 'ts'",
+        )
+    })?;
+    let forward = match q.dir.as_deref() {
+        Some("f") => true,
+        Some("b") => false,
+        _ => {
+            return Err(MatrixError::new(
+                400,
+                ErrCode::InvalidParam,
+                "dir must be `f` or `b`",
+            ))
+        }
+    };
+    let event = hs
+        .event_near_time(&Actor::client(&requester), &room, ts, forward)
+        .await?;
+    Ok(Json(json!({
+        "event_id": event.event_id,
+        "origin_server_ts": event.origin_server_ts,
+    })))
+}
+
+/// The legacy `POST /rooms/{room}/send/{type}`: a send with no transaction
+/// ID, so a retry sends again (the test suite still uses it).
+async fn send_without_txn(
+    State(hs): State<Arc<Homeserver>>,
+    Auth(requester): Auth,
+    ApiPath((room, event_type)): ApiPath<(String, String)>,
+    JsonBody(content): JsonBody<Map<String, Value>>,
+) -> ApiResult {
+    let room = room_id(&room)?;
+    let event_id = hs
+        .send_message(&Actor::client(&requester), &room, event_type, content, None)
         .await?;
     Ok(Json(json!({ "event_id": event_id })))
 }

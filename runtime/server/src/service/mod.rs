@@ -18,6 +18,7 @@ mod profile;
 pub mod push_rules;
 mod ratelimit;
 pub mod receipts;
+mod reports;
 mod rooms;
 mod sessions;
 mod typing;

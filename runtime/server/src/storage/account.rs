@@ -259,6 +259,21 @@ impl Storage {
         .await
     }
 
+    /// The room's local aliases, in alphabetical order.
+    pub async fn aliases_of(&self, room_id: &RoomId) -> StorageResult<Vec<String>> {
+        let room_id = room_id.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT alias FROM room_aliases WHERE room_id = ?1 ORDER BY alias",
+            )?;
+            let aliases = stmt
+                .query_map([&room_id], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            Ok(aliases)
+        })
+        .await
+    }
+
     pub async fn delete_alias(&self, alias: &RoomAliasId) -> StorageResult<bool> {
         let alias = alias.to_string();
         self.write(move |w| {

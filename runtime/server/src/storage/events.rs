@@ -455,6 +455,58 @@ impl Storage {
         .await
     }
 
+    /// Stores a user's report of an event for the server's admins.
+    pub async fn insert_event_report(
+        &self,
+        room_id: &RoomId,
+        event_id: &EventId,
+        user_id: &UserId,
+        reason: Option<String>,
+        content: serde_json::Value,
+    ) -> StorageResult<()> {
+        let values = (
+            room_id.to_string(),
+            event_id.to_string(),
+            user_id.to_string(),
+            reason,
+            content.to_string(),
+            axon::time::now_ms(),
+        );
+        self.write(move |w| {
+            let (room, event, user, reason, content, ts) = values;
+            w.conn.execute(
+                "INSERT INTO event_reports (received_ts, room_id, event_id, user_id, reason, content)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![ts, room, event, user, reason, content],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The room's first event at or after `ts` (`forward`), or its last at
+    /// or before it, among those up to position `upto`.
+    pub async fn event_near_time(
+        &self,
+        room_id: &RoomId,
+        ts: i64,
+        forward: bool,
+        upto: i64,
+    ) -> StorageResult<Option<StoredEvent>> {
+        let room_id = room_id.to_string();
+        self.read(move |c| {
+            let sql = if forward {
+                format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = ?1 AND e.origin_server_ts >= ?2 AND e.stream_ordering <= ?3 ORDER BY e.origin_server_ts ASC, e.stream_ordering ASC LIMIT 1")
+            } else {
+                format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = ?1 AND e.origin_server_ts <= ?2 AND e.stream_ordering <= ?3 ORDER BY e.origin_server_ts DESC, e.stream_ordering DESC LIMIT 1")
+            };
+            Ok(c.prepare_cached(&sql)?
+                .query_row(params![room_id, ts, upto], event_from_row)
+                .optional()?)
+        })
+        .await
+    }
+
     pub async fn get_event(&self, event_id: &EventId) -> StorageResult<Option<StoredEvent>> {
         let event_id = event_id.to_string();
         self.read(move |c| {

@@ -219,6 +219,21 @@ CREATE TABLE redactions (
 );
 "#,
     ),
+    // Reports of events to the server's admins, and jumping to a date.
+    M::up(
+        r#"
+CREATE TABLE event_reports (
+    id INTEGER PRIMARY KEY,
+    received_ts INTEGER NOT NULL,
+    room_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    reason TEXT,
+    content TEXT NOT NULL
+);
+CREATE INDEX events_by_time ON events (room_id, origin_server_ts);
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {
