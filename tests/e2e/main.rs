@@ -24,6 +24,7 @@ mod config_schema;
 mod context;
 mod directory_profile_media;
 mod fuzz;
+mod ignored_users;
 mod linked_modules;
 mod matrix_sdk_client;
 mod metrics;

@@ -221,6 +221,7 @@ async fn compute(
         .sync_rows(user, since, upto, full_state, limit)
         .await?;
     let account_data = rows.account_data;
+    let ignored = rows.ignored;
     let mut joined_rooms = Vec::new();
     for room in rows.rooms {
         let m = &room.membership;
@@ -231,9 +232,10 @@ async fn compute(
                 let fresh = since.is_none() || m.stream > after || full_state;
                 let limited = room.limited;
                 let unfiltered_first = room.timeline.first().map_or(upto + 1, |e| e.stream);
-                let timeline = hs
+                let mut timeline = hs
                     .visible_events_given(user, &m.room_id, current, room.timeline)
                     .await?;
+                timeline.retain(|e| !ignored.contains(e.sender.as_str()));
                 let room_account_data: Vec<Value> = account_data
                     .iter()
                     .filter(|a| a.room_id.as_ref() == Some(&m.room_id))
@@ -296,6 +298,13 @@ async fn compute(
                 changed = true;
             }
             Membership::Invite => {
+                let inviter = room.state.iter().find(|e| {
+                    e.event_type == "m.room.member" && e.state_key.as_deref() == Some(user.as_str())
+                });
+                if inviter.is_some_and(|e| ignored.contains(e.sender.as_str())) {
+                    // An invite from someone the user ignores is not shown.
+                    continue;
+                }
                 let shown: Vec<StoredEvent> = room
                     .state
                     .into_iter()
@@ -320,9 +329,10 @@ async fn compute(
                 changed = true;
             }
             Membership::Leave | Membership::Ban => {
-                let timeline = hs
+                let mut timeline = hs
                     .visible_events_given(user, &m.room_id, current, room.timeline)
                     .await?;
+                timeline.retain(|e| !ignored.contains(e.sender.as_str()));
                 let first = timeline.first().map(|e| e.stream).unwrap_or(m.stream);
                 leave.insert(
                     m.room_id.to_string(),

@@ -487,3 +487,25 @@ pub(super) fn presence_changed_since(
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
+
+/// The users `user_id` ignores: the keys of `ignored_users` in their
+/// `m.ignored_user_list` account data.
+pub(super) fn ignored_users(
+    c: &rusqlite::Connection,
+    user_id: &str,
+) -> StorageResult<std::collections::HashSet<String>> {
+    let content: Option<String> = c
+        .prepare_cached(
+            "SELECT content FROM account_data WHERE user_id = ?1 AND room_id = '' AND type = 'm.ignored_user_list'",
+        )?
+        .query_row([user_id], |r| r.get(0))
+        .optional()?;
+    let content: serde_json::Value = match content {
+        Some(text) => serde_json::from_str(&text)?,
+        None => return Ok(Default::default()),
+    };
+    Ok(content["ignored_users"]
+        .as_object()
+        .map(|users| users.keys().cloned().collect())
+        .unwrap_or_default())
+}

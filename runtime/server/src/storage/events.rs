@@ -24,6 +24,8 @@ pub struct RoomHistory {
 #[derive(Debug, Default)]
 pub struct SyncRows {
     pub account_data: Vec<super::AccountDataRow>,
+    /// The users this one ignores (`m.ignored_user_list`).
+    pub ignored: std::collections::HashSet<String>,
     pub presence_changed: Vec<super::PresenceRow>,
     pub rooms: Vec<SyncRoom>,
 }
@@ -671,6 +673,7 @@ impl Storage {
         self.read(move |c| {
             let after = since.unwrap_or(0);
             let account_data = super::account::account_data_since(c, &user_id, after, upto)?;
+            let ignored = super::account::ignored_users(c, &user_id)?;
             let presence_changed = super::account::presence_changed_since(c, after, upto)?;
             let mut rooms = Vec::new();
             for m in memberships(c, &user_id)? {
@@ -720,6 +723,7 @@ impl Storage {
             }
             Ok(SyncRows {
                 account_data,
+                ignored,
                 presence_changed,
                 rooms,
             })
