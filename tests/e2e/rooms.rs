@@ -690,3 +690,36 @@ async fn identical_messages_sent_at_once_are_distinct_events() {
     ids.dedup();
     assert_eq!(ids.len(), 20, "one event per send");
 }
+
+#[tokio::test]
+async fn a_left_room_is_forgotten_until_joined_again() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let bob = s.register("bob").await;
+    let room = s
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    s.join(&bob, &room).await;
+    s.send_text(&alice, &room, "before bob left").await;
+    let forget = room_path(&room, "/forget");
+    assert_error(
+        &s.post(&forget, &bob.token, json!({})).await,
+        400,
+        "M_UNKNOWN",
+    );
+    s.post(&room_path(&room, "/leave"), &bob.token, json!({}))
+        .await;
+    // Left, Bob can still read what he saw; forgotten, he cannot.
+    let messages = room_path(&room, "/messages?dir=b");
+    assert_eq!(s.get(&messages, &bob.token).await.0, StatusCode::OK);
+    assert_eq!(
+        s.post(&forget, &bob.token, json!({})).await.0,
+        StatusCode::OK
+    );
+    assert_error(&s.get(&messages, &bob.token).await, 403, "M_FORBIDDEN");
+    let (_, sync) = s.get("/sync?full_state=true", &bob.token).await;
+    assert!(sync["rooms"]["leave"].get(&room).is_none());
+    // Joining again brings it back.
+    s.join(&bob, &room).await;
+    assert_eq!(s.get(&messages, &bob.token).await.0, StatusCode::OK);
+}

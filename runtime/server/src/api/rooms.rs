@@ -22,6 +22,7 @@ pub fn routes() -> Router<Arc<Homeserver>> {
         .route("/rooms/{room}/join", post(join))
         .route("/rooms/{room}/invite", post(invite))
         .route("/rooms/{room}/leave", post(leave))
+        .route("/rooms/{room}/forget", post(forget))
         .route("/rooms/{room}/kick", post(kick))
         .route("/rooms/{room}/ban", post(ban))
         .route("/rooms/{room}/unban", post(unban))
@@ -260,6 +261,16 @@ async fn send(
         )
         .await?;
     Ok(Json(json!({ "event_id": event_id })))
+}
+
+async fn forget(
+    State(hs): State<Arc<Homeserver>>,
+    Auth(requester): Auth,
+    ApiPath(room): ApiPath<String>,
+) -> ApiResult {
+    hs.forget_room(&Actor::client(&requester), &room_id(&room)?)
+        .await?;
+    Ok(Json(json!({})))
 }
 
 /// The client-server API's `v1` endpoints about rooms.

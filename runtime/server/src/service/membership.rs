@@ -164,3 +164,17 @@ impl Homeserver {
         self.change_membership(actor, change).await
     }
 }
+
+impl Homeserver {
+    /// `POST /rooms/{room}/forget`: a room the user left leaves their syncs
+    /// and their reach (its history too) until they join again; 400 while
+    /// they are joined, as Synapse answers.
+    pub async fn forget_room(&self, actor: &Actor, room: &RoomId) -> Result<(), MatrixError> {
+        match self.storage.forget_room(&actor.user_id, room).await {
+            Err(crate::storage::StorageError::Conflict(message)) => {
+                Err(MatrixError::new(400, ErrCode::Unknown, message))
+            }
+            other => Ok(other?),
+        }
+    }
+}

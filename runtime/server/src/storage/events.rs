@@ -457,6 +457,32 @@ impl Storage {
         .await
     }
 
+    /// Forgets a room the user is not joined to: `Conflict` if they are.
+    pub async fn forget_room(&self, user_id: &UserId, room_id: &RoomId) -> StorageResult<()> {
+        let (user_id, room_id) = (user_id.to_string(), room_id.to_string());
+        self.write(move |w| {
+            let membership: Option<String> = w
+                .conn
+                .query_row(
+                    "SELECT membership FROM memberships WHERE user_id = ?1 AND room_id = ?2",
+                    params![user_id, room_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if membership.as_deref() == Some("join") {
+                return Err(StorageError::Conflict(format!(
+                    "User {user_id} is in room {room_id}"
+                )));
+            }
+            w.conn.execute(
+                "UPDATE memberships SET forgotten = 1 WHERE user_id = ?1 AND room_id = ?2",
+                params![user_id, room_id],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Stores a user's report of an event for the server's admins.
     pub async fn insert_event_report(
         &self,
@@ -651,7 +677,7 @@ impl Storage {
     ) -> StorageResult<Option<(Membership, i64)>> {
         let (user_id, room_id) = (user_id.to_string(), room_id.to_string());
         self.read(move |c| {
-            Ok(c.prepare_cached("SELECT membership, stream_ordering FROM memberships WHERE user_id = ?1 AND room_id = ?2")?
+            Ok(c.prepare_cached("SELECT membership, stream_ordering FROM memberships WHERE user_id = ?1 AND room_id = ?2 AND forgotten = 0")?
                 .query_row(params![user_id, room_id], |r| Ok((membership_column(r, 0)?, r.get(1)?)))
                 .optional()?)
         })
@@ -1026,7 +1052,7 @@ fn insert_event(c: &Connection, event: &NewEvent, stream: i64) -> StorageResult<
             c.prepare_cached(
                 "INSERT INTO memberships (user_id, room_id, membership, event_id, stream_ordering) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (user_id, room_id) DO UPDATE SET membership = excluded.membership,
-                    event_id = excluded.event_id, stream_ordering = excluded.stream_ordering",
+                    event_id = excluded.event_id, stream_ordering = excluded.stream_ordering, forgotten = 0",
             )?
             .execute(params![state_key, event.room_id.as_str(), membership, event.event_id.as_str(), stream])?;
         }
@@ -1083,7 +1109,7 @@ fn room_events_since(
 
 fn memberships(c: &Connection, user_id: &str) -> StorageResult<Vec<MembershipRow>> {
     let mut stmt = c.prepare_cached(
-        "SELECT room_id, membership, event_id, stream_ordering FROM memberships WHERE user_id = ?1",
+        "SELECT room_id, membership, event_id, stream_ordering FROM memberships WHERE user_id = ?1 AND forgotten = 0",
     )?;
     let rows = stmt
         .query_map([user_id], |r| {

@@ -234,6 +234,9 @@ CREATE TABLE event_reports (
 CREATE INDEX events_by_time ON events (room_id, origin_server_ts);
 "#,
     ),
+    // A room the user left and forgot: gone from their syncs and history,
+    // until they join again.
+    M::up("ALTER TABLE memberships ADD COLUMN forgotten INTEGER NOT NULL DEFAULT 0;"),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {
