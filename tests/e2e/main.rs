@@ -22,6 +22,7 @@ mod callbacks_spam;
 mod cli;
 mod config_schema;
 mod context;
+mod devices;
 mod directory_profile_media;
 mod fuzz;
 mod ignored_users;

@@ -35,6 +35,8 @@ pub struct Homeserver {
     pub typing: crate::service::Typing,
     /// Users' push rules, once read.
     pub push_rules_cache: crate::service::push_rules::RulesetCache,
+    /// User-interactive auth sessions in progress.
+    pub uia_sessions: crate::service::uia::UiaSessions,
 }
 
 impl Homeserver {
@@ -119,6 +121,7 @@ impl RunningServer {
             registration_nonces: Default::default(),
             typing: Default::default(),
             push_rules_cache: Default::default(),
+            uia_sessions: Default::default(),
             metrics: crate::metrics::Metrics::new(
                 config.enable_metrics,
                 modules.callback_records.clone(),

@@ -297,55 +297,33 @@ struct DeactivateBody {
     erase: bool,
 }
 
-#[derive(Deserialize)]
-struct PasswordAuth {
-    #[serde(rename = "type")]
-    auth_type: String,
-    #[serde(default)]
-    identifier: Option<Value>,
-    #[serde(default)]
-    user: Option<String>,
-    password: String,
-    #[serde(default)]
-    session: Option<String>,
-}
-
 async fn deactivate(
     State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     JsonBody(body): JsonBody<DeactivateBody>,
 ) -> ApiResult<Response> {
-    let flows = json!([{ "stages": ["m.login.password"] }]);
-    let Some(auth) = body.auth else {
-        return Ok(uia_challenge(flows, &random_string(24), None));
-    };
-    let auth: PasswordAuth = parse_json(auth)?;
-    let session = auth.session.clone().unwrap_or_default();
-    if auth.auth_type != "m.login.password" {
-        let error = MatrixError::new(401, ErrCode::Unrecognized, "Unrecognised auth type");
-        return Ok(uia_challenge(flows, &session, Some(error)));
-    }
-    let claimed = auth
-        .identifier
-        .as_ref()
-        .and_then(|i| i.get("user"))
-        .and_then(|u| u.as_str())
-        .map(str::to_string)
-        .or(auth.user.clone())
-        .map(|u| hs.qualify(&u))
-        .unwrap_or_else(|| requester.user_id.to_string());
-    let ok = claimed == requester.user_id.as_str()
-        && hs.check_password(&requester.user_id, auth.password).await?;
-    if !ok {
-        return Ok(uia_challenge(
-            flows,
-            &session,
-            Some(MatrixError::forbidden("Invalid username or password")),
-        ));
+    let auth = body.auth.map(parse_json).transpose()?;
+    let operation = format!("deactivate erase={}", body.erase);
+    if let Err(refusal) = hs
+        .user_interactive_auth(&requester.user_id, operation, auth)
+        .await
+    {
+        return Ok(uia_refused(refusal));
     }
     hs.deactivate(&Actor::client(&requester), &requester.user_id, body.erase)
         .await?;
     Ok(Json(json!({ "id_server_unbind_result": "no-support" })).into_response())
+}
+
+/// What a request behind user-interactive auth answers when it may not go
+/// ahead yet: the 401 challenge, or the error.
+pub(super) fn uia_refused(refusal: crate::service::uia::UiaRefusal) -> Response {
+    match refusal {
+        crate::service::uia::UiaRefusal::Challenge(challenge) => {
+            (StatusCode::UNAUTHORIZED, Json(challenge.body())).into_response()
+        }
+        crate::service::uia::UiaRefusal::Error(e) => e.into_response(),
+    }
 }
 
 // ---- shared-secret registration ----

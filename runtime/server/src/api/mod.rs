@@ -5,6 +5,7 @@
 
 mod account;
 mod admin;
+mod devices;
 mod directory;
 mod extract;
 mod media;
@@ -57,6 +58,7 @@ fn client_api() -> Router<Arc<Homeserver>> {
         .merge(profile::routes())
         .merge(push::routes())
         .merge(receipts::routes())
+        .merge(devices::routes())
 }
 
 /// The whole HTTP surface: Matrix APIs, the modules' web resources, and

@@ -8,6 +8,7 @@
 
 mod account_data;
 mod accounts;
+mod devices;
 mod directory;
 mod events;
 mod media;
@@ -22,6 +23,7 @@ mod reports;
 mod rooms;
 mod sessions;
 mod typing;
+pub mod uia;
 mod visibility;
 
 pub use accounts::{AdminUserChange, Registration, RegistrationOutcome};

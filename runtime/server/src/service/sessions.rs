@@ -220,8 +220,9 @@ impl Homeserver {
         }
     }
 
-    /// Asks the modules that declared `login_type`, in config order.
-    async fn module_login(
+    /// Asks the modules that declared `login_type`, in config order (for a
+    /// login, and for a stage of user-interactive auth).
+    pub(crate) async fn module_login(
         &self,
         login_type: &str,
         user: &str,
@@ -296,7 +297,7 @@ impl Homeserver {
         Ok(())
     }
 
-    async fn logged_out(&self, user: &UserId, devices: &[(OwnedDeviceId, String)]) {
+    pub(crate) async fn logged_out(&self, user: &UserId, devices: &[(OwnedDeviceId, String)]) {
         for (device, token) in devices {
             self.callbacks
                 .password_auth_provider

@@ -78,6 +78,14 @@ fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
 const USER_COLUMNS: &str =
     "user_id, password_hash, admin, deactivated, shadow_banned, displayname, avatar_url, created_ts";
 
+/// A device as `GET /devices` lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceRow {
+    pub device_id: OwnedDeviceId,
+    pub display_name: Option<String>,
+    pub created_ts: i64,
+}
+
 impl Storage {
     /// Creates a user, and its first device if given. `Conflict` if the ID is taken.
     pub async fn create_user(&self, user: NewUser, device: Option<NewDevice>) -> StorageResult<()> {
@@ -173,6 +181,80 @@ impl Storage {
                     params![user_id, device_id],
                 )?;
                 Ok(())
+            },
+            |caches, _| caches.forget_tokens(),
+        )
+        .await
+    }
+
+    /// The user's devices: ID and display name, by ID.
+    pub async fn devices_of(&self, user_id: &UserId) -> StorageResult<Vec<DeviceRow>> {
+        let user_id = user_id.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT device_id, display_name, created_ts FROM devices WHERE user_id = ?1 ORDER BY device_id",
+            )?;
+            let rows = stmt
+                .query_map([&user_id], |r| {
+                    Ok(DeviceRow {
+                        device_id: r.get::<_, String>(0)?.into(),
+                        display_name: r.get(1)?,
+                        created_ts: r.get(2)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Renames a device; false if the user has no such device.
+    pub async fn rename_device(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        display_name: Option<String>,
+    ) -> StorageResult<bool> {
+        let (user_id, device_id) = (user_id.to_string(), device_id.to_string());
+        self.write(move |w| {
+            Ok(w.conn.execute(
+                "UPDATE devices SET display_name = ?3 WHERE user_id = ?1 AND device_id = ?2",
+                params![user_id, device_id, display_name],
+            )? > 0)
+        })
+        .await
+    }
+
+    /// Logs the given devices out (unknown ones are skipped); returns
+    /// `(device_id, token)` of each one that had a token.
+    pub async fn delete_devices(
+        &self,
+        user_id: &UserId,
+        devices: Vec<OwnedDeviceId>,
+    ) -> StorageResult<Vec<(OwnedDeviceId, String)>> {
+        let user_id = user_id.to_string();
+        self.write_then(
+            move |w| {
+                let mut gone = Vec::new();
+                for device in devices {
+                    let tokens: Vec<String> = w
+                        .conn
+                        .prepare_cached(
+                            "SELECT token FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
+                        )?
+                        .query_map(params![user_id, device.as_str()], |r| r.get(0))?
+                        .collect::<Result<_, _>>()?;
+                    w.conn.execute(
+                        "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
+                        params![user_id, device.as_str()],
+                    )?;
+                    w.conn.execute(
+                        "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
+                        params![user_id, device.as_str()],
+                    )?;
+                    gone.extend(tokens.into_iter().map(|t| (device.clone(), t)));
+                }
+                Ok(gone)
             },
             |caches, _| caches.forget_tokens(),
         )
