@@ -161,3 +161,59 @@ async fn several_devices_go_in_one_authenticated_request() {
     }
     assert_eq!(s.get("/account/whoami", &alice.token).await.0, 200);
 }
+
+#[tokio::test]
+async fn changing_the_password_logs_out_the_other_devices_unless_asked_not_to() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let (phone_token, _) = login(&s, "alice", "Phone").await;
+    let (_, caps) = s.get("/capabilities", &alice.token).await;
+    assert_eq!(caps["capabilities"]["m.change_password"]["enabled"], true);
+    let (status, challenge) = s
+        .post(
+            "/account/password",
+            &alice.token,
+            json!({ "new_password": "battery staple" }),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let session = challenge["session"].as_str().unwrap();
+    // The session began for one new password: it does not change another.
+    let other = json!({ "new_password": "something else", "auth": password(Some(session), "correct horse") });
+    assert_error(
+        &s.post("/account/password", &alice.token, other).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    let body = json!({ "new_password": "battery staple", "auth": password(Some(session), "correct horse") });
+    let (status, _) = s.post("/account/password", &alice.token, body).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        s.get("/account/whoami", &alice.token).await.0,
+        200,
+        "this device stays"
+    );
+    assert_error(
+        &s.get("/account/whoami", &phone_token).await,
+        401,
+        "M_UNKNOWN_TOKEN",
+    );
+    // The old password no longer logs in; the new one does.
+    let old = json!({ "type": "m.login.password", "user": "alice", "password": "correct horse" });
+    assert_error(
+        &s.request(Method::POST, "/login", None, Some(old)).await,
+        403,
+        "M_FORBIDDEN",
+    );
+    // Kept devices, when asked.
+    let new = json!({ "type": "m.login.password", "user": "alice", "password": "battery staple" });
+    let (_, tablet) = s.request(Method::POST, "/login", None, Some(new)).await;
+    let tablet = tablet["access_token"].as_str().unwrap().to_string();
+    let auth = json!({
+        "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" },
+        "password": "battery staple",
+    });
+    let body = json!({ "new_password": "third", "logout_devices": false, "auth": auth });
+    assert_eq!(s.post("/account/password", &alice.token, body).await.0, 200);
+    assert_eq!(s.get("/account/whoami", &tablet).await.0, 200);
+}

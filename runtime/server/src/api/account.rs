@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use sha2::Digest;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,7 @@ pub fn routes() -> Router<Arc<Homeserver>> {
         .route("/account/whoami", get(whoami))
         .route("/account/3pid", get(threepids))
         .route("/account/deactivate", post(deactivate))
+        .route("/account/password", post(change_password))
 }
 
 pub fn admin_routes() -> Router<Arc<Homeserver>> {
@@ -313,6 +315,45 @@ async fn deactivate(
     hs.deactivate(&Actor::client(&requester), &requester.user_id, body.erase)
         .await?;
     Ok(Json(json!({ "id_server_unbind_result": "no-support" })).into_response())
+}
+
+#[derive(Deserialize)]
+struct PasswordBody {
+    #[serde(default)]
+    auth: Option<Value>,
+    new_password: String,
+    #[serde(default = "yes")]
+    logout_devices: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn change_password(
+    State(hs): State<Arc<Homeserver>>,
+    Auth(requester): Auth,
+    JsonBody(body): JsonBody<PasswordBody>,
+) -> ApiResult<Response> {
+    let auth = body.auth.map(parse_json).transpose()?;
+    // The session is bound to the request, the new password included.
+    let operation = format!(
+        "password {} logout={}",
+        sha2::Sha256::digest(body.new_password.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+        body.logout_devices
+    );
+    if let Err(refusal) = hs
+        .user_interactive_auth(&requester.user_id, operation, auth)
+        .await
+    {
+        return Ok(uia_refused(refusal));
+    }
+    hs.change_password(&requester, body.new_password, body.logout_devices)
+        .await?;
+    Ok(Json(json!({})).into_response())
 }
 
 /// What a request behind user-interactive auth answers when it may not go

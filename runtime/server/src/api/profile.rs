@@ -42,14 +42,16 @@ pub fn routes() -> Router<Arc<Homeserver>> {
         .route("/capabilities", get(capabilities))
 }
 
-async fn capabilities(_auth: Auth) -> ApiResult {
+async fn capabilities(State(hs): State<Arc<Homeserver>>, _auth: Auth) -> ApiResult {
+    let passwords = &hs.config.password_config;
+    let change_password = passwords.enabled && passwords.localdb_enabled;
     let available: Map<String, Value> = crate::events::SUPPORTED_ROOM_VERSIONS
         .iter()
         .map(|v| (v.to_string(), json!("stable")))
         .collect();
     Ok(Json(json!({
         "capabilities": {
-            "m.change_password": { "enabled": false },
+            "m.change_password": { "enabled": change_password },
             "m.room_versions": { "default": "10", "available": available },
             "m.set_displayname": { "enabled": true },
             "m.set_avatar_url": { "enabled": true },

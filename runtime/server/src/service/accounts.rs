@@ -310,7 +310,43 @@ impl Homeserver {
     /// API does by default).
     pub async fn set_password(&self, user: &UserId, password: String) -> Result<(), MatrixError> {
         let hash = self.passwords.hash(password).await?;
-        Ok(self.storage.set_password_hash(user, &hash).await?)
+        self.storage
+            .set_password_hash(user, &hash, true, None)
+            .await?;
+        Ok(())
+    }
+
+    /// `POST /account/password`, once the user authenticated: the new
+    /// password, and with `logout_devices` (the default) every other device
+    /// logged out, `on_logged_out` told of each.
+    pub async fn change_password(
+        &self,
+        requester: &super::Requester,
+        new_password: String,
+        logout_devices: bool,
+    ) -> Result<(), MatrixError> {
+        if !self.config.password_config.enabled || !self.config.password_config.localdb_enabled {
+            return Err(MatrixError::forbidden("Password change is disabled"));
+        }
+        if new_password.is_empty() {
+            return Err(MatrixError::new(
+                400,
+                ErrCode::MissingParam,
+                "Missing param: new_password",
+            ));
+        }
+        let hash = self.passwords.hash(new_password).await?;
+        let gone = self
+            .storage
+            .set_password_hash(
+                &requester.user_id,
+                &hash,
+                logout_devices,
+                Some(&requester.device_id),
+            )
+            .await?;
+        self.logged_out(&requester.user_id, &gone).await;
+        Ok(())
     }
 
     /// Makes a user a server admin, or not. An admin may not demote

@@ -424,16 +424,44 @@ impl Storage {
 
     /// Sets a new password and logs every device out (as Synapse's admin API
     /// does by default).
-    pub async fn set_password_hash(&self, user_id: &UserId, hash: &str) -> StorageResult<()> {
+    /// Sets the password hash and, with `log_out`, logs out every device
+    /// but `keep`, in the same write; returns `(device_id, token)` of each
+    /// device logged out.
+    pub async fn set_password_hash(
+        &self,
+        user_id: &UserId,
+        hash: &str,
+        log_out: bool,
+        keep: Option<&DeviceId>,
+    ) -> StorageResult<Vec<(OwnedDeviceId, String)>> {
         let (user_id, hash) = (user_id.to_string(), hash.to_string());
+        let keep = keep.map(|d| d.to_string());
         self.write_then(
             move |w| {
                 w.conn.execute(
                     "UPDATE users SET password_hash = ?2 WHERE user_id = ?1",
                     params![user_id, hash],
                 )?;
-                log_out_everywhere(w.conn, &user_id)?;
-                Ok(())
+                if !log_out {
+                    return Ok(Vec::new());
+                }
+                let Some(keep) = keep else {
+                    return log_out_everywhere(w.conn, &user_id);
+                };
+                let tokens = w
+                    .conn
+                    .prepare("SELECT device_id, token FROM access_tokens WHERE user_id = ?1 AND device_id != ?2")?
+                    .query_map(params![user_id, keep], |r| Ok((id(r, 0)?, r.get(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                w.conn.execute(
+                    "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id != ?2",
+                    params![user_id, keep],
+                )?;
+                w.conn.execute(
+                    "DELETE FROM devices WHERE user_id = ?1 AND device_id != ?2",
+                    params![user_id, keep],
+                )?;
+                Ok(tokens)
             },
             |caches, _| caches.forget_tokens(),
         )
