@@ -34,6 +34,7 @@ mod notifications;
 mod push_rules;
 mod receipts;
 mod redactions;
+mod relations;
 mod room_lookups;
 mod rooms;
 mod security;

@@ -275,10 +275,127 @@ async fn forget(
 
 /// The client-server API's `v1` endpoints about rooms.
 pub fn v1_routes() -> Router<Arc<Homeserver>> {
-    Router::new().route(
-        "/_matrix/client/v1/rooms/{room}/timestamp_to_event",
-        get(timestamp_to_event),
+    Router::new()
+        .route(
+            "/_matrix/client/v1/rooms/{room}/timestamp_to_event",
+            get(timestamp_to_event),
+        )
+        .route(
+            "/_matrix/client/v1/rooms/{room}/relations/{event_id}",
+            get(relations_any),
+        )
+        .route(
+            "/_matrix/client/v1/rooms/{room}/relations/{event_id}/{rel_type}",
+            get(relations_of_type),
+        )
+        .route(
+            "/_matrix/client/v1/rooms/{room}/relations/{event_id}/{rel_type}/{event_type}",
+            get(relations_of_type_and_event_type),
+        )
+}
+
+#[derive(Deserialize)]
+struct RelationsQuery {
+    from: Option<String>,
+    limit: Option<u32>,
+    dir: Option<String>,
+}
+
+async fn relations_any(
+    State(hs): State<Arc<Homeserver>>,
+    Auth(requester): Auth,
+    ApiPath((room, event_id)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<RelationsQuery>,
+) -> ApiResult {
+    relations(&hs, &requester, room, event_id, None, None, q).await
+}
+
+async fn relations_of_type(
+    State(hs): State<Arc<Homeserver>>,
+    Auth(requester): Auth,
+    ApiPath((room, event_id, rel_type)): ApiPath<(String, String, String)>,
+    ApiQuery(q): ApiQuery<RelationsQuery>,
+) -> ApiResult {
+    relations(&hs, &requester, room, event_id, Some(rel_type), None, q).await
+}
+
+async fn relations_of_type_and_event_type(
+    State(hs): State<Arc<Homeserver>>,
+    Auth(requester): Auth,
+    ApiPath((room, event_id, rel_type, event_type)): ApiPath<(String, String, String, String)>,
+    ApiQuery(q): ApiQuery<RelationsQuery>,
+) -> ApiResult {
+    relations(
+        &hs,
+        &requester,
+        room,
+        event_id,
+        Some(rel_type),
+        Some(event_type),
+        q,
     )
+    .await
+}
+
+/// The events relating to one the user may see, newest first by default,
+/// a page at a time (5 by default, as Synapse), with `next_batch` while
+/// there may be more.
+async fn relations(
+    hs: &Homeserver,
+    requester: &Requester,
+    room: String,
+    event_id: String,
+    rel_type: Option<String>,
+    event_type: Option<String>,
+    q: RelationsQuery,
+) -> ApiResult {
+    let room = room_id(&room)?;
+    let upto = hs.room_access(&requester.user_id, &room).await?.upto;
+    let not_found = || MatrixError::new(404, ErrCode::NotFound, "Event not found.");
+    let parent = EventId::parse(&event_id).map_err(|_| not_found())?;
+    let event = hs
+        .storage
+        .get_event(&parent)
+        .await?
+        .filter(|e| e.room_id == room && e.stream <= upto)
+        .ok_or_else(not_found)?;
+    if hs
+        .visible_events(&requester.user_id, &room, vec![event])
+        .await?
+        .is_empty()
+    {
+        return Err(not_found());
+    }
+    let backwards = match q.dir.as_deref() {
+        Some("b") | None => true,
+        Some("f") => false,
+        Some(other) => {
+            return Err(MatrixError::new(
+                400,
+                ErrCode::InvalidParam,
+                format!("dir must be `b` or `f`, not `{other}`"),
+            ))
+        }
+    };
+    let from = q.from.as_deref().map(parse_token).transpose()?;
+    let limit = q.limit.unwrap_or(5).clamp(1, 1000);
+    let events = hs
+        .storage
+        .relations(&parent, rel_type, event_type, from, backwards, limit, upto)
+        .await?;
+    let next = (events.len() == limit as usize)
+        .then(|| events.last())
+        .flatten()
+        .map(|e| if backwards { e.stream - 1 } else { e.stream });
+    let events = hs.visible_events(&requester.user_id, &room, events).await?;
+    let mut response = json!({ "chunk": hs.serve_events(&events, requester, true).await? });
+    if let Some(next) = next {
+        response["next_batch"] = json!(format!("s{next}"));
+    }
+    if let Some(from) = &q.from {
+        response["prev_batch"] = json!(from);
+    }
+    Ok(Json(response))
 }
 
 #[derive(Deserialize)]

@@ -266,6 +266,16 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
+    /// The event this one relates to and how (`content.m.relates_to`, with
+    /// a `rel_type`; a plain reply has none).
+    pub fn relation(&self) -> Option<(String, String)> {
+        let content: serde_json::Value = serde_json::from_str(&self.content).ok()?;
+        let relates = content.get("m.relates_to")?;
+        let parent = relates.get("event_id")?.as_str()?;
+        let rel_type = relates.get("rel_type")?.as_str()?;
+        Some((parent.to_string(), rel_type.to_string()))
+    }
+
     /// The event a redaction redacts (`content.redacts`, which Axon sets in
     /// every room version).
     pub fn redacts(&self) -> Option<String> {
@@ -399,6 +409,21 @@ impl Storage {
                 if !event.notifies.is_empty() {
                     super::receipts::insert_notifications(w.conn, event, stream)?;
                 }
+                if let Some((parent, rel_type)) = event.relation() {
+                    w.conn
+                        .prepare_cached(
+                            "INSERT OR IGNORE INTO event_relations (event_id, relates_to, rel_type, room_id, type, stream_ordering)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        )?
+                        .execute(params![
+                            event.event_id.as_str(),
+                            parent,
+                            rel_type,
+                            event.room_id.as_str(),
+                            event.event_type,
+                            stream
+                        ])?;
+                }
                 if let Some(target) = event.redacts() {
                     w.conn
                         .prepare_cached("INSERT OR IGNORE INTO redactions (event_id, redacted_by) VALUES (?1, ?2)")?
@@ -479,6 +504,46 @@ impl Storage {
                 params![user_id, room_id],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    /// The events relating to `parent` (of `rel_type`, and of `event_type`),
+    /// a page of at most `limit` from `from` in either direction, up to
+    /// position `upto`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn relations(
+        &self,
+        parent: &EventId,
+        rel_type: Option<String>,
+        event_type: Option<String>,
+        from: Option<i64>,
+        backwards: bool,
+        limit: u32,
+        upto: i64,
+    ) -> StorageResult<Vec<StoredEvent>> {
+        let parent = parent.to_string();
+        self.read(move |c| {
+            let (bound, order) = if backwards {
+                ("e.stream_ordering <= ?4", "DESC")
+            } else {
+                ("e.stream_ordering > ?4", "ASC")
+            };
+            let from = from.unwrap_or(if backwards { upto } else { 0 });
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS} FROM event_relations r JOIN events e ON e.event_id = r.event_id
+                 WHERE r.relates_to = ?1 AND (?2 IS NULL OR r.rel_type = ?2) AND (?3 IS NULL OR r.type = ?3)
+                   AND {bound} AND e.stream_ordering <= ?5
+                 ORDER BY e.stream_ordering {order} LIMIT ?6"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let events = stmt
+                .query_map(
+                    params![parent, rel_type, event_type, from, upto, limit as i64],
+                    event_from_row,
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(events)
         })
         .await
     }

@@ -237,6 +237,28 @@ CREATE INDEX events_by_time ON events (room_id, origin_server_ts);
     // A room the user left and forgot: gone from their syncs and history,
     // until they join again.
     M::up("ALTER TABLE memberships ADD COLUMN forgotten INTEGER NOT NULL DEFAULT 0;"),
+    // Each event's `m.relates_to` (edits, threads, reactions, references),
+    // found from the event it relates to.
+    M::up(
+        r#"
+CREATE TABLE event_relations (
+    event_id TEXT PRIMARY KEY NOT NULL,
+    relates_to TEXT NOT NULL,
+    rel_type TEXT NOT NULL,
+    room_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    stream_ordering INTEGER NOT NULL
+);
+CREATE INDEX relations_by_parent ON event_relations (relates_to, stream_ordering);
+INSERT OR IGNORE INTO event_relations (event_id, relates_to, rel_type, room_id, type, stream_ordering)
+SELECT event_id, json_extract(content, '$."m.relates_to".event_id'),
+       json_extract(content, '$."m.relates_to".rel_type'), room_id, type, stream_ordering
+FROM events
+WHERE json_valid(content)
+  AND json_type(content, '$."m.relates_to".event_id') = 'text'
+  AND json_type(content, '$."m.relates_to".rel_type') = 'text';
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {
