@@ -135,3 +135,114 @@ async fn relations_errors() {
         "M_INVALID_PARAM",
     );
 }
+
+fn reply(root: &str, body: &str) -> Value {
+    json!({
+        "msgtype": "m.text", "body": body,
+        "m.relates_to": { "rel_type": "m.thread", "event_id": root },
+    })
+}
+
+#[tokio::test]
+async fn an_event_carries_its_thread_edit_and_references_and_threads_are_listed() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let bob = s.register("bob").await;
+    let carol = s.register("carol").await;
+    let room = s
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    s.join(&bob, &room).await;
+    s.join(&carol, &room).await;
+    let first = s.send_text(&alice, &room, "first topic").await;
+    let second = s.send_text(&alice, &room, "second topic").await;
+    send(
+        &s,
+        &carol,
+        &room,
+        "m.room.message",
+        reply(&first, "carol's reply"),
+    )
+    .await;
+    let mut replies = Vec::new();
+    for i in 0..2 {
+        replies.push(
+            send(
+                &s,
+                &bob,
+                &room,
+                "m.room.message",
+                reply(&second, &format!("bob {i}")),
+            )
+            .await,
+        );
+    }
+    let edit = send(
+        &s,
+        &alice,
+        &room,
+        "m.room.message",
+        json!({
+            "msgtype": "m.text", "body": "* second topic!",
+            "m.new_content": { "msgtype": "m.text", "body": "second topic!" },
+            "m.relates_to": { "rel_type": "m.replace", "event_id": second },
+        }),
+    )
+    .await;
+    let reference = send(
+        &s,
+        &bob,
+        &room,
+        "m.room.message",
+        json!({
+            "msgtype": "m.text", "body": "see above",
+            "m.relates_to": { "rel_type": "m.reference", "event_id": second },
+        }),
+    )
+    .await;
+    let path = format!("/rooms/{}/event/{}", enc(&room), enc(&second));
+    let (_, event) = s.get(&path, &carol.token).await;
+    let relations = &event["unsigned"]["m.relations"];
+    assert_eq!(relations["m.thread"]["count"], 2, "{event}");
+    assert_eq!(
+        relations["m.thread"]["latest_event"]["event_id"],
+        replies[1]
+    );
+    assert_eq!(relations["m.thread"]["current_user_participated"], false);
+    assert_eq!(relations["m.replace"]["event_id"], edit);
+    assert_eq!(
+        relations["m.reference"]["chunk"],
+        json!([{ "event_id": reference }])
+    );
+    let (_, as_bob) = s.get(&path, &bob.token).await;
+    assert_eq!(
+        as_bob["unsigned"]["m.relations"]["m.thread"]["current_user_participated"],
+        true
+    );
+    // Threads, the most recently replied to first.
+    let threads = format!("/_matrix/client/v1/rooms/{}/threads", enc(&room));
+    let (status, all) = s.get(&threads, &carol.token).await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(ids(&all), [second.clone(), first.clone()]);
+    assert_eq!(
+        all["chunk"][0]["unsigned"]["m.relations"]["m.thread"]["count"],
+        2
+    );
+    let (_, mine) = s
+        .get(&format!("{threads}?include=participated"), &carol.token)
+        .await;
+    assert_eq!(ids(&mine), std::slice::from_ref(&first));
+    let (_, page) = s.get(&format!("{threads}?limit=1"), &carol.token).await;
+    assert_eq!(ids(&page), [second]);
+    let next = page["next_batch"].as_str().unwrap();
+    let (_, page) = s
+        .get(&format!("{threads}?limit=1&from={next}"), &carol.token)
+        .await;
+    assert_eq!(ids(&page), [first]);
+    assert_error(
+        &s.get(&format!("{threads}?include=some"), &carol.token)
+            .await,
+        400,
+        "M_INVALID_PARAM",
+    );
+}

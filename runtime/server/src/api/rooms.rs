@@ -284,6 +284,7 @@ pub fn v1_routes() -> Router<Arc<Homeserver>> {
             "/_matrix/client/v1/rooms/{room}/relations/{event_id}",
             get(relations_any),
         )
+        .route("/_matrix/client/v1/rooms/{room}/threads", get(threads))
         .route(
             "/_matrix/client/v1/rooms/{room}/relations/{event_id}/{rel_type}",
             get(relations_of_type),
@@ -292,6 +293,61 @@ pub fn v1_routes() -> Router<Arc<Homeserver>> {
             "/_matrix/client/v1/rooms/{room}/relations/{event_id}/{rel_type}/{event_type}",
             get(relations_of_type_and_event_type),
         )
+}
+
+#[derive(Deserialize)]
+struct ThreadsQuery {
+    include: Option<String>,
+    from: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /v1/rooms/{room}/threads`: the room's threads, the most recently
+/// replied to first, each root with its `m.thread` summary; `participated`
+/// keeps those the user started or replied in.
+async fn threads(
+    State(hs): State<Arc<Homeserver>>,
+    Auth(requester): Auth,
+    ApiPath(room): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ThreadsQuery>,
+) -> ApiResult {
+    let room = room_id(&room)?;
+    let upto = hs.room_access(&requester.user_id, &room).await?.upto;
+    let participant = match q.include.as_deref() {
+        None | Some("all") => None,
+        Some("participated") => Some(&*requester.user_id),
+        Some(other) => {
+            return Err(MatrixError::new(
+                400,
+                ErrCode::InvalidParam,
+                format!("include must be `all` or `participated`, not `{other}`"),
+            ))
+        }
+    };
+    let before = match q.from.as_deref() {
+        Some(token) => parse_token(token)?,
+        None => i64::MAX,
+    };
+    let limit = q.limit.unwrap_or(10).clamp(1, 100);
+    let roots = hs
+        .storage
+        .thread_roots(
+            &room,
+            before.min(upto.saturating_add(1)),
+            participant,
+            limit,
+        )
+        .await?;
+    let next = (roots.len() == limit as usize)
+        .then(|| roots.last().map(|(_, latest)| *latest))
+        .flatten();
+    let events = roots.into_iter().map(|(root, _)| root).collect();
+    let events = hs.visible_events(&requester.user_id, &room, events).await?;
+    let mut response = json!({ "chunk": hs.serve_events(&events, &requester, true).await? });
+    if let Some(next) = next {
+        response["next_batch"] = json!(format!("s{next}"));
+    }
+    Ok(Json(response))
 }
 
 #[derive(Deserialize)]

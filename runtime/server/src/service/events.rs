@@ -424,8 +424,19 @@ impl Homeserver {
     ) -> Result<Vec<Value>, MatrixError> {
         let now = axon::time::now_ms();
         let unsigned_slot = &self.callbacks.add_extra_fields_to_unsigned_client_event;
-        let ids = events.iter().map(|e| e.event_id.clone()).collect();
-        let mut redactions = self.storage.redactions_of(ids).await?;
+        let crate::storage::ServingExtras {
+            mut redactions,
+            relations: mut summaries,
+        } = self
+            .storage
+            .serving_extras(
+                events
+                    .iter()
+                    .map(|e| (e.event_id.clone(), e.sender.clone()))
+                    .collect(),
+                &viewer.user_id,
+            )
+            .await?;
         let device = Some((viewer.user_id.as_str(), viewer.device_id.as_str()));
         let mut out = Vec::with_capacity(events.len());
         for event in events {
@@ -455,10 +466,23 @@ impl Homeserver {
                     .add_field_to_unsigned_callback(&event.to_module_event())
                     .await?;
                 // Modules cannot override the server's own unsigned fields.
-                for own in ["age", "transaction_id", "prev_content", "redacted_because"] {
+                for own in [
+                    "age",
+                    "transaction_id",
+                    "prev_content",
+                    "redacted_because",
+                    "m.relations",
+                ] {
                     extra.remove(own);
                 }
                 client.unsigned.extra = extra;
+            }
+            if let Some(summary) = summaries.remove(&event.event_id) {
+                let relations = relations_json(&summary, device, with_room_id, now)?;
+                client
+                    .unsigned
+                    .extra
+                    .insert("m.relations".into(), relations);
             }
             out.push(
                 serde_json::to_value(&client).map_err(|e| MatrixError::internal(e.to_string()))?,
@@ -466,4 +490,46 @@ impl Homeserver {
         }
         Ok(out)
     }
+}
+
+/// `unsigned.m.relations`: the thread summary, the latest edit in full,
+/// and the references, as the spec aggregates them.
+fn relations_json(
+    summary: &crate::storage::RelationSummary,
+    viewer: Option<(&str, &str)>,
+    with_room_id: bool,
+    now: i64,
+) -> Result<Value, MatrixError> {
+    let client = |event: &StoredEvent| {
+        serde_json::to_value(crate::events::client_event(
+            event,
+            viewer,
+            with_room_id,
+            now,
+        ))
+        .map_err(|e| MatrixError::internal(e.to_string()))
+    };
+    let mut relations = serde_json::Map::new();
+    if let Some((count, latest, participated)) = &summary.thread {
+        relations.insert(
+            "m.thread".into(),
+            serde_json::json!({
+                "latest_event": client(latest)?,
+                "count": count,
+                "current_user_participated": participated,
+            }),
+        );
+    }
+    if let Some(edit) = &summary.latest_edit {
+        relations.insert("m.replace".into(), client(edit)?);
+    }
+    if !summary.references.is_empty() {
+        let chunk: Vec<Value> = summary
+            .references
+            .iter()
+            .map(|id| serde_json::json!({ "event_id": id }))
+            .collect();
+        relations.insert("m.reference".into(), serde_json::json!({ "chunk": chunk }));
+    }
+    Ok(Value::Object(relations))
 }

@@ -287,6 +287,22 @@ impl NewEvent {
     }
 }
 
+/// What serving events needs besides them (`Storage::serving_extras`).
+#[derive(Debug, Default)]
+pub struct ServingExtras {
+    pub redactions: std::collections::HashMap<OwnedEventId, StoredEvent>,
+    pub relations: std::collections::HashMap<OwnedEventId, RelationSummary>,
+}
+
+/// What relates to an event (see `Storage::serving_extras`).
+#[derive(Debug, Clone, Default)]
+pub struct RelationSummary {
+    /// Replies, the latest one, and whether the viewer took part.
+    pub thread: Option<(u64, StoredEvent, bool)>,
+    pub latest_edit: Option<StoredEvent>,
+    pub references: Vec<OwnedEventId>,
+}
+
 /// A member an event notifies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notify {
@@ -458,26 +474,20 @@ impl Storage {
         .await
     }
 
-    /// The redactions that apply to any of `events`, by the event they redact.
-    pub async fn redactions_of(
+    /// What serving `events` to `viewer` needs besides the events, in one
+    /// trip to a reader connection: the redactions that apply to them and
+    /// what relates to them.
+    pub async fn serving_extras(
         &self,
-        events: Vec<OwnedEventId>,
-    ) -> StorageResult<std::collections::HashMap<OwnedEventId, StoredEvent>> {
+        events: Vec<(OwnedEventId, OwnedUserId)>,
+        viewer: &UserId,
+    ) -> StorageResult<ServingExtras> {
+        let viewer = viewer.to_string();
         self.read(move |c| {
-            let mut found = std::collections::HashMap::new();
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM redactions r JOIN events e ON e.event_id = r.redacted_by
-                 WHERE r.event_id = ?1"
-            ))?;
-            for event in events {
-                if let Some(redaction) = stmt
-                    .query_row([event.as_str()], event_from_row)
-                    .optional()?
-                {
-                    found.insert(event, redaction);
-                }
-            }
-            Ok(found)
+            Ok(ServingExtras {
+                redactions: redactions_of(c, &events)?,
+                relations: relation_summaries(c, events, &viewer)?,
+            })
         })
         .await
     }
@@ -544,6 +554,39 @@ impl Storage {
                 )?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(events)
+        })
+        .await
+    }
+
+    /// A room's thread roots, the most recently replied to first: those
+    /// whose latest reply is before `before`, with that reply's position;
+    /// with `participant`, only threads they started or replied in.
+    pub async fn thread_roots(
+        &self,
+        room_id: &RoomId,
+        before: i64,
+        participant: Option<&UserId>,
+        limit: u32,
+    ) -> StorageResult<Vec<(StoredEvent, i64)>> {
+        let room_id = room_id.to_string();
+        let participant = participant.map(|u| u.to_string());
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS}, t.latest FROM (
+                     SELECT relates_to, MAX(stream_ordering) AS latest FROM event_relations
+                     WHERE room_id = ?1 AND rel_type = 'm.thread' GROUP BY relates_to
+                 ) t JOIN events e ON e.event_id = t.relates_to
+                 WHERE t.latest < ?2 AND (?3 IS NULL OR e.sender = ?3 OR EXISTS (
+                     SELECT 1 FROM event_relations r JOIN events x ON x.event_id = r.event_id
+                     WHERE r.relates_to = t.relates_to AND r.rel_type = 'm.thread' AND x.sender = ?3))
+                 ORDER BY t.latest DESC LIMIT ?4"
+            ))?;
+            let rows = stmt
+                .query_map(params![room_id, before, participant, limit as i64], |r| {
+                    Ok((event_from_row(r)?, r.get(12)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
         })
         .await
     }
@@ -1187,4 +1230,90 @@ fn memberships(c: &Connection, user_id: &str) -> StorageResult<Vec<MembershipRow
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
+}
+
+/// The redactions that apply to any of `events`, by the event they redact.
+fn redactions_of(
+    c: &Connection,
+    events: &[(OwnedEventId, OwnedUserId)],
+) -> StorageResult<std::collections::HashMap<OwnedEventId, StoredEvent>> {
+    let mut found = std::collections::HashMap::new();
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS} FROM redactions r JOIN events e ON e.event_id = r.redacted_by
+         WHERE r.event_id = ?1"
+    ))?;
+    for (event, _) in events {
+        if let Some(redaction) = stmt
+            .query_row([event.as_str()], event_from_row)
+            .optional()?
+        {
+            found.insert(event.clone(), redaction);
+        }
+    }
+    Ok(found)
+}
+
+/// What relates to each of `events`, for `unsigned.m.relations`: its
+/// thread, its latest edit by its own sender, its references.
+fn relation_summaries(
+    c: &Connection,
+    events: Vec<(OwnedEventId, OwnedUserId)>,
+    viewer: &str,
+) -> StorageResult<std::collections::HashMap<OwnedEventId, RelationSummary>> {
+    {
+        let mut found = std::collections::HashMap::new();
+        let mut kinds = c.prepare_cached(
+            "SELECT DISTINCT rel_type FROM event_relations WHERE relates_to = ?1",
+        )?;
+        for (event, sender) in events {
+            let rel_types: Vec<String> = kinds
+                .query_map([event.as_str()], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            if rel_types.is_empty() {
+                continue;
+            }
+            let mut summary = RelationSummary::default();
+            if rel_types.iter().any(|t| t == "m.thread") {
+                let (count, latest): (i64, i64) = c
+                        .prepare_cached(
+                            "SELECT COUNT(*), MAX(stream_ordering) FROM event_relations WHERE relates_to = ?1 AND rel_type = 'm.thread'",
+                        )?
+                        .query_row([event.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let latest_event = c
+                    .prepare_cached(&format!(
+                        "SELECT {EVENT_COLUMNS} FROM events e WHERE e.stream_ordering = ?1"
+                    ))?
+                    .query_row([latest], event_from_row)?;
+                let participated = sender.as_str() == viewer
+                        || c.prepare_cached(
+                            "SELECT 1 FROM event_relations r JOIN events e ON e.event_id = r.event_id
+                             WHERE r.relates_to = ?1 AND r.rel_type = 'm.thread' AND e.sender = ?2 LIMIT 1",
+                        )?
+                        .query_row(params![event.as_str(), viewer], |_| Ok(()))
+                        .optional()?
+                        .is_some();
+                summary.thread = Some((count as u64, latest_event, participated));
+            }
+            if rel_types.iter().any(|t| t == "m.replace") {
+                summary.latest_edit = c
+                        .prepare_cached(&format!(
+                            "SELECT {EVENT_COLUMNS} FROM event_relations r JOIN events e ON e.event_id = r.event_id
+                             WHERE r.relates_to = ?1 AND r.rel_type = 'm.replace' AND e.sender = ?2
+                             ORDER BY e.origin_server_ts DESC, e.event_id DESC LIMIT 1"
+                        ))?
+                        .query_row(params![event.as_str(), sender.as_str()], event_from_row)
+                        .optional()?;
+            }
+            if rel_types.iter().any(|t| t == "m.reference") {
+                summary.references = c
+                        .prepare_cached(
+                            "SELECT event_id FROM event_relations WHERE relates_to = ?1 AND rel_type = 'm.reference' ORDER BY stream_ordering",
+                        )?
+                        .query_map([event.as_str()], |r| id(r, 0))?
+                        .collect::<Result<_, _>>()?;
+            }
+            found.insert(event, summary);
+        }
+        Ok(found)
+    }
 }
