@@ -223,7 +223,7 @@ async fn compute(
     let account_data = rows.account_data;
     let ignored = rows.ignored;
     let mut joined_rooms = Vec::new();
-    for room in rows.rooms {
+    for mut room in rows.rooms {
         let m = &room.membership;
         let current = Some((m.membership, m.stream));
         match m.membership {
@@ -255,7 +255,14 @@ async fn compute(
                 }
                 let first = timeline.first().map(|e| e.stream).unwrap_or(upto + 1);
                 let mut state_events = room.state;
+                let mut extras = room.extras;
+                // State read again below was not in the sync's first read.
+                // Lazy-loading narrows it, or adds a sender's current
+                // membership from the snapshot, served without a redaction
+                // of it applied (rare: a redacted membership event).
+                let mut refetched = false;
                 if (fresh || limited) && unfiltered_first != first {
+                    refetched = true;
                     // Events the user may not see were left out of the
                     // timeline: the state is the one before what they see.
                     state_events = hs.storage.state_at(&m.room_id, first - 1).await?;
@@ -281,11 +288,15 @@ async fn compute(
                     m.room_id.to_string(),
                     json!({
                         "timeline": {
-                            "events": hs.serve_events(&timeline, requester, false).await?,
+                            "events": hs.serve_events_with(&timeline, &mut extras, requester, false).await?,
                             "limited": limited,
                             "prev_batch": format!("s{}", first - 1),
                         },
-                        "state": { "events": hs.serve_events(&state_events, requester, false).await? },
+                        "state": { "events": if refetched {
+                            hs.serve_events(&state_events, requester, false).await?
+                        } else {
+                            hs.serve_events_with(&state_events, &mut extras, requester, false).await?
+                        } },
                         "account_data": { "events": room_account_data },
                         "ephemeral": { "events": ephemeral },
                         "summary": { "m.joined_member_count": joined },
@@ -338,7 +349,7 @@ async fn compute(
                     m.room_id.to_string(),
                     json!({
                         "timeline": {
-                            "events": hs.serve_events(&timeline, requester, false).await?,
+                            "events": hs.serve_events_with(&timeline, &mut room.extras, requester, false).await?,
                             "limited": room.limited,
                             "prev_batch": format!("s{}", first - 1),
                         },

@@ -422,12 +422,7 @@ impl Homeserver {
         viewer: &Requester,
         with_room_id: bool,
     ) -> Result<Vec<Value>, MatrixError> {
-        let now = axon::time::now_ms();
-        let unsigned_slot = &self.callbacks.add_extra_fields_to_unsigned_client_event;
-        let crate::storage::ServingExtras {
-            mut redactions,
-            relations: mut summaries,
-        } = self
+        let extras = self
             .storage
             .serving_extras(
                 events
@@ -437,6 +432,27 @@ impl Homeserver {
                 &viewer.user_id,
             )
             .await?;
+        let mut extras = extras;
+        self.serve_events_with(events, &mut extras, viewer, with_room_id)
+            .await
+    }
+
+    /// `serve_events` with the redactions and relations already read (a
+    /// sync reads them in its one trip to a reader connection); an event
+    /// missing from `extras` is served as neither redacted nor related.
+    pub async fn serve_events_with(
+        &self,
+        events: &[StoredEvent],
+        extras: &mut crate::storage::ServingExtras,
+        viewer: &Requester,
+        with_room_id: bool,
+    ) -> Result<Vec<Value>, MatrixError> {
+        let now = axon::time::now_ms();
+        let unsigned_slot = &self.callbacks.add_extra_fields_to_unsigned_client_event;
+        let crate::storage::ServingExtras {
+            redactions,
+            relations: summaries,
+        } = extras;
         let device = Some((viewer.user_id.as_str(), viewer.device_id.as_str()));
         let mut out = Vec::with_capacity(events.len());
         for event in events {

@@ -45,6 +45,8 @@ pub struct SyncRoom {
     pub receipts: Vec<super::ReceiptRow>,
     /// A joined room's unread notifications and highlights.
     pub unread: super::receipts::Unread,
+    /// What serving the timeline and state needs, read in the same trip.
+    pub extras: ServingExtras,
 }
 
 /// An event as stored.
@@ -846,6 +848,15 @@ impl Storage {
                     }
                     _ => continue,
                 };
+                let served: Vec<(OwnedEventId, OwnedUserId)> = timeline
+                    .iter()
+                    .chain(&state)
+                    .map(|e| (e.event_id.clone(), e.sender.clone()))
+                    .collect();
+                let extras = ServingExtras {
+                    redactions: redactions_of(c, &served)?,
+                    relations: relation_summaries(c, served, &user_id)?,
+                };
                 rooms.push(SyncRoom {
                     membership: m,
                     timeline,
@@ -853,6 +864,7 @@ impl Storage {
                     state,
                     receipts,
                     unread,
+                    extras,
                 });
             }
             Ok(SyncRows {
