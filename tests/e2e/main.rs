@@ -37,6 +37,7 @@ mod redactions;
 mod relations;
 mod room_lookups;
 mod rooms;
+mod search;
 mod security;
 mod services;
 mod status_page;

@@ -49,6 +49,7 @@ pub fn routes() -> Router<Arc<Homeserver>> {
         .route("/rooms/{room}/event/{event_id}", get(event))
         .route("/rooms/{room}/context/{event_id}", get(context))
         .route("/rooms/{room}/report/{event_id}", post(report))
+        .route("/search", post(search))
 }
 
 /// A room ID from a request; `M_INVALID_PARAM` if it is not one.
@@ -452,6 +453,102 @@ async fn relations(
         response["prev_batch"] = json!(from);
     }
     Ok(Json(response))
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    next_batch: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SearchBody {
+    search_categories: SearchCategories,
+}
+
+#[derive(Deserialize)]
+struct SearchCategories {
+    room_events: Option<RoomEventsCriteria>,
+}
+
+#[derive(Deserialize)]
+struct RoomEventsCriteria {
+    search_term: String,
+    #[serde(default)]
+    order_by: Option<String>,
+    #[serde(default)]
+    filter: Option<Value>,
+}
+
+/// `POST /search` over room events: the most relevant (or, with
+/// `order_by: recent`, the newest) events the user may see in the rooms
+/// they are in, 10 a page by default.
+async fn search(
+    State(hs): State<Arc<Homeserver>>,
+    Auth(requester): Auth,
+    ApiQuery(q): ApiQuery<SearchQuery>,
+    JsonBody(body): JsonBody<SearchBody>,
+) -> ApiResult {
+    let Some(criteria) = body.search_categories.room_events else {
+        return Ok(Json(json!({ "search_categories": {} })));
+    };
+    let by_rank = match criteria.order_by.as_deref() {
+        None | Some("rank") => true,
+        Some("recent") => false,
+        Some(other) => {
+            return Err(MatrixError::new(
+                400,
+                ErrCode::InvalidParam,
+                format!("order_by must be `rank` or `recent`, not `{other}`"),
+            ))
+        }
+    };
+    let skip = match q.next_batch.as_deref() {
+        None => 0,
+        Some(token) => token
+            .strip_prefix('n')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| MatrixError::new(400, ErrCode::InvalidParam, "Invalid next_batch"))?,
+    };
+    let filter = criteria.filter.unwrap_or_default();
+    let limit = filter["limit"]
+        .as_u64()
+        .map_or(10, |l| l.clamp(1, 100) as u32);
+    let only_rooms = filter.get("rooms").map(|rooms| {
+        rooms
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str().and_then(|r| OwnedRoomId::try_from(r).ok()))
+            .collect()
+    });
+    let found = hs
+        .search_room_events(
+            &Actor::client(&requester),
+            &criteria.search_term,
+            only_rooms,
+            by_rank,
+            skip,
+            limit,
+        )
+        .await?;
+    let mut results = Vec::new();
+    for (event, rank) in &found.results {
+        let mut served = hs
+            .serve_events(std::slice::from_ref(event), &requester, true)
+            .await?;
+        results.push(json!({ "rank": rank, "result": served.pop().unwrap_or_default() }));
+    }
+    let mut room_events = json!({
+        "count": found.count,
+        "results": results,
+        "highlights": found.words,
+    });
+    if let Some(next) = found.next_skip {
+        room_events["next_batch"] = json!(format!("n{next}"));
+    }
+    Ok(Json(
+        json!({ "search_categories": { "room_events": room_events } }),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -21,6 +21,7 @@ mod ratelimit;
 pub mod receipts;
 mod reports;
 mod rooms;
+pub mod search;
 mod sessions;
 mod typing;
 pub mod uia;

@@ -268,6 +268,19 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
+    /// The words search finds this event by: a message's body, a room's
+    /// name or topic.
+    pub fn searchable_text(&self) -> Option<String> {
+        let field = match self.event_type.as_str() {
+            "m.room.message" => "body",
+            "m.room.name" => "name",
+            "m.room.topic" => "topic",
+            _ => return None,
+        };
+        let content: serde_json::Value = serde_json::from_str(&self.content).ok()?;
+        content.get(field)?.as_str().map(str::to_string)
+    }
+
     /// The event this one relates to and how (`content.m.relates_to`, with
     /// a `rel_type`; a plain reply has none).
     pub fn relation(&self) -> Option<(String, String)> {
@@ -442,7 +455,18 @@ impl Storage {
                             stream
                         ])?;
                 }
+                if let Some(text) = event.searchable_text() {
+                    w.conn
+                        .prepare_cached("INSERT INTO event_search (rowid, text) VALUES (?1, ?2)")?
+                        .execute(params![stream, text])?;
+                }
                 if let Some(target) = event.redacts() {
+                    // A redacted event is no longer found by its words.
+                    w.conn
+                        .prepare_cached(
+                            "DELETE FROM event_search WHERE rowid = (SELECT stream_ordering FROM events WHERE event_id = ?1)",
+                        )?
+                        .execute([target.as_str()])?;
                     w.conn
                         .prepare_cached("INSERT OR IGNORE INTO redactions (event_id, redacted_by) VALUES (?1, ?2)")?
                         .execute(params![target, event.event_id.as_str()])?;
@@ -589,6 +613,46 @@ impl Storage {
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
+        })
+        .await
+    }
+
+    /// Events of `rooms` whose words match every one of `words`, the most
+    /// relevant (`by_rank`) or the most recent first, skipping `skip`.
+    pub async fn search_events(
+        &self,
+        rooms: Vec<OwnedRoomId>,
+        words: Vec<String>,
+        by_rank: bool,
+        skip: u32,
+        limit: u32,
+    ) -> StorageResult<(Vec<(StoredEvent, f64)>, u64)> {
+        self.read(move |c| {
+            // Each word quoted: the user's text is never FTS5 syntax.
+            let query = words
+                .iter()
+                .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let rooms = serde_json::to_string(&rooms)?;
+            let order = if by_rank { "s.rank" } else { "e.stream_ordering DESC" };
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS}, -s.rank FROM event_search s JOIN events e ON e.stream_ordering = s.rowid
+                 WHERE event_search MATCH ?1 AND e.room_id IN (SELECT value FROM json_each(?2))
+                 ORDER BY {order} LIMIT ?3 OFFSET ?4"
+            ))?;
+            let found = stmt
+                .query_map(params![query, rooms, limit as i64, skip as i64], |r| {
+                    Ok((event_from_row(r)?, r.get::<_, f64>(12)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let count: i64 = c
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM event_search s JOIN events e ON e.stream_ordering = s.rowid
+                     WHERE event_search MATCH ?1 AND e.room_id IN (SELECT value FROM json_each(?2))",
+                )?
+                .query_row(params![query, rooms], |r| r.get(0))?;
+            Ok((found, count as u64))
         })
         .await
     }

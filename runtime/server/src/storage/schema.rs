@@ -259,6 +259,20 @@ WHERE json_valid(content)
   AND json_type(content, '$."m.relates_to".rel_type') = 'text';
 "#,
     ),
+    // Full-text search over messages, room names and topics (SQLite's
+    // FTS5), one row per event by its stream position.
+    M::up(
+        r#"
+CREATE VIRTUAL TABLE event_search USING fts5(text);
+INSERT INTO event_search (rowid, text)
+SELECT stream_ordering, COALESCE(json_extract(content, '$.body'), json_extract(content, '$.name'), json_extract(content, '$.topic'))
+FROM events
+WHERE json_valid(content) AND (
+    (type = 'm.room.message' AND json_type(content, '$.body') = 'text')
+    OR (type = 'm.room.name' AND json_type(content, '$.name') = 'text')
+    OR (type = 'm.room.topic' AND json_type(content, '$.topic') = 'text'));
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {
