@@ -40,6 +40,7 @@ mod rooms;
 mod search;
 mod security;
 mod services;
+mod spaces;
 mod status_page;
 mod sync;
 mod typing;

@@ -286,6 +286,7 @@ pub fn v1_routes() -> Router<Arc<Homeserver>> {
             get(relations_any),
         )
         .route("/_matrix/client/v1/rooms/{room}/threads", get(threads))
+        .route("/_matrix/client/v1/rooms/{room}/hierarchy", get(hierarchy))
         .route(
             "/_matrix/client/v1/rooms/{room}/relations/{event_id}/{rel_type}",
             get(relations_of_type),
@@ -294,6 +295,47 @@ pub fn v1_routes() -> Router<Arc<Homeserver>> {
             "/_matrix/client/v1/rooms/{room}/relations/{event_id}/{rel_type}/{event_type}",
             get(relations_of_type_and_event_type),
         )
+}
+
+#[derive(Deserialize)]
+struct HierarchyQuery {
+    #[serde(default)]
+    suggested_only: bool,
+    max_depth: Option<u32>,
+    limit: Option<u32>,
+    from: Option<String>,
+}
+
+async fn hierarchy(
+    State(hs): State<Arc<Homeserver>>,
+    Auth(requester): Auth,
+    ApiPath(room): ApiPath<String>,
+    ApiQuery(q): ApiQuery<HierarchyQuery>,
+) -> ApiResult {
+    let room = room_id(&room)?;
+    let skip = match q.from.as_deref() {
+        None => 0,
+        Some(token) => token
+            .strip_prefix('h')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| {
+                MatrixError::new(400, ErrCode::InvalidParam, "Unknown pagination token")
+            })?,
+    };
+    let request = crate::service::spaces::HierarchyRequest {
+        suggested_only: q.suggested_only,
+        max_depth: q.max_depth,
+        limit: q.limit.unwrap_or(50).clamp(1, 100),
+        skip,
+    };
+    let found = hs
+        .space_hierarchy(&Actor::client(&requester), &room, request)
+        .await?;
+    let mut response = json!({ "rooms": found.rooms });
+    if let Some(next) = found.next_skip {
+        response["next_batch"] = json!(format!("h{next}"));
+    }
+    Ok(Json(response))
 }
 
 #[derive(Deserialize)]

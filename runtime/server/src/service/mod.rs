@@ -23,6 +23,7 @@ mod reports;
 mod rooms;
 pub mod search;
 mod sessions;
+pub mod spaces;
 mod typing;
 pub mod uia;
 mod visibility;
