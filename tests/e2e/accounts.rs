@@ -66,7 +66,9 @@ async fn taken_and_invalid_usernames_are_refused() {
             Some(json!({ "username": "Bob" })),
         )
         .await;
-    assert_error(&upper, 400, "M_INVALID_USERNAME");
+    // Lower-cased first, as Synapse does (rest/client/register.py): `Bob`
+    // is `bob`, who exists.
+    assert_error(&upper, 400, "M_USER_IN_USE");
     let underscore = s
         .request(
             Method::POST,
@@ -312,5 +314,36 @@ async fn shared_secret_registration_is_off_without_a_secret() {
             .await,
         400,
         "M_UNKNOWN",
+    );
+}
+
+#[tokio::test]
+async fn registration_keeps_its_parameters_across_steps_and_its_last_step_can_repeat() {
+    let s = TestServer::start().await;
+    let first = json!({ "username": "Dave", "password": "long enough password" });
+    let (status, challenge) = s
+        .request(Method::POST, "/register", None, Some(first))
+        .await;
+    assert_eq!(status, 401, "{challenge}");
+    let session = challenge["session"].as_str().unwrap();
+    // The second step names only the stage: the first step's username and
+    // password hold.
+    let step = json!({ "auth": { "type": "m.login.dummy", "session": session } });
+    let (status, done) = s
+        .request(Method::POST, "/register", None, Some(step.clone()))
+        .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["user_id"], "@dave:test.local");
+    // A client that lost the answer sends the last step again: the same
+    // account, logged in again.
+    let (status, again) = s.request(Method::POST, "/register", None, Some(step)).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["user_id"], "@dave:test.local");
+    assert_ne!(again["access_token"], done["access_token"]);
+    let login =
+        json!({ "type": "m.login.password", "user": "dave", "password": "long enough password" });
+    assert_eq!(
+        s.request(Method::POST, "/login", None, Some(login)).await.0,
+        200
     );
 }

@@ -37,6 +37,8 @@ pub struct Homeserver {
     pub push_rules_cache: crate::service::push_rules::RulesetCache,
     /// User-interactive auth sessions in progress.
     pub uia_sessions: crate::service::uia::UiaSessions,
+    /// Registrations in progress.
+    pub registration_sessions: crate::service::uia::RegistrationSessions,
 }
 
 impl Homeserver {
@@ -122,6 +124,7 @@ impl RunningServer {
             typing: Default::default(),
             push_rules_cache: Default::default(),
             uia_sessions: Default::default(),
+            registration_sessions: Default::default(),
             metrics: crate::metrics::Metrics::new(
                 config.enable_metrics,
                 modules.callback_records.clone(),

@@ -113,27 +113,51 @@ async fn register(
         ));
     }
     let client = request_info(&headers, addr);
-    let body: RegisterBody = parse_json(Value::Object(raw.clone()))?;
+    let session_id = raw
+        .get("auth")
+        .and_then(|a| a.get("session"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let session = session_id
+        .as_deref()
+        .and_then(|id| hs.registration_sessions.get(id));
+    // A later step may leave out what the first one gave.
+    let mut raw = raw;
+    if let Some(session) = &session {
+        for (key, value) in &session.params {
+            raw.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+    }
+    let mut body: RegisterBody = parse_json(Value::Object(raw.clone()))?;
+    // As Synapse: `Dave` registers `@dave`.
+    body.username = body.username.map(|u| u.to_lowercase());
+    let flows = json!([{ "stages": ["m.login.dummy"] }]);
+    // The last step again, after it registered: a new login, not an error.
+    if let Some(user) = session.as_ref().and_then(|s| s.registered.clone()) {
+        let device = hs
+            .register_device(&user, body.device_id, body.initial_device_display_name)
+            .await?;
+        return Ok(Json(login_response(&hs, &device)).into_response());
+    }
     hs.check_registration(&client, body.username.as_deref(), body.password.as_deref())
         .await?;
     // User-interactive auth: one stage, m.login.dummy.
-    let flows = json!([{ "stages": ["m.login.dummy"] }]);
+    let mut params = raw;
+    params.remove("auth");
     let Some(auth) = &body.auth else {
-        return Ok(uia_challenge(flows, &random_string(24), None));
+        let session = hs.registration_sessions.begin(params);
+        return Ok(uia_challenge(flows, &session, None));
     };
-    let session = auth
-        .get("session")
-        .and_then(|s| s.as_str())
-        .unwrap_or_default()
-        .to_string();
+    let session = match session_id {
+        Some(id) if session.is_some() => id,
+        _ => hs.registration_sessions.begin(params.clone()),
+    };
     if auth.get("type").and_then(|t| t.as_str()) != Some("m.login.dummy") {
         let error = MatrixError::new(401, ErrCode::Unrecognized, "Unrecognised auth type");
         return Ok(uia_challenge(flows, &session, Some(error)));
     }
     let mut uia_results = Map::new();
     uia_results.insert("m.login.dummy".into(), json!(true));
-    let mut params = raw;
-    params.remove("auth");
     let registration = Registration {
         username: body.username,
         password: body.password,
@@ -145,6 +169,8 @@ async fn register(
         client: Some(client),
     };
     let outcome = hs.register(registration).await?;
+    hs.registration_sessions
+        .registered(&session, outcome.user_id.clone());
     Ok(Json(match outcome.device {
         Some(device) => login_response(&hs, &device),
         None => json!({ "user_id": outcome.user_id, "home_server": hs.server_name() }),

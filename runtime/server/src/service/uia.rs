@@ -231,3 +231,50 @@ impl Homeserver {
         Ok(found.as_deref() == Some(user))
     }
 }
+
+/// A registration in progress: the parameters its first request gave
+/// (later steps may leave them out, as Synapse allows), and the user it
+/// created, so that repeating the last step logs in again rather than
+/// failing on a taken name.
+#[derive(Clone, Default)]
+pub struct RegistrationSession {
+    pub params: JsonObject,
+    pub registered: Option<OwnedUserId>,
+    began: Option<Instant>,
+}
+
+/// Registrations in progress, by session ID.
+#[derive(Default)]
+pub struct RegistrationSessions(Mutex<HashMap<String, RegistrationSession>>);
+
+impl RegistrationSessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RegistrationSession>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a session with the first request's parameters.
+    pub fn begin(&self, params: JsonObject) -> String {
+        let id = super::random_string(24);
+        let mut sessions = self.lock();
+        sessions.retain(|_, s| s.began.is_some_and(|b| b.elapsed() < SESSION_LIFETIME));
+        sessions.insert(
+            id.clone(),
+            RegistrationSession {
+                params,
+                registered: None,
+                began: Some(Instant::now()),
+            },
+        );
+        id
+    }
+
+    pub fn get(&self, id: &str) -> Option<RegistrationSession> {
+        self.lock().get(id).cloned()
+    }
+
+    pub fn registered(&self, id: &str, user: OwnedUserId) {
+        if let Some(session) = self.lock().get_mut(id) {
+            session.registered = Some(user);
+        }
+    }
+}
