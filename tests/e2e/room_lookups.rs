@@ -119,3 +119,44 @@ async fn timestamp_to_event_finds_the_nearest_event_each_way() {
         "M_FORBIDDEN",
     );
 }
+
+#[tokio::test]
+async fn a_canonical_alias_must_point_to_the_room() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let room = s
+        .create_room(&alice, json!({ "room_alias_name": "home" }))
+        .await;
+    s.create_room(&alice, json!({ "room_alias_name": "elsewhere" }))
+        .await;
+    s.put(
+        "/directory/room/%23alt:test.local",
+        &alice.token,
+        json!({ "room_id": room }),
+    )
+    .await;
+    let path = format!("/rooms/{}/state/m.room.canonical_alias", enc(&room));
+    let good = json!({ "alias": "#home:test.local", "alt_aliases": ["#alt:test.local"] });
+    assert_eq!(s.put(&path, &alice.token, good.clone()).await.0, 200);
+    let cases = [
+        (json!({ "alias": "#elsewhere:test.local" }), "M_BAD_ALIAS"),
+        (
+            json!({ "alias": "#home:test.local", "alt_aliases": ["#nowhere:test.local"] }),
+            "M_BAD_ALIAS",
+        ),
+        (
+            json!({ "alt_aliases": ["#far:other.example"] }),
+            "M_BAD_ALIAS",
+        ),
+        (json!({ "alias": "not an alias" }), "M_INVALID_PARAM"),
+        (
+            json!({ "alt_aliases": "#alt:test.local" }),
+            "M_INVALID_PARAM",
+        ),
+    ];
+    for (content, errcode) in cases {
+        assert_error(&s.put(&path, &alice.token, content).await, 400, errcode);
+    }
+    let (_, current) = s.get(&path, &alice.token).await;
+    assert_eq!(current, good, "nothing refused was stored");
+}

@@ -105,6 +105,57 @@ impl Homeserver {
             .await
     }
 
+    /// A room's canonical alias and `alt_aliases` must each be an alias
+    /// that points to the room (400 `M_BAD_ALIAS` otherwise, as Synapse);
+    /// Axon can check only its own aliases, so another server's is refused.
+    async fn check_canonical_aliases(
+        &self,
+        room: &RoomId,
+        content: &JsonObject,
+    ) -> Result<(), MatrixError> {
+        let invalid = |message: String| MatrixError::new(400, ErrCode::InvalidParam, message);
+        let mut aliases = Vec::new();
+        if let Some(alias) = content.get("alias") {
+            aliases.push(
+                alias
+                    .as_str()
+                    .ok_or_else(|| invalid("alias must be a string".into()))?
+                    .to_string(),
+            );
+        }
+        if let Some(alt) = content.get("alt_aliases") {
+            let alt = alt
+                .as_array()
+                .ok_or_else(|| invalid("alt_aliases must be a list of aliases".into()))?;
+            for alias in alt {
+                aliases.push(
+                    alias
+                        .as_str()
+                        .ok_or_else(|| invalid("alt_aliases must be a list of aliases".into()))?
+                        .to_string(),
+                );
+            }
+        }
+        for alias in aliases {
+            let parsed = ruma::RoomAliasId::parse(&alias)
+                .map_err(|e| invalid(format!("invalid room alias `{alias}`: {e}")))?;
+            let points_here = parsed.server_name() == self.server_name
+                && self
+                    .storage
+                    .get_alias(&parsed)
+                    .await?
+                    .is_some_and(|(target, _)| target == room);
+            if !points_here {
+                return Err(MatrixError::new(
+                    400,
+                    ErrCode::Custom("M_BAD_ALIAS".into()),
+                    format!("Room alias {alias} does not point to the room"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// A redaction, however it is sent, names an event of the room that its
     /// sender sent or may redact by power level.
     async fn check_redaction(
@@ -193,6 +244,9 @@ impl Homeserver {
                 .and_then(Value::as_str)
                 .map(str::to_string);
             return self.change_membership(actor, change).await;
+        }
+        if event_type == "m.room.canonical_alias" && state_key.is_empty() {
+            self.check_canonical_aliases(room, &content).await?;
         }
         if actor.is_ratelimited() {
             self.ratelimit_user("rc_message", &actor.user_id, self.config.rc_message)
