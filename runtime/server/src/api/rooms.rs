@@ -450,21 +450,10 @@ async fn relations(
 ) -> ApiResult {
     let room = room_id(&room)?;
     let upto = hs.room_access(&requester.user_id, &room).await?.upto;
-    let not_found = || MatrixError::new(404, ErrCode::NotFound, "Event not found.");
-    let parent = EventId::parse(&event_id).map_err(|_| not_found())?;
-    let event = hs
-        .storage
-        .get_event(&parent)
+    let parent = hs
+        .visible_event(&requester.user_id, &room, &event_id)
         .await?
-        .filter(|e| e.room_id == room && e.stream <= upto)
-        .ok_or_else(not_found)?;
-    if hs
-        .visible_events(&requester.user_id, &room, vec![event])
-        .await?
-        .is_empty()
-    {
-        return Err(not_found());
-    }
+        .event_id;
     let backwards = match q.dir.as_deref() {
         Some("b") | None => true,
         Some("f") => false,
@@ -980,20 +969,9 @@ async fn event(
     ApiPath((room, event_id)): ApiPath<(String, String)>,
 ) -> ApiResult {
     let room = room_id(&room)?;
-    let upto = hs.room_access(&requester.user_id, &room).await?.upto;
-    let not_found = || MatrixError::new(404, ErrCode::NotFound, "Event not found.");
-    let event_id = EventId::parse(&event_id).map_err(|_| not_found())?;
     let event = hs
-        .storage
-        .get_event(&event_id)
-        .await?
-        .filter(|e| e.room_id == room && e.stream <= upto)
-        .ok_or_else(not_found)?;
-    let event = hs
-        .visible_events(&requester.user_id, &room, vec![event])
-        .await?
-        .pop()
-        .ok_or_else(not_found)?;
+        .visible_event(&requester.user_id, &room, &event_id)
+        .await?;
     let mut served = hs
         .serve_events(std::slice::from_ref(&event), &requester, true)
         .await?;
@@ -1021,8 +999,6 @@ async fn context(
 ) -> ApiResult {
     let room = room_id(&room)?;
     let upto = hs.room_access(&requester.user_id, &room).await?.upto;
-    let not_found = || MatrixError::new(404, ErrCode::NotFound, "Event not found.");
-    let event_id = EventId::parse(&event_id).map_err(|_| not_found())?;
     let filter: Value = match q.filter.as_deref() {
         Some(text) => serde_json::from_str(text).map_err(|_| {
             MatrixError::new(
@@ -1041,17 +1017,9 @@ async fn context(
         .unwrap_or(10)
         .min(100);
     let event = hs
-        .storage
-        .get_event(&event_id)
-        .await?
-        .filter(|e| e.room_id == room && e.stream <= upto)
-        .ok_or_else(not_found)?;
+        .visible_event(&requester.user_id, &room, &event_id)
+        .await?;
     let at = event.stream;
-    let event = hs
-        .visible_events(&requester.user_id, &room, vec![event])
-        .await?
-        .pop()
-        .ok_or_else(not_found)?;
     let before_limit = limit / 2;
     let after_limit = limit - before_limit;
     let before = match before_limit {

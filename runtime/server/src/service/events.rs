@@ -194,12 +194,7 @@ impl Homeserver {
             .await?
             .ok_or_else(|| not_in_room(&actor.user_id, room))?;
         let levels = crate::events::PowerLevels::of(&snapshot);
-        let level = levels
-            .users
-            .get(actor.user_id.as_str())
-            .copied()
-            .unwrap_or(levels.users_default);
-        if level < levels.redact {
+        if levels.user_level(actor.user_id.as_str()) < levels.redact {
             return Err(MatrixError::forbidden(
                 "You don't have permission to redact events",
             ));

@@ -27,24 +27,13 @@ impl Homeserver {
                 ));
             }
         }
-        let not_found = || MatrixError::new(404, ErrCode::NotFound, "Unable to get event");
-        let upto = self
-            .room_access(&actor.user_id, room)
+        // Whatever the reason the user cannot see it, as Synapse: 404.
+        self.visible_event(&actor.user_id, room, event_id.as_str())
             .await
-            .map_err(|_| not_found())?
-            .upto;
-        let event = self
-            .storage
-            .get_event(event_id)
-            .await?
-            .filter(|e| e.room_id == room && e.stream <= upto)
-            .ok_or_else(not_found)?;
-        let visible = self
-            .visible_events(&actor.user_id, room, vec![event])
-            .await?;
-        if visible.is_empty() {
-            return Err(not_found());
-        }
+            .map_err(|e| match e.status {
+                403 | 404 => MatrixError::new(404, ErrCode::NotFound, "Unable to get event"),
+                _ => e,
+            })?;
         let content = json!({ "reason": reason, "score": score });
         self.storage
             .insert_event_report(room, event_id, &actor.user_id, reason, content)

@@ -168,6 +168,29 @@ impl Homeserver {
             .is_some_and(|c| c["history_visibility"] == "world_readable"))
     }
 
+    /// One event of `room` that `user` may see: 403 if they may not read
+    /// the room, 404 if it is not there or not theirs to see.
+    pub async fn visible_event(
+        &self,
+        user: &UserId,
+        room: &RoomId,
+        event_id: &str,
+    ) -> Result<StoredEvent, MatrixError> {
+        let upto = self.room_access(user, room).await?.upto;
+        let not_found = || MatrixError::new(404, axon::ErrCode::NotFound, "Event not found.");
+        let event_id = ruma::EventId::parse(event_id).map_err(|_| not_found())?;
+        let event = self
+            .storage
+            .get_event(&event_id)
+            .await?
+            .filter(|e| e.room_id == room && e.stream <= upto)
+            .ok_or_else(not_found)?;
+        self.visible_events(user, room, vec![event])
+            .await?
+            .pop()
+            .ok_or_else(not_found)
+    }
+
     /// The events of `room` that `user` may see, in order, those of erased
     /// senders redacted unless the user was joined when they were sent.
     pub async fn visible_events(

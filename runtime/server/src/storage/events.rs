@@ -267,38 +267,46 @@ pub struct NewEvent {
     pub notifies: Vec<Notify>,
 }
 
-impl NewEvent {
-    /// The words search finds this event by: a message's body, a room's
-    /// name or topic.
-    pub fn searchable_text(&self) -> Option<String> {
-        let field = match self.event_type.as_str() {
-            "m.room.message" => "body",
-            "m.room.name" => "name",
-            "m.room.topic" => "topic",
-            _ => return None,
+/// What an event's content adds to the tables beside `events`, read from
+/// one parse of it.
+#[derive(Default)]
+struct ContentIndex {
+    /// The event a redaction redacts (`content.redacts`, which Axon sets
+    /// in every room version).
+    redacts: Option<String>,
+    /// The event this one relates to and how (`m.relates_to` with a
+    /// `rel_type`; a plain reply has none).
+    relation: Option<(String, String)>,
+    /// The words search finds it by: a message's body, a room's name or topic.
+    text: Option<String>,
+}
+
+impl ContentIndex {
+    fn of(event: &NewEvent) -> ContentIndex {
+        let Ok(content) = serde_json::from_str::<serde_json::Value>(&event.content) else {
+            return ContentIndex::default();
         };
-        let content: serde_json::Value = serde_json::from_str(&self.content).ok()?;
-        content.get(field)?.as_str().map(str::to_string)
-    }
-
-    /// The event this one relates to and how (`content.m.relates_to`, with
-    /// a `rel_type`; a plain reply has none).
-    pub fn relation(&self) -> Option<(String, String)> {
-        let content: serde_json::Value = serde_json::from_str(&self.content).ok()?;
-        let relates = content.get("m.relates_to")?;
-        let parent = relates.get("event_id")?.as_str()?;
-        let rel_type = relates.get("rel_type")?.as_str()?;
-        Some((parent.to_string(), rel_type.to_string()))
-    }
-
-    /// The event a redaction redacts (`content.redacts`, which Axon sets in
-    /// every room version).
-    pub fn redacts(&self) -> Option<String> {
-        if self.event_type != "m.room.redaction" {
-            return None;
+        let text_field = match event.event_type.as_str() {
+            "m.room.message" => Some("body"),
+            "m.room.name" => Some("name"),
+            "m.room.topic" => Some("topic"),
+            _ => None,
+        };
+        let relates = content.get("m.relates_to");
+        ContentIndex {
+            redacts: (event.event_type == "m.room.redaction")
+                .then(|| content.get("redacts")?.as_str().map(str::to_string))
+                .flatten(),
+            relation: relates.and_then(|r| {
+                Some((
+                    r.get("event_id")?.as_str()?.to_string(),
+                    r.get("rel_type")?.as_str()?.to_string(),
+                ))
+            }),
+            text: text_field
+                .and_then(|f| content.get(f)?.as_str())
+                .map(str::to_string),
         }
-        let content: serde_json::Value = serde_json::from_str(&self.content).ok()?;
-        content.get("redacts")?.as_str().map(str::to_string)
     }
 }
 
@@ -440,7 +448,8 @@ impl Storage {
                 if !event.notifies.is_empty() {
                     super::receipts::insert_notifications(w.conn, event, stream)?;
                 }
-                if let Some((parent, rel_type)) = event.relation() {
+                let index = ContentIndex::of(event);
+                if let Some((parent, rel_type)) = &index.relation {
                     w.conn
                         .prepare_cached(
                             "INSERT OR IGNORE INTO event_relations (event_id, relates_to, rel_type, room_id, type, stream_ordering)
@@ -455,12 +464,12 @@ impl Storage {
                             stream
                         ])?;
                 }
-                if let Some(text) = event.searchable_text() {
+                if let Some(text) = &index.text {
                     w.conn
                         .prepare_cached("INSERT INTO event_search (rowid, text) VALUES (?1, ?2)")?
                         .execute(params![stream, text])?;
                 }
-                if let Some(target) = event.redacts() {
+                if let Some(target) = &index.redacts {
                     // A redacted event is no longer found by its words.
                     w.conn
                         .prepare_cached(
