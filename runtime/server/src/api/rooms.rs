@@ -274,6 +274,19 @@ async fn forget(
     Ok(Json(json!({})))
 }
 
+/// A paging direction: `b` (the default) or `f`; true for backwards.
+fn backwards(dir: Option<&str>) -> Result<bool, MatrixError> {
+    match dir {
+        Some("b") | None => Ok(true),
+        Some("f") => Ok(false),
+        Some(other) => Err(MatrixError::new(
+            400,
+            ErrCode::InvalidParam,
+            format!("dir must be `b` or `f`, not `{other}`"),
+        )),
+    }
+}
+
 /// The client-server API's `v1` endpoints about rooms.
 pub fn v1_routes() -> Router<Arc<Homeserver>> {
     Router::new()
@@ -454,17 +467,7 @@ async fn relations(
         .visible_event(&requester.user_id, &room, &event_id)
         .await?
         .event_id;
-    let backwards = match q.dir.as_deref() {
-        Some("b") | None => true,
-        Some("f") => false,
-        Some(other) => {
-            return Err(MatrixError::new(
-                400,
-                ErrCode::InvalidParam,
-                format!("dir must be `b` or `f`, not `{other}`"),
-            ))
-        }
-    };
+    let backwards = backwards(q.dir.as_deref())?;
     let from = q.from.as_deref().map(parse_token).transpose()?;
     let limit = q.limit.unwrap_or(5).clamp(1, 1000);
     let events = hs
@@ -913,17 +916,7 @@ async fn messages(
     ApiQuery(q): ApiQuery<MessagesQuery>,
 ) -> ApiResult {
     let room = room_id(&room)?;
-    let backwards = match q.dir.as_deref() {
-        Some("b") | None => true,
-        Some("f") => false,
-        Some(other) => {
-            return Err(MatrixError::new(
-                400,
-                ErrCode::InvalidParam,
-                format!("dir must be `b` or `f`, not `{other}`"),
-            ))
-        }
-    };
+    let backwards = backwards(q.dir.as_deref())?;
     let upto = hs.room_access(&requester.user_id, &room).await?.upto;
     let current = hs.storage.current_position();
     let from = match &q.from {

@@ -71,6 +71,20 @@ impl Homeserver {
         Ok(())
     }
 
+    /// 403 unless `user` is joined to `room` (receipts, typing).
+    pub(crate) async fn check_joined(
+        &self,
+        user: &ruma::UserId,
+        room: &RoomId,
+    ) -> Result<(), MatrixError> {
+        match self.storage.membership(user, room).await? {
+            Some((Membership::Join, _)) => Ok(()),
+            _ => Err(MatrixError::forbidden(format!(
+                "User {user} not in room {room}"
+            ))),
+        }
+    }
+
     /// A receipt or marker is for an event of a room the user is joined to.
     async fn check_readable(
         &self,
@@ -78,16 +92,7 @@ impl Homeserver {
         room: &RoomId,
         event_id: &EventId,
     ) -> Result<(), MatrixError> {
-        let joined = matches!(
-            self.storage.membership(&actor.user_id, room).await?,
-            Some((Membership::Join, _))
-        );
-        if !joined {
-            return Err(MatrixError::forbidden(format!(
-                "User {} not in room {room}",
-                actor.user_id
-            )));
-        }
+        self.check_joined(&actor.user_id, room).await?;
         match self.storage.get_event(event_id).await? {
             Some(event) if event.room_id == room => Ok(()),
             _ => Err(MatrixError::new(

@@ -5,7 +5,6 @@
 use super::{Actor, MatrixError};
 use crate::homeserver::Homeserver;
 use crate::storage::{Storage, WakeKey};
-use axon::{ErrCode, Membership};
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -112,17 +111,7 @@ impl Homeserver {
                 "Cannot set another user's typing state",
             ));
         }
-        let joined = matches!(
-            self.storage.membership(user, room).await?,
-            Some((Membership::Join, _))
-        );
-        if !joined {
-            return Err(MatrixError::new(
-                403,
-                ErrCode::Forbidden,
-                format!("User {user} not in room {room}"),
-            ));
-        }
+        self.check_joined(user, room).await?;
         let timeout = timeout
             .unwrap_or(DEFAULT_TYPING_TIMEOUT)
             .min(MAX_TYPING_TIMEOUT);
