@@ -39,6 +39,8 @@ pub struct Homeserver {
     pub uia_sessions: crate::service::uia::UiaSessions,
     /// Registrations in progress.
     pub registration_sessions: crate::service::uia::RegistrationSessions,
+    /// Where devices were last seen, as recently written.
+    pub client_ips: crate::service::ClientIps,
 }
 
 impl Homeserver {
@@ -125,6 +127,7 @@ impl RunningServer {
             push_rules_cache: Default::default(),
             uia_sessions: Default::default(),
             registration_sessions: Default::default(),
+            client_ips: Default::default(),
             metrics: crate::metrics::Metrics::new(
                 config.enable_metrics,
                 modules.callback_records.clone(),

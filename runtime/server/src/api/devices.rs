@@ -30,8 +30,8 @@ fn device_json(d: &DeviceRow) -> Value {
     json!({
         "device_id": d.device_id,
         "display_name": d.display_name,
-        "last_seen_ip": null,
-        "last_seen_ts": null,
+        "last_seen_ip": d.last_seen.as_ref().map(|(ip, _)| ip),
+        "last_seen_ts": d.last_seen.as_ref().map(|(_, ts)| ts),
     })
 }
 

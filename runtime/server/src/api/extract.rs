@@ -171,7 +171,16 @@ impl FromRequestParts<Arc<Homeserver>> for Auth {
         parts: &mut Parts,
         state: &Arc<Homeserver>,
     ) -> Result<Self, MatrixError> {
-        authenticate(state, parts, false).await.map(Auth)
+        let requester = authenticate(state, parts, false).await?;
+        let ip = client_addr(parts).to_string();
+        let user_agent = parts
+            .headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        state.saw_client(&requester, ip, user_agent);
+        Ok(Auth(requester))
     }
 }
 
@@ -200,18 +209,22 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
-        let forwarded = parts
-            .extensions
-            .get::<TrustForwardedFor>()
-            .and_then(|_| parts.headers.get("x-forwarded-for"))
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|first| first.trim().parse().ok());
-        Ok(ClientAddr(forwarded.unwrap_or(peer)))
+        Ok(ClientAddr(client_addr(parts)))
     }
+}
+
+fn client_addr(parts: &Parts) -> std::net::IpAddr {
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let forwarded = parts
+        .extensions
+        .get::<TrustForwardedFor>()
+        .and_then(|_| parts.headers.get("x-forwarded-for"))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .and_then(|first| first.trim().parse().ok());
+    forwarded.unwrap_or(peer)
 }

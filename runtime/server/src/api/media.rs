@@ -1,4 +1,4 @@
-//! Media: upload, download (authenticated v1 and legacy v3), config. Files
+//! Media: upload, download and thumbnails (authenticated v1 and legacy v3), config. Files
 //! live under `media_store_path`; the service stores uploads.
 
 use super::extract::{url_param, Auth};
@@ -7,7 +7,7 @@ use crate::homeserver::Homeserver;
 use crate::service::{Actor, Upload};
 use axon::ErrCode;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,6 +28,18 @@ pub fn routes(_hs: &Arc<Homeserver>) -> Router<Arc<Homeserver>> {
         .route(
             "/_matrix/client/v1/media/download/{server}/{media_id}/{file_name}",
             get(download_authenticated_named),
+        )
+        .route(
+            "/_matrix/client/v1/media/thumbnail/{server}/{media_id}",
+            get(thumbnail_authenticated),
+        )
+        .route(
+            "/_matrix/media/v3/thumbnail/{server}/{media_id}",
+            get(thumbnail_legacy),
+        )
+        .route(
+            "/_matrix/media/r0/thumbnail/{server}/{media_id}",
+            get(thumbnail_legacy),
         )
         .route(
             "/_matrix/media/v3/download/{server}/{media_id}",
@@ -257,4 +269,77 @@ async fn download_legacy_named(
     )>,
 ) -> Result<Response, MatrixError> {
     serve(&hs, &server, &media_id, Some(file_name)).await
+}
+
+/// A required positive integer of the query string, with Synapse's errors.
+fn dimension(query: &str, name: &str) -> Result<u32, MatrixError> {
+    let value = url_param(query, name).ok_or_else(|| {
+        MatrixError::new(
+            400,
+            ErrCode::MissingParam,
+            format!("Missing integer query parameter '{name}'"),
+        )
+    })?;
+    value.parse::<u32>().ok().filter(|v| *v > 0).ok_or_else(|| {
+        MatrixError::new(
+            400,
+            ErrCode::InvalidParam,
+            format!("Query parameter '{name}' must be a positive integer"),
+        )
+    })
+}
+
+async fn thumbnail(
+    hs: &Homeserver,
+    server: &str,
+    media_id: &str,
+    query: Option<String>,
+) -> Result<Response, MatrixError> {
+    use crate::config::ThumbnailMethod;
+    let query = query.unwrap_or_default();
+    let width = dimension(&query, "width")?;
+    let height = dimension(&query, "height")?;
+    let method = match url_param(&query, "method").as_deref() {
+        None | Some("scale") => ThumbnailMethod::Scale,
+        Some("crop") => ThumbnailMethod::Crop,
+        Some(other) => {
+            return Err(MatrixError::new(
+                400,
+                ErrCode::InvalidParam,
+                format!("Query parameter 'method' must be 'crop' or 'scale', not '{other}'"),
+            ))
+        }
+    };
+    let not_found = || MatrixError::new(404, ErrCode::NotFound, "Not found");
+    if server != hs.server_name() || !valid_media_id(media_id) {
+        return Err(not_found());
+    }
+    let thumbnail = hs
+        .thumbnail(media_id, width, height, method)
+        .await?
+        .ok_or_else(not_found)?;
+    let mut response = Body::from(thumbnail.bytes).into_response();
+    for (name, value) in media_headers(thumbnail.content_type, None) {
+        if let Ok(value) = header::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    Ok(response)
+}
+
+async fn thumbnail_authenticated(
+    State(hs): State<Arc<Homeserver>>,
+    _auth: Auth,
+    super::extract::ApiPath((server, media_id)): super::extract::ApiPath<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, MatrixError> {
+    thumbnail(&hs, &server, &media_id, query).await
+}
+
+async fn thumbnail_legacy(
+    State(hs): State<Arc<Homeserver>>,
+    super::extract::ApiPath((server, media_id)): super::extract::ApiPath<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, MatrixError> {
+    thumbnail(&hs, &server, &media_id, query).await
 }

@@ -7,7 +7,9 @@ mod account;
 mod admin;
 mod devices;
 mod directory;
+pub mod discovery;
 mod extract;
+mod integrations;
 mod media;
 mod profile;
 mod push;
@@ -59,6 +61,7 @@ fn client_api() -> Router<Arc<Homeserver>> {
         .merge(push::routes())
         .merge(receipts::routes())
         .merge(devices::routes())
+        .merge(integrations::routes())
 }
 
 /// The whole HTTP surface: Matrix APIs, the modules' web resources, and
@@ -69,13 +72,14 @@ pub fn router(
 ) -> Result<Router, axon::module::LoadError> {
     let client = client_api();
     let matrix = Router::new()
-        .route("/_matrix/client/versions", get(versions))
+        .merge(discovery::routes())
         .nest("/_matrix/client/v3", client.clone())
         .nest("/_matrix/client/r0", client)
         .merge(rooms::v1_routes())
         .merge(media::routes(&state))
         .merge(account::admin_routes())
         .merge(admin::routes())
+        .merge(integrations::admin_routes())
         .merge(status::routes())
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
@@ -100,6 +104,11 @@ pub(crate) fn listener_router(
         (false, _) => metrics
             .route("/metrics", get(render_metrics))
             .with_state(state.clone()),
+    };
+    let router = if listener.serves_openid() {
+        router.merge(integrations::openid_routes().with_state(state.clone()))
+    } else {
+        router
     };
     if listener.x_forwarded {
         router.layer(axum::Extension(extract::TrustForwardedFor))
@@ -139,13 +148,6 @@ async fn measure(State(state): State<Arc<Homeserver>>, request: Request, next: N
         started.elapsed(),
     );
     response
-}
-
-async fn versions() -> Json<serde_json::Value> {
-    Json(serde_json::json!({
-        "versions": ["r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11"],
-        "unstable_features": {}
-    }))
 }
 
 async fn unrecognized() -> MatrixError {

@@ -37,6 +37,14 @@ pub struct HomeserverConfig {
     /// modules may replace them per user.
     #[serde(default)]
     pub media_upload_limits: Vec<MediaUploadLimitConfig>,
+    /// The thumbnail sizes served (Synapse's key and defaults); a request
+    /// gets the closest one, made on first request and kept.
+    #[serde(default = "default_thumbnail_sizes")]
+    pub thumbnail_sizes: Vec<ThumbnailSize>,
+    /// Images with more pixels than this are not thumbnailed.
+    #[serde(default = "default_max_image_pixels", deserialize_with = "size")]
+    #[schemars(with = "SizeSchema")]
+    pub max_image_pixels: u64,
     #[serde(default = "RateLimit::message")]
     pub rc_message: RateLimit,
     #[serde(default = "RateLimit::registration")]
@@ -68,6 +76,30 @@ pub struct HomeserverConfig {
     /// Prometheus on `metrics` listeners and resources (Synapse's key).
     #[serde(default)]
     pub enable_metrics: bool,
+    /// More keys for `/.well-known/matrix/client` (Synapse's key).
+    #[serde(default)]
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
+    pub extra_well_known_client_content: serde_json::Map<String, serde_json::Value>,
+    /// The identity server clients are pointed at in the well-known.
+    #[serde(default)]
+    pub default_identity_server: Option<String>,
+    /// TURN servers handed to clients by `GET /voip/turnServer` (Synapse's
+    /// keys): with a shared secret, time-limited credentials (the TURN REST
+    /// API coturn implements), or a fixed user name and password.
+    #[serde(default)]
+    pub turn_uris: Vec<String>,
+    #[serde(default)]
+    pub turn_shared_secret: Option<String>,
+    /// A file holding the shared secret instead.
+    #[serde(default)]
+    pub turn_shared_secret_path: Option<PathBuf>,
+    #[serde(default)]
+    pub turn_username: Option<String>,
+    #[serde(default)]
+    pub turn_password: Option<String>,
+    /// How long credentials stay valid (default `1h`).
+    #[serde(default = "default_turn_user_lifetime")]
+    pub turn_user_lifetime: ConfigDuration,
     /// Loaded by the module loader, which reports its own errors. Its
     /// schema comes from the compiled-in modules (`module::config_schema`).
     #[serde(default)]
@@ -104,6 +136,16 @@ impl ListenerConfig {
     /// Whether it serves the client API (every `http` listener does).
     pub fn serves_client(&self) -> bool {
         self.kind == "http"
+    }
+
+    /// Whether it serves `openid`: the userinfo endpoint integration
+    /// managers ask with a client's OpenID token.
+    pub fn serves_openid(&self) -> bool {
+        self.kind == "http"
+            && self
+                .resources
+                .iter()
+                .any(|r| r.names.iter().any(|n| n == "openid" || n == "federation"))
     }
 }
 
@@ -439,6 +481,46 @@ fn default_resources() -> Vec<ListenerResource> {
         compress: false,
     }]
 }
+/// One entry of `thumbnail_sizes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ThumbnailSize {
+    pub width: u32,
+    pub height: u32,
+    pub method: ThumbnailMethod,
+}
+
+/// `scale` fits the image inside the size; `crop` fills it and cuts the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ThumbnailMethod {
+    Crop,
+    Scale,
+}
+
+fn default_thumbnail_sizes() -> Vec<ThumbnailSize> {
+    use ThumbnailMethod::*;
+    [
+        (32, 32, Crop),
+        (96, 96, Crop),
+        (320, 240, Scale),
+        (640, 480, Scale),
+        (800, 600, Scale),
+    ]
+    .into_iter()
+    .map(|(width, height, method)| ThumbnailSize {
+        width,
+        height,
+        method,
+    })
+    .collect()
+}
+fn default_max_image_pixels() -> u64 {
+    32 << 20
+}
+fn default_turn_user_lifetime() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(3600))
+}
 fn default_database_name() -> String {
     "sqlite3".into()
 }
@@ -619,13 +701,42 @@ impl HomeserverConfig {
             }
             for (j, resource) in listener.resources.iter().enumerate() {
                 for name in &resource.names {
-                    if name != "client" && name != "metrics" {
+                    if !["client", "metrics", "openid"].contains(&name.as_str()) {
                         warnings.push(format!(
                             "listeners[{i}].resources[{j}]: resource `{name}` is not supported by Axon and is ignored"
                         ));
                     }
                 }
             }
+        }
+        for key in ["m.homeserver", "m.identity_server"] {
+            if self.extra_well_known_client_content.contains_key(key) {
+                problem(
+                    &format!("extra_well_known_client_content.{key}"),
+                    format!(
+                        "`{key}` comes from `{}`; set that key instead",
+                        if key == "m.homeserver" {
+                            "public_baseurl"
+                        } else {
+                            "default_identity_server"
+                        }
+                    ),
+                );
+            }
+        }
+        for (i, size) in self.thumbnail_sizes.iter().enumerate() {
+            if size.width == 0 || size.height == 0 {
+                problem(
+                    &format!("thumbnail_sizes[{i}]"),
+                    "width and height must be at least 1".into(),
+                );
+            }
+        }
+        if self.turn_shared_secret.is_some() && self.turn_shared_secret_path.is_some() {
+            problem(
+                "turn_shared_secret_path",
+                "both `turn_shared_secret` and `turn_shared_secret_path` are set; keep one".into(),
+            );
         }
         if let Some(base) = &self.public_baseurl {
             if !(base.starts_with("http://") || base.starts_with("https://")) {

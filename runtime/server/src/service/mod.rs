@@ -8,6 +8,7 @@
 
 mod account_data;
 mod accounts;
+mod client_ips;
 mod devices;
 mod directory;
 mod events;
@@ -24,11 +25,14 @@ mod rooms;
 pub mod search;
 mod sessions;
 pub mod spaces;
+pub mod thumbnails;
 mod typing;
 pub mod uia;
 mod visibility;
+mod voip;
 
 pub use accounts::{AdminUserChange, Registration, RegistrationOutcome};
+pub use client_ips::ClientIps;
 pub use events::SendOptions;
 pub use media::Upload;
 pub use membership::MembershipChange;

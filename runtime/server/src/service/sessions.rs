@@ -323,3 +323,57 @@ pub(crate) fn new_device(
         created_ts: axon::time::now_ms(),
     }
 }
+
+/// How long an OpenID token is valid (Synapse: one hour).
+const OPENID_TOKEN_LIFETIME_MS: i64 = 3_600_000;
+
+impl Homeserver {
+    /// `POST /user/{userId}/openid/request_token`: a token the client hands
+    /// to a third party (an integration manager), which asks this server
+    /// whose it is. It proves who the user is and grants nothing else.
+    pub async fn request_openid_token(
+        &self,
+        requester: &Requester,
+        user_id: &str,
+    ) -> Result<serde_json::Value, MatrixError> {
+        if user_id != requester.user_id.as_str() {
+            return Err(MatrixError::new(
+                403,
+                ErrCode::Forbidden,
+                "Cannot request tokens for other users.",
+            ));
+        }
+        let token = super::random_string(24);
+        let now = axon::time::now_ms();
+        self.storage
+            .add_openid_token(
+                token.clone(),
+                &requester.user_id,
+                now + OPENID_TOKEN_LIFETIME_MS,
+                now,
+            )
+            .await?;
+        Ok(serde_json::json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "matrix_server_name": self.server_name,
+            "expires_in": OPENID_TOKEN_LIFETIME_MS / 1000,
+        }))
+    }
+
+    /// Whose an OpenID token is (`GET /_matrix/federation/v1/openid/userinfo`).
+    pub async fn openid_userinfo(&self, token: Option<String>) -> Result<OwnedUserId, MatrixError> {
+        let token = token
+            .ok_or_else(|| MatrixError::new(401, ErrCode::MissingToken, "Access Token required"))?;
+        self.storage
+            .openid_token_owner(&token, axon::time::now_ms())
+            .await?
+            .ok_or_else(|| {
+                MatrixError::new(
+                    401,
+                    ErrCode::UnknownToken,
+                    "Access Token unknown or expired",
+                )
+            })
+    }
+}

@@ -273,6 +273,32 @@ WHERE json_valid(content) AND (
     OR (type = 'm.room.topic' AND json_type(content, '$.topic') = 'text'));
 "#,
     ),
+    // Where and with what each device was last seen (Synapse's
+    // `user_ips`), for `GET /devices` and whois.
+    M::up(
+        r#"
+CREATE TABLE user_ips (
+    user_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    user_agent TEXT NOT NULL,
+    last_seen INTEGER NOT NULL,
+    PRIMARY KEY (user_id, device_id, ip, user_agent)
+) WITHOUT ROWID;
+"#,
+    ),
+    // OpenID tokens a client hands to an integration manager, which asks
+    // this server whose they are (Synapse's `open_id_tokens`).
+    M::up(
+        r#"
+CREATE TABLE open_id_tokens (
+    token TEXT PRIMARY KEY NOT NULL,
+    user_id TEXT NOT NULL,
+    valid_until_ms INTEGER NOT NULL
+);
+CREATE INDEX open_id_tokens_by_expiry ON open_id_tokens (valid_until_ms);
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {

@@ -84,6 +84,17 @@ pub struct DeviceRow {
     pub device_id: OwnedDeviceId,
     pub display_name: Option<String>,
     pub created_ts: i64,
+    /// The address and time of the device's latest request, once it made one.
+    pub last_seen: Option<(String, i64)>,
+}
+
+/// One address and client a device used, and when last (`user_ips`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientConnection {
+    pub device_id: OwnedDeviceId,
+    pub ip: String,
+    pub user_agent: String,
+    pub last_seen: i64,
 }
 
 impl Storage {
@@ -171,17 +182,7 @@ impl Storage {
     pub async fn delete_device(&self, user_id: &UserId, device_id: &DeviceId) -> StorageResult<()> {
         let (user_id, device_id) = (user_id.to_string(), device_id.to_string());
         self.write_then(
-            move |w| {
-                w.conn.execute(
-                    "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
-                    params![user_id, device_id],
-                )?;
-                w.conn.execute(
-                    "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
-                    params![user_id, device_id],
-                )?;
-                Ok(())
-            },
+            move |w| remove_device(w.conn, &user_id, &device_id).map(drop),
             |caches, _| caches.forget_tokens(),
         )
         .await
@@ -191,15 +192,24 @@ impl Storage {
     pub async fn devices_of(&self, user_id: &UserId) -> StorageResult<Vec<DeviceRow>> {
         let user_id = user_id.to_string();
         self.read(move |c| {
+            // SQLite takes the bare `ip` from the row holding MAX(last_seen).
             let mut stmt = c.prepare_cached(
-                "SELECT device_id, display_name, created_ts FROM devices WHERE user_id = ?1 ORDER BY device_id",
+                "SELECT d.device_id, d.display_name, d.created_ts, s.ip, s.seen
+                 FROM devices d LEFT JOIN (
+                     SELECT device_id, ip, MAX(last_seen) AS seen FROM user_ips
+                     WHERE user_id = ?1 GROUP BY device_id
+                 ) s ON s.device_id = d.device_id
+                 WHERE d.user_id = ?1 ORDER BY d.device_id",
             )?;
             let rows = stmt
                 .query_map([&user_id], |r| {
+                    let ip: Option<String> = r.get(3)?;
+                    let seen: Option<i64> = r.get(4)?;
                     Ok(DeviceRow {
                         device_id: r.get::<_, String>(0)?.into(),
                         display_name: r.get(1)?,
                         created_ts: r.get(2)?,
+                        last_seen: ip.zip(seen),
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -225,6 +235,102 @@ impl Storage {
         .await
     }
 
+    /// Records that a device made a request from `ip` with `user_agent`.
+    pub async fn record_client_ip(
+        &self,
+        seen: ClientConnection,
+        user_id: &UserId,
+    ) -> StorageResult<()> {
+        let user_id = user_id.to_string();
+        self.write(move |w| {
+            // Only a device that still exists: a request racing its logout
+            // must not leave a row behind.
+            w.conn.execute(
+                "INSERT INTO user_ips (user_id, device_id, ip, user_agent, last_seen)
+                 SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS
+                     (SELECT 1 FROM devices WHERE user_id = ?1 AND device_id = ?2)
+                 ON CONFLICT (user_id, device_id, ip, user_agent)
+                 DO UPDATE SET last_seen = MAX(last_seen, excluded.last_seen)",
+                params![
+                    user_id,
+                    seen.device_id.as_str(),
+                    seen.ip,
+                    seen.user_agent,
+                    seen.last_seen
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every address and client the user's devices used, latest first.
+    pub async fn client_connections(
+        &self,
+        user_id: &UserId,
+    ) -> StorageResult<Vec<ClientConnection>> {
+        let user_id = user_id.to_string();
+        self.read(move |c| {
+            let rows = c
+                .prepare_cached(
+                    "SELECT device_id, ip, user_agent, last_seen FROM user_ips
+                     WHERE user_id = ?1 ORDER BY last_seen DESC, device_id",
+                )?
+                .query_map([&user_id], |r| {
+                    Ok(ClientConnection {
+                        device_id: id(r, 0)?,
+                        ip: r.get(1)?,
+                        user_agent: r.get(2)?,
+                        last_seen: r.get(3)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Stores an OpenID token, dropping expired ones on the way.
+    pub async fn add_openid_token(
+        &self,
+        token: String,
+        user_id: &UserId,
+        valid_until_ms: i64,
+        now: i64,
+    ) -> StorageResult<()> {
+        let user_id = user_id.to_string();
+        self.write(move |w| {
+            w.conn.execute(
+                "DELETE FROM open_id_tokens WHERE valid_until_ms <= ?1",
+                [now],
+            )?;
+            w.conn.execute(
+                "INSERT INTO open_id_tokens (token, user_id, valid_until_ms) VALUES (?1, ?2, ?3)",
+                params![token, user_id, valid_until_ms],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The user an OpenID token belongs to, while it is valid.
+    pub async fn openid_token_owner(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> StorageResult<Option<OwnedUserId>> {
+        let token = token.to_string();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT user_id FROM open_id_tokens WHERE token = ?1 AND valid_until_ms > ?2",
+                params![token, now],
+                |r| id(r, 0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
     /// Logs the given devices out (unknown ones are skipped); returns
     /// `(device_id, token)` of each one that had a token.
     pub async fn delete_devices(
@@ -237,21 +343,7 @@ impl Storage {
             move |w| {
                 let mut gone = Vec::new();
                 for device in devices {
-                    let tokens: Vec<String> = w
-                        .conn
-                        .prepare_cached(
-                            "SELECT token FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
-                        )?
-                        .query_map(params![user_id, device.as_str()], |r| r.get(0))?
-                        .collect::<Result<_, _>>()?;
-                    w.conn.execute(
-                        "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
-                        params![user_id, device.as_str()],
-                    )?;
-                    w.conn.execute(
-                        "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
-                        params![user_id, device.as_str()],
-                    )?;
+                    let tokens = remove_device(w.conn, &user_id, device.as_str())?;
                     gone.extend(tokens.into_iter().map(|t| (device.clone(), t)));
                 }
                 Ok(gone)
@@ -587,6 +679,27 @@ fn log_out_everywhere(
         .collect::<Result<Vec<_>, _>>()?;
     conn.execute("DELETE FROM access_tokens WHERE user_id = ?1", [user_id])?;
     conn.execute("DELETE FROM devices WHERE user_id = ?1", [user_id])?;
+    conn.execute("DELETE FROM user_ips WHERE user_id = ?1", [user_id])?;
+    Ok(tokens)
+}
+
+/// Deletes one device with its tokens and where it was seen; returns the
+/// tokens it had.
+fn remove_device(
+    conn: &rusqlite::Connection,
+    user_id: &str,
+    device_id: &str,
+) -> StorageResult<Vec<String>> {
+    let tokens = conn
+        .prepare_cached("SELECT token FROM access_tokens WHERE user_id = ?1 AND device_id = ?2")?
+        .query_map(params![user_id, device_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for table in ["access_tokens", "devices", "user_ips"] {
+        conn.execute(
+            &format!("DELETE FROM {table} WHERE user_id = ?1 AND device_id = ?2"),
+            params![user_id, device_id],
+        )?;
+    }
     Ok(tokens)
 }
 
