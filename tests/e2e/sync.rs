@@ -355,3 +355,52 @@ async fn lazy_loading_sends_only_the_members_a_client_needs_and_each_once() {
     let (_, full) = s.get(&format!("/sync?filter={eager}"), &bob.token).await;
     assert_eq!(members(&full).len(), 7);
 }
+
+#[tokio::test]
+async fn an_event_reaches_a_client_once() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let bob = s.register("bob").await;
+    let room = s
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    assert_eq!(s.join(&bob, &room).await.0, StatusCode::OK);
+    let first = sync(&s, &bob, None, 0).await;
+    let mut since = first["next_batch"].as_str().unwrap().to_string();
+    let alice_since = sync(&s, &alice, None, 0).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) = s
+        .put(
+            &format!("/profile/{}/displayname", enc(&alice.user_id)),
+            &alice.token,
+            json!({ "displayname": "Alice Liddell" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    s.send_text(&alice, &room, "after the rename").await;
+    let mut seen: Vec<String> = Vec::new();
+    for _ in 0..3 {
+        let next = sync(&s, &bob, Some(&since), 200).await;
+        let joined = &next["rooms"]["join"][&room];
+        for section in ["timeline", "state"] {
+            for event in joined[section]["events"].as_array().into_iter().flatten() {
+                seen.push(event["event_id"].as_str().unwrap().to_string());
+            }
+        }
+        since = next["next_batch"].as_str().unwrap().to_string();
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(seen.len(), unique.len(), "delivered twice: {seen:?}");
+    assert_eq!(seen.len(), 2, "{seen:?}");
+
+    // A profile change is not a new join: alice's own sync has the two new
+    // events, not the room from its start (Element warned of duplicates).
+    let own = sync(&s, &alice, Some(&alice_since), 0).await;
+    let timeline = &own["rooms"]["join"][&room]["timeline"];
+    assert_eq!(timeline["limited"], false, "{own}");
+    assert_eq!(timeline["events"].as_array().unwrap().len(), 2, "{own}");
+}

@@ -7,7 +7,7 @@ use crate::homeserver::Homeserver;
 use crate::service::{Actor, ProfileChange, Requester};
 use axon::ErrCode;
 use axum::extract::State;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -36,6 +36,11 @@ pub fn routes() -> Router<Arc<Homeserver>> {
         .route(
             "/user/{user}/rooms/{room}/account_data/{data_type}",
             get(get_room_account_data).put(put_room_account_data),
+        )
+        .route("/user/{user}/rooms/{room}/tags", get(get_tags))
+        .route(
+            "/user/{user}/rooms/{room}/tags/{tag}",
+            put(put_tag).delete(delete_tag),
         )
         .route("/user/{user}/filter", post(put_filter))
         .route("/user/{user}/filter/{filter_id}", get(get_filter))
@@ -291,6 +296,47 @@ async fn get_room_account_data(
     ApiPath((user, room, data_type)): ApiPath<(String, String, String)>,
 ) -> ApiResult {
     get_account_data(&hs, &requester, user, Some(room), data_type).await
+}
+
+async fn get_tags(
+    State(hs): State<Arc<Homeserver>>,
+    Auth(requester): Auth,
+    ApiPath((user, room)): ApiPath<(String, String)>,
+) -> ApiResult {
+    let (user, room) = (user_id(&user)?, room_id(&room)?);
+    Ok(Json(
+        hs.room_tags(&Actor::client(&requester), &user, &room)
+            .await?,
+    ))
+}
+
+async fn put_tag(
+    State(hs): State<Arc<Homeserver>>,
+    Auth(requester): Auth,
+    ApiPath((user, room, tag)): ApiPath<(String, String, String)>,
+    JsonBody(content): JsonBody<Map<String, Value>>,
+) -> ApiResult {
+    let (user, room) = (user_id(&user)?, room_id(&room)?);
+    hs.set_room_tag(
+        &Actor::client(&requester),
+        &user,
+        &room,
+        &tag,
+        Some(content),
+    )
+    .await?;
+    Ok(Json(json!({})))
+}
+
+async fn delete_tag(
+    State(hs): State<Arc<Homeserver>>,
+    Auth(requester): Auth,
+    ApiPath((user, room, tag)): ApiPath<(String, String, String)>,
+) -> ApiResult {
+    let (user, room) = (user_id(&user)?, room_id(&room)?);
+    hs.set_room_tag(&Actor::client(&requester), &user, &room, &tag, None)
+        .await?;
+    Ok(Json(json!({})))
 }
 
 async fn put_filter(

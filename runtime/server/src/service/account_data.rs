@@ -10,6 +10,13 @@ use ruma::{RoomId, UserId};
 /// initial `/sync` (Synapse has no limit but its request size).
 pub const MAX_ACCOUNT_DATA_SIZE: usize = 64 * 1024;
 
+/// Longest room tag name, in bytes (Synapse's `MAX_TAG_LENGTH`).
+const MAX_TAG_LENGTH: usize = 255;
+
+/// Room tags are the room account data `m.tag` (`{"tags": {tag: content}}`),
+/// which is how `/sync` delivers them: one store, not a table beside it.
+const TAG_TYPE: &str = "m.tag";
+
 impl Homeserver {
     /// `PUT /user/{user}/[rooms/{room}/]account_data/{type}`, and a module's
     /// `put_global_account_data`: stored, delivered by `/sync`, and
@@ -93,5 +100,89 @@ impl Homeserver {
             ));
         }
         Ok(self.storage.put_filter(user, filter).await?)
+    }
+
+    /// `GET /user/{user}/rooms/{room}/tags`.
+    pub async fn room_tags(
+        &self,
+        actor: &Actor,
+        user: &UserId,
+        room: &RoomId,
+    ) -> Result<serde_json::Value, MatrixError> {
+        if actor.user_id != user {
+            return Err(MatrixError::forbidden("Cannot get tags for other users."));
+        }
+        let stored = self
+            .storage
+            .get_account_data(user, Some(room), TAG_TYPE)
+            .await?;
+        let tags = stored
+            .and_then(|mut s| s.get_mut("tags").map(serde_json::Value::take))
+            .filter(serde_json::Value::is_object)
+            .unwrap_or_else(|| serde_json::json!({}));
+        Ok(serde_json::json!({ "tags": tags }))
+    }
+
+    /// `PUT` (with `Some(content)`) and `DELETE /user/{user}/rooms/{room}/tags/{tag}`:
+    /// changes one tag in one write (concurrent changes to other tags all
+    /// land); `on_account_data_updated` hears of the new `m.tag`.
+    pub async fn set_room_tag(
+        &self,
+        actor: &Actor,
+        user: &UserId,
+        room: &RoomId,
+        tag: &str,
+        content: Option<JsonObject>,
+    ) -> Result<(), MatrixError> {
+        if actor.user_id != user {
+            return Err(MatrixError::forbidden("Cannot add tags for other users."));
+        }
+        if tag.len() > MAX_TAG_LENGTH {
+            return Err(MatrixError::new(
+                400,
+                ErrCode::InvalidParam,
+                "tag parameter's length is over 255 bytes",
+            ));
+        }
+        if content.is_some() && self.storage.membership(user, room).await?.is_none() {
+            return Err(MatrixError::forbidden(format!(
+                "User {user} has no membership in room {room}"
+            )));
+        }
+        let tag = tag.to_string();
+        let written = self
+            .storage
+            .update_account_data(user, Some(room), TAG_TYPE, move |stored| {
+                let mut tags =
+                    match stored.and_then(|mut s| s.get_mut("tags").map(serde_json::Value::take)) {
+                        Some(serde_json::Value::Object(tags)) => tags,
+                        _ => JsonObject::new(),
+                    };
+                let changed = match content {
+                    Some(content) => {
+                        let content = serde_json::Value::Object(content);
+                        tags.insert(tag, content.clone()) != Some(content)
+                    }
+                    None => tags.remove(&tag).is_some(),
+                };
+                let tags = serde_json::json!({ "tags": tags });
+                let size = tags.to_string().len();
+                if size > MAX_ACCOUNT_DATA_SIZE {
+                    return Err(MatrixError::new(
+                        413,
+                        ErrCode::TooLarge,
+                        format!("Room tags are too large (max {MAX_ACCOUNT_DATA_SIZE} bytes)"),
+                    ));
+                }
+                Ok(changed.then_some(tags))
+            })
+            .await??;
+        if let Some((_, serde_json::Value::Object(content))) = written {
+            self.callbacks
+                .account_data
+                .on_account_data_updated(user, Some(room), TAG_TYPE, &content)
+                .await;
+        }
+        Ok(())
     }
 }

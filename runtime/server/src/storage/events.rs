@@ -1245,7 +1245,9 @@ fn insert_event(c: &Connection, event: &NewEvent, stream: i64) -> StorageResult<
             c.prepare_cached(
                 "INSERT INTO memberships (user_id, room_id, membership, event_id, stream_ordering) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (user_id, room_id) DO UPDATE SET membership = excluded.membership,
-                    event_id = excluded.event_id, stream_ordering = excluded.stream_ordering, forgotten = 0",
+                    event_id = excluded.event_id, forgotten = 0,
+                    stream_ordering = CASE WHEN memberships.membership = excluded.membership
+                        THEN memberships.stream_ordering ELSE excluded.stream_ordering END",
             )?
             .execute(params![state_key, event.room_id.as_str(), membership, event.event_id.as_str(), stream])?;
         }
