@@ -95,7 +95,8 @@ async function start(client, opts = {}) {
             if (state === "ERROR") reject(new Error(`sync error: ${data?.error}`));
         }),
     );
-    await client.startClient({ initialSyncLimit: 20, ...opts });
+    // As Element starts it: members lazily loaded, threads on.
+    await client.startClient({ initialSyncLimit: 20, lazyLoadMembers: true, threadSupport: true, ...opts });
     await Promise.race([prepared, failed]);
 }
 
