@@ -34,6 +34,7 @@ mod metrics;
 mod module_api;
 mod notifications;
 mod push_rules;
+mod pushers;
 mod receipts;
 mod redactions;
 mod relations;

@@ -41,6 +41,8 @@ pub struct Homeserver {
     pub registration_sessions: crate::service::uia::RegistrationSessions,
     /// Where devices were last seen, as recently written.
     pub client_ips: crate::service::ClientIps,
+    /// The pushers this process runs.
+    pub pushers: crate::service::pushers::Pushers,
 }
 
 impl Homeserver {
@@ -115,6 +117,10 @@ impl RunningServer {
                 config.media_store_path.display()
             ))
         })?;
+        let pushers = crate::service::pushers::Pushers::new(
+            storage.clone(),
+            crate::outbound::OutboundClient::new(&config),
+        );
         let state = Arc::new(Homeserver {
             server_name: config.server_name.clone(),
             callbacks: modules.callbacks.clone(),
@@ -128,6 +134,7 @@ impl RunningServer {
             uia_sessions: Default::default(),
             registration_sessions: Default::default(),
             client_ips: Default::default(),
+            pushers,
             metrics: crate::metrics::Metrics::new(
                 config.enable_metrics,
                 modules.callback_records.clone(),
@@ -162,6 +169,11 @@ impl RunningServer {
                 return Err(StartError::Modules(axon::module::LoadErrors(vec![error])));
             }
         }
+        state
+            .pushers
+            .start_all()
+            .await
+            .map_err(StartError::Storage)?;
         // Modules may use the server from their start hooks on.
         let host: Arc<dyn axon::module::Host> = state.clone();
         modules.bind(Arc::downgrade(&host));
@@ -222,6 +234,7 @@ impl RunningServer {
     /// modules in reverse order.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        self.homeserver.pushers.stop();
         for task in self.tasks.drain(..) {
             let _ = task.await;
         }

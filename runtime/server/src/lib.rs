@@ -19,6 +19,7 @@ mod host;
 pub mod http;
 mod mail;
 pub mod metrics;
+mod outbound;
 pub mod service;
 pub mod storage;
 

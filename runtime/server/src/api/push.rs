@@ -1,5 +1,6 @@
 //! Push rules: `GET /pushrules/` and each rule's `GET`/`PUT`/`DELETE`,
-//! `…/enabled` and `…/actions`.
+//! `…/enabled` and `…/actions`; pushers (`GET /pushers`,
+//! `POST /pushers/set`) and `GET /notifications`.
 
 use super::extract::{ApiPath, ApiQuery, Auth, JsonBody};
 use super::{ApiResult, MatrixError};
@@ -10,7 +11,7 @@ use crate::service::push_rules::{
 };
 use axon::ErrCode;
 use axum::extract::State;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -30,6 +31,50 @@ pub fn routes() -> Router<Arc<Homeserver>> {
             "/pushrules/{scope}/{kind}/{rule_id}/{attribute}",
             get(get_attribute).put(put_attribute),
         )
+        .route("/pushers", get(list_pushers))
+        .route("/pushers/set", post(set_pusher))
+        .route("/notifications", get(notifications))
+}
+
+async fn list_pushers(State(hs): State<Arc<Homeserver>>, Auth(requester): Auth) -> ApiResult {
+    let pushers = hs
+        .pushers_of(&crate::service::Actor::client(&requester))
+        .await?;
+    Ok(Json(json!({ "pushers": pushers })))
+}
+
+async fn set_pusher(
+    State(hs): State<Arc<Homeserver>>,
+    Auth(requester): Auth,
+    JsonBody(body): JsonBody<serde_json::Map<String, Value>>,
+) -> ApiResult {
+    hs.set_pusher(&crate::service::Actor::client(&requester), body)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct NotificationsQuery {
+    from: Option<String>,
+    limit: Option<u32>,
+    only: Option<String>,
+}
+
+async fn notifications(
+    State(hs): State<Arc<Homeserver>>,
+    Auth(requester): Auth,
+    ApiQuery(query): ApiQuery<NotificationsQuery>,
+) -> ApiResult {
+    Ok(Json(
+        hs.notifications_page(
+            &crate::service::Actor::client(&requester),
+            &requester,
+            query.from.as_deref(),
+            query.limit,
+            query.only.as_deref(),
+        )
+        .await?,
+    ))
 }
 
 async fn all_rules(State(hs): State<Arc<Homeserver>>, Auth(requester): Auth) -> ApiResult {

@@ -83,6 +83,16 @@ pub struct HomeserverConfig {
     /// The identity server clients are pointed at in the well-known.
     #[serde(default)]
     pub default_identity_server: Option<String>,
+    /// Addresses the server never sends requests to on a user's behalf
+    /// (push gateways now, other servers later), Synapse's key and default:
+    /// loopback, private and link-local networks.
+    #[serde(default = "default_ip_range_blacklist")]
+    #[schemars(with = "Vec<String>")]
+    pub ip_range_blacklist: Vec<IpRange>,
+    /// Exceptions to `ip_range_blacklist`.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub ip_range_whitelist: Vec<IpRange>,
     /// TURN servers handed to clients by `GET /voip/turnServer` (Synapse's
     /// keys): with a shared secret, time-limited credentials (the TURN REST
     /// API coturn implements), or a fixed user name and password.
@@ -481,6 +491,85 @@ fn default_resources() -> Vec<ListenerResource> {
         compress: false,
     }]
 }
+/// A CIDR range such as `10.0.0.0/8` or `fe80::/10` (a bare address is
+/// that one address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    pub network: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpRange {
+    pub fn parse(text: &str) -> Option<IpRange> {
+        let (addr, prefix) = match text.trim().split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix.parse::<u8>().ok()?)),
+            None => (text.trim(), None),
+        };
+        let network: IpAddr = addr.parse().ok()?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(IpRange { network, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        // An IPv4 address written as IPv6 (`::ffff:127.0.0.1`) is that address.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let bits = |ip: IpAddr| -> (u128, u32) {
+            match ip {
+                IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32),
+                IpAddr::V6(v6) => (u128::from(v6), 128),
+            }
+        };
+        let ((net, width), (addr, addr_width)) = (bits(self.network), bits(ip));
+        if width != addr_width {
+            return false;
+        }
+        let shift = width - u32::from(self.prefix);
+        shift >= width || (net >> shift) == (addr >> shift)
+    }
+}
+
+impl<'de> Deserialize<'de> for IpRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        IpRange::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "expected an IP range such as `10.0.0.0/8` or `fe80::/10`, found {text:?}"
+            ))
+        })
+    }
+}
+
+fn default_ip_range_blacklist() -> Vec<IpRange> {
+    [
+        "127.0.0.0/8",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "192.0.0.0/24",
+        "169.254.0.0/16",
+        "192.88.99.0/24",
+        "198.18.0.0/15",
+        "192.0.2.0/24",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",
+        "::1/128",
+        "fe80::/10",
+        "fc00::/7",
+        "2001:db8::/32",
+        "ff00::/8",
+        "fec0::/10",
+    ]
+    .into_iter()
+    .filter_map(IpRange::parse)
+    .collect()
+}
+
 /// One entry of `thumbnail_sizes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -804,6 +893,22 @@ pub fn config_schema() -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_ranges() {
+        let range = |t| IpRange::parse(t).unwrap();
+        let ip = |t: &str| t.parse::<IpAddr>().unwrap();
+        assert!(range("127.0.0.0/8").contains(ip("127.1.2.3")));
+        assert!(!range("127.0.0.0/8").contains(ip("128.0.0.1")));
+        assert!(range("127.0.0.0/8").contains(ip("::ffff:127.0.0.1")));
+        assert!(range("fe80::/10").contains(ip("fe80::1")));
+        assert!(!range("fe80::/10").contains(ip("127.0.0.1")));
+        assert!(range("0.0.0.0/0").contains(ip("8.8.8.8")));
+        assert!(range("10.1.2.3").contains(ip("10.1.2.3")));
+        assert!(!range("10.1.2.3").contains(ip("10.1.2.4")));
+        assert_eq!(IpRange::parse("10.0.0.0/33"), None);
+        assert_eq!(IpRange::parse("nonsense"), None);
+    }
 
     #[test]
     fn sizes() {

@@ -11,7 +11,7 @@ use crate::storage::{
 };
 use axon::callbacks::{Event, EventAllowed, JsonObject, StateMap};
 use axon::{ErrCode, Membership};
-use ruma::{EventId, OwnedEventId, RoomId, UserId};
+use ruma::{EventId, OwnedEventId, OwnedUserId, RoomId, UserId};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -318,6 +318,11 @@ impl Homeserver {
                 new.txn_id = Some(txn_id.clone());
             }
             new.notifies = self.notifications_for(&snapshot, &new).await?;
+            let pushed: Vec<OwnedUserId> = if self.pushers.any() {
+                new.notifies.iter().map(|n| n.user_id.clone()).collect()
+            } else {
+                Vec::new()
+            };
             let work = self.new_event_work(&snapshot, std::slice::from_ref(&new));
             drop(snapshot);
             let persisted = match self
@@ -345,6 +350,8 @@ impl Homeserver {
                 .ok_or_else(|| MatrixError::internal("the event was not stored"))?;
             if let Persisted::New { .. } = persisted {
                 self.announce_new_events(work);
+                let pushed: Vec<&UserId> = pushed.iter().map(|u| u.as_ref()).collect();
+                self.pushers.wake(&pushed);
             }
             return Ok(persisted.event_id().to_owned());
         }

@@ -18,6 +18,7 @@ mod passwords;
 mod presence;
 mod profile;
 pub mod push_rules;
+pub mod pushers;
 mod ratelimit;
 pub mod receipts;
 mod reports;

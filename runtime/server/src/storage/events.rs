@@ -68,7 +68,7 @@ pub struct StoredEvent {
     pub txn_id: Option<String>,
 }
 
-const EVENT_COLUMNS: &str =
+pub(super) const EVENT_COLUMNS: &str =
     "e.stream_ordering, e.event_id, e.room_id, e.sender, e.type, e.state_key, e.depth, \
      e.origin_server_ts, e.content, e.prev_content, e.device_id, e.txn_id";
 
@@ -76,7 +76,7 @@ fn raw(text: String) -> rusqlite::Result<Box<RawValue>> {
     RawValue::from_string(text).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
-fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+pub(super) fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     Ok(StoredEvent {
         stream: r.get(0)?,
         event_id: id(r, 1)?,

@@ -14,6 +14,7 @@ mod cache;
 mod events;
 mod modules;
 mod notify;
+mod pushers;
 mod receipts;
 mod schema;
 mod users;
@@ -22,6 +23,7 @@ pub use account::*;
 pub use events::*;
 
 pub use notify::{Listener, WakeKey};
+pub use pushers::{NotificationRow, PusherRow};
 pub use receipts::{NewReceipt, ReceiptRow};
 pub use users::*;
 

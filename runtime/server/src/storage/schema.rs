@@ -299,6 +299,31 @@ CREATE TABLE open_id_tokens (
 CREATE INDEX open_id_tokens_by_expiry ON open_id_tokens (valid_until_ms);
 "#,
     ),
+    // Pushers (Synapse's columns), each with how far it has pushed; and the
+    // user's notifications by position, which pushers and
+    // `GET /notifications` read.
+    M::up(
+        r#"
+CREATE TABLE pushers (
+    user_id TEXT NOT NULL,
+    app_id TEXT NOT NULL,
+    pushkey TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    app_display_name TEXT NOT NULL,
+    device_display_name TEXT NOT NULL,
+    profile_tag TEXT NOT NULL,
+    lang TEXT NOT NULL,
+    data TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    pushkey_ts INTEGER NOT NULL,
+    last_stream_ordering INTEGER NOT NULL,
+    failing_since INTEGER,
+    PRIMARY KEY (app_id, pushkey, user_id)
+);
+CREATE INDEX pushers_by_user ON pushers (user_id, device_id);
+CREATE INDEX event_push_actions_by_user ON event_push_actions (user_id, stream_ordering);
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {

@@ -680,11 +680,12 @@ fn log_out_everywhere(
     conn.execute("DELETE FROM access_tokens WHERE user_id = ?1", [user_id])?;
     conn.execute("DELETE FROM devices WHERE user_id = ?1", [user_id])?;
     conn.execute("DELETE FROM user_ips WHERE user_id = ?1", [user_id])?;
+    conn.execute("DELETE FROM pushers WHERE user_id = ?1", [user_id])?;
     Ok(tokens)
 }
 
-/// Deletes one device with its tokens and where it was seen; returns the
-/// tokens it had.
+/// Deletes one device with its tokens, where it was seen and its pushers
+/// (as Synapse does since 1.88); returns the tokens it had.
 fn remove_device(
     conn: &rusqlite::Connection,
     user_id: &str,
@@ -694,7 +695,7 @@ fn remove_device(
         .prepare_cached("SELECT token FROM access_tokens WHERE user_id = ?1 AND device_id = ?2")?
         .query_map(params![user_id, device_id], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    for table in ["access_tokens", "devices", "user_ips"] {
+    for table in ["access_tokens", "devices", "user_ips", "pushers"] {
         conn.execute(
             &format!("DELETE FROM {table} WHERE user_id = ?1 AND device_id = ?2"),
             params![user_id, device_id],
