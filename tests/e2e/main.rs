@@ -49,4 +49,5 @@ mod sync;
 mod tags;
 mod thumbnails;
 mod typing;
+mod upgrade;
 mod visibility;

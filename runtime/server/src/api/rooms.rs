@@ -23,6 +23,7 @@ pub fn routes() -> Router<Arc<Homeserver>> {
         .route("/rooms/{room}/invite", post(invite))
         .route("/rooms/{room}/leave", post(leave))
         .route("/rooms/{room}/forget", post(forget))
+        .route("/rooms/{room}/upgrade", post(upgrade))
         .route("/rooms/{room}/kick", post(kick))
         .route("/rooms/{room}/ban", post(ban))
         .route("/rooms/{room}/unban", post(unban))
@@ -272,6 +273,35 @@ async fn forget(
     hs.forget_room(&Actor::client(&requester), &room_id(&room)?)
         .await?;
     Ok(Json(json!({})))
+}
+
+async fn upgrade(
+    State(hs): State<Arc<Homeserver>>,
+    Auth(requester): Auth,
+    ApiPath(room): ApiPath<String>,
+    JsonBody(body): JsonBody<Map<String, Value>>,
+) -> ApiResult {
+    let version = match body.get("new_version") {
+        Some(Value::String(v)) => v.clone(),
+        Some(_) => {
+            return Err(MatrixError::new(
+                400,
+                ErrCode::BadJson,
+                "new_version must be a string",
+            ))
+        }
+        None => {
+            return Err(MatrixError::new(
+                400,
+                ErrCode::MissingParam,
+                "Missing params: ['new_version']",
+            ))
+        }
+    };
+    let new = hs
+        .upgrade_room(&Actor::client(&requester), &room_id(&room)?, &version)
+        .await?;
+    Ok(Json(json!({ "replacement_room": new })))
 }
 
 /// A paging direction: `b` (the default) or `f`; true for backwards.

@@ -185,4 +185,34 @@ impl Homeserver {
         }
         Ok(())
     }
+
+    /// A room upgrade: the user's tags of the old room, for the new one
+    /// (unless it has some already).
+    pub(crate) async fn copy_room_tags(
+        &self,
+        user: &UserId,
+        from: &RoomId,
+        to: &RoomId,
+    ) -> Result<(), MatrixError> {
+        let Some(old) = self
+            .storage
+            .get_account_data(user, Some(from), TAG_TYPE)
+            .await?
+        else {
+            return Ok(());
+        };
+        let written = self
+            .storage
+            .update_account_data(user, Some(to), TAG_TYPE, move |existing| {
+                Ok::<_, MatrixError>(existing.is_none().then_some(old))
+            })
+            .await??;
+        if let Some((_, serde_json::Value::Object(content))) = written {
+            self.callbacks
+                .account_data
+                .on_account_data_updated(user, Some(to), TAG_TYPE, &content)
+                .await;
+        }
+        Ok(())
+    }
 }

@@ -143,8 +143,13 @@ impl Homeserver {
             state_key: Some(target.to_string()),
             content,
         };
-        self.send_event(actor, &room, draft, SendOptions::default())
-            .await
+        let joined = self
+            .send_event(actor, &room, draft, SendOptions::default())
+            .await?;
+        if membership == Membership::Join && current != Membership::Join {
+            self.carry_over_from_predecessor(&snapshot, &target).await;
+        }
+        Ok(joined)
     }
 
     /// `POST /rooms/{room}/unban`: a leave of a banned user; 403 if they are

@@ -29,6 +29,7 @@ pub mod spaces;
 pub mod thumbnails;
 mod typing;
 pub mod uia;
+mod upgrade;
 mod visibility;
 mod voip;
 

@@ -15,7 +15,7 @@ use ruma::push::{
 use ruma::push::{FlattenedJson, PushConditionPowerLevelsCtx, PushConditionRoomCtx};
 use ruma::room_version_rules::RoomPowerLevelsRules;
 use ruma::serde::Raw;
-use ruma::{Int, OwnedRoomId, OwnedUserId, UInt, UserId};
+use ruma::{Int, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -267,12 +267,83 @@ impl Homeserver {
         rule_id: &str,
         change: RuleChange,
     ) -> Result<(), MatrixError> {
-        let (owner, rule_id) = (user.to_owned(), rule_id.to_string());
+        let rule_id = rule_id.to_string();
+        self.update_push_rules(user, move |rules| {
+            apply(rules, kind, &rule_id, change).map(|()| true)
+        })
+        .await
+    }
+
+    /// A room upgrade: the user's rules for the old room (a room rule, or
+    /// an override or underride matching its `room_id`) are copied for the
+    /// new one, as Synapse's `copy_push_rules_from_room_to_room` does.
+    pub async fn copy_room_push_rules(
+        &self,
+        user: &UserId,
+        from: &RoomId,
+        to: &RoomId,
+    ) -> Result<(), MatrixError> {
+        let (from, to) = (from.to_string(), to.to_string());
+        self.update_push_rules(user, move |rules| {
+            let mut all = ruleset_json(rules);
+            let mut copied = false;
+            for kind in ["override", "underride", "room"] {
+                let Some(list) = all.get_mut(kind).and_then(Value::as_array_mut) else {
+                    continue;
+                };
+                let mut copies = Vec::new();
+                for rule in list.iter() {
+                    let for_room = rule["rule_id"] == from.as_str()
+                        || rule["conditions"].as_array().is_some_and(|c| {
+                            c.iter()
+                                .any(|c| c["key"] == "room_id" && c["pattern"] == from.as_str())
+                        });
+                    if !for_room || rule["default"] == true {
+                        continue;
+                    }
+                    let mut copy = rule.clone();
+                    copy["rule_id"] = json!(to);
+                    if let Some(conditions) = copy["conditions"].as_array_mut() {
+                        for c in conditions {
+                            if c["key"] == "room_id" && c["pattern"] == from.as_str() {
+                                c["pattern"] = json!(to);
+                            }
+                        }
+                    }
+                    copies.push(copy);
+                }
+                let exists = |id: &Value| list.iter().any(|r| &r["rule_id"] == id);
+                copies.retain(|c| !exists(&c["rule_id"]));
+                copied |= !copies.is_empty();
+                // User rules come before the server's defaults of a kind.
+                for copy in copies.into_iter().rev() {
+                    list.insert(0, copy);
+                }
+            }
+            if copied {
+                *rules = serde_json::from_value(all)
+                    .map_err(|e| MatrixError::internal(format!("copied push rules: {e}")))?;
+            }
+            Ok(copied)
+        })
+        .await
+    }
+
+    /// Changes the user's ruleset in one write (two changes at once both
+    /// land); `change` says whether it changed anything.
+    async fn update_push_rules(
+        &self,
+        user: &UserId,
+        change: impl FnOnce(&mut Ruleset) -> Result<bool, MatrixError> + Send + 'static,
+    ) -> Result<(), MatrixError> {
+        let owner = user.to_owned();
         let written = self
             .storage
             .update_account_data(user, None, PUSH_RULES_TYPE, move |stored| {
                 let mut rules = ruleset_from(&owner, stored);
-                apply(&mut rules, kind, &rule_id, change)?;
+                if !change(&mut rules)? {
+                    return Ok(None);
+                }
                 Ok::<_, MatrixError>(Some(json!({ "global": ruleset_json(&rules) })))
             })
             .await?;

@@ -274,6 +274,19 @@ impl Storage {
         .await
     }
 
+    /// Points every local alias of `from` at `to` (a room upgrade).
+    pub async fn move_aliases(&self, from: &RoomId, to: &RoomId) -> StorageResult<()> {
+        let (from, to) = (from.to_string(), to.to_string());
+        self.write(move |w| {
+            w.conn.execute(
+                "UPDATE room_aliases SET room_id = ?2 WHERE room_id = ?1",
+                params![from, to],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn delete_alias(&self, alias: &RoomAliasId) -> StorageResult<bool> {
         let alias = alias.to_string();
         self.write(move |w| {
