@@ -132,7 +132,10 @@ pub struct Storage {
 }
 
 struct Inner {
-    caches: cache::Caches,
+    /// Shared with the writer thread apart from the rest: a write finishing
+    /// after the server is gone must not drop the reader pool there (its
+    /// connections close through the async runtime, which that thread is not in).
+    caches: Arc<cache::Caches>,
     readers: deadpool_sqlite::Pool,
     writer: mpsc::UnboundedSender<Job>,
     /// The highest committed stream position.
@@ -250,7 +253,7 @@ impl Storage {
         C: FnOnce(&cache::Caches, &R) + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let inner = self.inner.clone();
+        let caches = self.inner.caches.clone();
         let job: Job = Box::new(move |ctx| {
             // A panic in a write must not take the writer thread (and every
             // later write) down: it fails this write, which is rolled back.
@@ -265,7 +268,7 @@ impl Storage {
                 let outcome = match committed {
                     Ok(()) => {
                         if let Ok(value) = &result {
-                            on_commit(&inner.caches, value);
+                            on_commit(&caches, value);
                         }
                         result
                     }
@@ -350,4 +353,60 @@ fn run_batch(
     }
     txn.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write still running when every handle to the storage is gone (a
+    /// background write at shutdown) finishes on the writer thread; the
+    /// reader pool must not be dropped there, outside the async runtime:
+    /// that panicked twice and aborted the whole process.
+    #[test]
+    fn a_write_outliving_the_storage_does_not_abort_the_process() {
+        let path = std::env::temp_dir().join(format!(
+            "axon-outliving-write-{}-{}.db",
+            std::process::id(),
+            axon::time::now_ms()
+        ));
+        static WRITER_PANICS: std::sync::atomic::AtomicUsize =
+            std::sync::atomic::AtomicUsize::new(0);
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().name() == Some("axon-db-writer") {
+                WRITER_PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            default_hook(info);
+        }));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let storage = Storage::open(&path).unwrap();
+            // Borrow a reader so that the pool holds a connection to drop.
+            storage.read(|_| Ok(())).await.unwrap();
+            let writer = storage.clone();
+            let write = tokio::spawn(async move {
+                writer
+                    .write(|_| {
+                        std::thread::sleep(std::time::Duration::from_millis(300));
+                        Ok(())
+                    })
+                    .await
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            write.abort();
+            drop(storage);
+        });
+        drop(runtime);
+        // The writer finishes the write meanwhile; the process lives on.
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        let _ = std::panic::take_hook();
+        assert_eq!(WRITER_PANICS.load(std::sync::atomic::Ordering::SeqCst), 0);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
 }
