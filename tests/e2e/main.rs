@@ -28,6 +28,7 @@ mod directory_profile_media;
 mod fuzz;
 mod ignored_users;
 mod js_sdk;
+mod knock;
 mod linked_modules;
 mod matrix_sdk_client;
 mod metrics;

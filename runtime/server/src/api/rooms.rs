@@ -19,6 +19,7 @@ pub fn routes() -> Router<Arc<Homeserver>> {
     Router::new()
         .route("/createRoom", post(create))
         .route("/join/{room}", post(join_by_id_or_alias))
+        .route("/knock/{room}", post(knock))
         .route("/rooms/{room}/join", post(join))
         .route("/rooms/{room}/invite", post(invite))
         .route("/rooms/{room}/leave", post(leave))
@@ -110,34 +111,52 @@ async fn join_room(
     Ok(Json(json!({ "room_id": room })))
 }
 
+/// A room named by ID or by a local alias.
+async fn room_id_or_alias(hs: &Homeserver, room: &str) -> Result<ruma::OwnedRoomId, MatrixError> {
+    if !room.starts_with('#') {
+        return room_id(room);
+    }
+    let alias = RoomAliasId::parse(room).map_err(|e| {
+        MatrixError::new(
+            400,
+            ErrCode::InvalidParam,
+            format!("invalid room alias `{room}`: {e}"),
+        )
+    })?;
+    match hs.storage.get_alias(&alias).await? {
+        Some((room_id, _)) => Ok(room_id),
+        None => Err(MatrixError::new(
+            404,
+            ErrCode::NotFound,
+            format!("Room alias {room} not found"),
+        )),
+    }
+}
+
 async fn join_by_id_or_alias(
     State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath(room): ApiPath<String>,
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> ApiResult {
-    let room_id = if room.starts_with('#') {
-        let alias = RoomAliasId::parse(&room).map_err(|e| {
-            MatrixError::new(
-                400,
-                ErrCode::InvalidParam,
-                format!("invalid room alias `{room}`: {e}"),
-            )
-        })?;
-        match hs.storage.get_alias(&alias).await? {
-            Some((room_id, _)) => room_id,
-            None => {
-                return Err(MatrixError::new(
-                    404,
-                    ErrCode::NotFound,
-                    format!("Room alias {room} not found"),
-                ))
-            }
-        }
-    } else {
-        room_id(&room)?
-    };
+    let room_id = room_id_or_alias(&hs, &room).await?;
     join_room(&hs, &requester, &room_id, body.reason).await
+}
+
+/// `POST /knock/{roomIdOrAlias}`: asks to be let into a room whose join
+/// rule is `knock`; its members then invite (or kick) the knocker.
+async fn knock(
+    State(hs): State<Arc<Homeserver>>,
+    Auth(requester): Auth,
+    ApiPath(room): ApiPath<String>,
+    JsonBody(body): JsonBody<ReasonBody>,
+) -> ApiResult {
+    let room_id = room_id_or_alias(&hs, &room).await?;
+    let change = MembershipChange::new(&room_id, &requester.user_id, Membership::Knock)
+        .with_reason(body.reason);
+    hs.change_membership(&Actor::client(&requester), change)
+        .await?;
+    Ok(Json(json!({ "room_id": room_id })))
 }
 
 async fn join(

@@ -156,6 +156,27 @@ async fn sync_filter(
     })
 }
 
+/// What someone invited to a room, or knocking on it, sees of it: the
+/// spec's stripped state, with their own membership.
+fn stripped_state(state: Vec<StoredEvent>, user: &ruma::UserId) -> Vec<Value> {
+    let shown: Vec<StoredEvent> = state
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e.event_type.as_str(),
+                "m.room.create"
+                    | "m.room.join_rules"
+                    | "m.room.name"
+                    | "m.room.avatar"
+                    | "m.room.canonical_alias"
+                    | "m.room.encryption"
+                    | "m.room.topic"
+            ) || (e.event_type == "m.room.member" && e.state_key.as_deref() == Some(user.as_str()))
+        })
+        .collect();
+    stripped(&shown)
+}
+
 fn stripped(events: &[StoredEvent]) -> Vec<Value> {
     events
         .iter()
@@ -215,6 +236,7 @@ async fn compute(
     let mut changed = false;
     let mut join = Map::new();
     let mut invite = Map::new();
+    let mut knock = Map::new();
     let mut leave = Map::new();
     let rows = hs
         .storage
@@ -316,26 +338,16 @@ async fn compute(
                     // An invite from someone the user ignores is not shown.
                     continue;
                 }
-                let shown: Vec<StoredEvent> = room
-                    .state
-                    .into_iter()
-                    .filter(|e| {
-                        matches!(
-                            e.event_type.as_str(),
-                            "m.room.create"
-                                | "m.room.join_rules"
-                                | "m.room.name"
-                                | "m.room.avatar"
-                                | "m.room.canonical_alias"
-                                | "m.room.encryption"
-                                | "m.room.topic"
-                        ) || (e.event_type == "m.room.member"
-                            && e.state_key.as_deref() == Some(user.as_str()))
-                    })
-                    .collect();
                 invite.insert(
                     m.room_id.to_string(),
-                    json!({ "invite_state": { "events": stripped(&shown) } }),
+                    json!({ "invite_state": { "events": stripped_state(room.state, user) } }),
+                );
+                changed = true;
+            }
+            Membership::Knock => {
+                knock.insert(
+                    m.room_id.to_string(),
+                    json!({ "knock_state": { "events": stripped_state(room.state, user) } }),
                 );
                 changed = true;
             }
@@ -359,7 +371,6 @@ async fn compute(
                 );
                 changed = true;
             }
-            _ => {}
         }
     }
     let mut global: Vec<Value> = account_data
@@ -378,7 +389,7 @@ async fn compute(
     changed |= !presence.is_empty();
     let response = json!({
         "next_batch": format!("s{upto}"),
-        "rooms": { "join": join, "invite": invite, "leave": leave, "knock": {} },
+        "rooms": { "join": join, "invite": invite, "leave": leave, "knock": knock },
         "presence": { "events": presence },
         "account_data": { "events": global },
         "to_device": { "events": [] },

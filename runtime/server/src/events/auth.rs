@@ -278,7 +278,22 @@ fn check_membership(
             }
             Ok(())
         }
-        "knock" => Err(forbidden("Knocking is not supported in this room")),
+        // Room versions 7 and later (Axon's are 10 and 11, where
+        // `knock_restricted` counts too).
+        "knock" => {
+            if !matches!(join_rule, "knock" | "knock_restricted") {
+                return Err(forbidden("You don't have permission to knock"));
+            }
+            if sender != target {
+                return Err(forbidden("Cannot knock on behalf of another user"));
+            }
+            match sender_membership {
+                "ban" => Err(forbidden("You are banned from this room")),
+                "invite" => Err(forbidden("You are already invited to this room")),
+                "join" => Err(forbidden("You are already in this room")),
+                _ => Ok(()),
+            }
+        }
         other => Err(ModuleError::new(
             400,
             ErrCode::BadJson,

@@ -127,7 +127,10 @@ impl Homeserver {
         if let Some(reason) = reason {
             content.insert("reason".into(), json!(reason));
         }
-        if matches!(membership, Membership::Join | Membership::Invite) {
+        if matches!(
+            membership,
+            Membership::Join | Membership::Invite | Membership::Knock
+        ) {
             if let Some(user) = self.storage.get_user(&target).await? {
                 if let Some(name) = user.displayname {
                     content.insert("displayname".into(), json!(name));

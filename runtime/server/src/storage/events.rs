@@ -913,7 +913,9 @@ impl Storage {
                         };
                         (timeline, limited, state)
                     }
-                    Membership::Invite if new_here => (Vec::new(), false, current_state(c, &room)?),
+                    Membership::Invite | Membership::Knock if new_here => {
+                        (Vec::new(), false, current_state(c, &room)?)
+                    }
                     Membership::Leave | Membership::Ban if since.is_some() && new_here => {
                         let (timeline, limited) =
                             room_events_since(c, &room, after, m.stream, limit)?;
