@@ -26,6 +26,7 @@ mod context;
 mod devices;
 mod directory_profile_media;
 mod fuzz;
+mod guests;
 mod ignored_users;
 mod js_sdk;
 mod knock;

@@ -105,14 +105,46 @@ async fn register(
     ApiQuery(query): ApiQuery<RegisterQuery>,
     JsonBody(raw): JsonBody<Map<String, Value>>,
 ) -> ApiResult<Response> {
-    if query.kind.as_deref() == Some("guest") {
-        return Err(MatrixError::new(
-            403,
-            ErrCode::Custom("M_GUEST_ACCESS_FORBIDDEN".into()),
-            "Guest access is disabled",
-        ));
-    }
     let client = request_info(&headers, addr);
+    match query.kind.as_deref() {
+        None | Some("user") => {}
+        Some("guest") => {
+            let name = raw
+                .get("initial_device_display_name")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let outcome = hs.register_guest(&client, name).await?;
+            let device = outcome
+                .device
+                .ok_or_else(|| MatrixError::internal("a guest has a device"))?;
+            return Ok(Json(login_response(&hs, &device)).into_response());
+        }
+        Some(other) => {
+            return Err(MatrixError::new(
+                400,
+                ErrCode::InvalidParam,
+                format!("Invalid kind {other:?}: expected user or guest"),
+            ))
+        }
+    }
+    if let Some(Value::String(token)) = raw.get("guest_access_token") {
+        let outcome = hs
+            .upgrade_guest(
+                token.clone(),
+                raw.get("username").and_then(Value::as_str),
+                raw.get("password")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                raw.get("initial_device_display_name")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            )
+            .await?;
+        let device = outcome
+            .device
+            .ok_or_else(|| MatrixError::internal("an upgraded guest has a device"))?;
+        return Ok(Json(login_response(&hs, &device)).into_response());
+    }
     let session_id = raw
         .get("auth")
         .and_then(|a| a.get("session"))
@@ -304,7 +336,7 @@ async fn whoami(Auth(requester): Auth) -> ApiResult {
     Ok(Json(json!({
         "user_id": requester.user_id,
         "device_id": requester.device_id,
-        "is_guest": false,
+        "is_guest": requester.is_guest,
     })))
 }
 

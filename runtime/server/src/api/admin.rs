@@ -62,7 +62,7 @@ async fn user_body(hs: &Homeserver, row: UserRow) -> Result<Value, MatrixError> 
         "creation_ts": row.created_ts / 1000,
         "threepids": threepids,
         "user_type": null,
-        "is_guest": false,
+        "is_guest": row.is_guest,
     }))
 }
 

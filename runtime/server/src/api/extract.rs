@@ -172,6 +172,16 @@ impl FromRequestParts<Arc<Homeserver>> for Auth {
         state: &Arc<Homeserver>,
     ) -> Result<Self, MatrixError> {
         let requester = authenticate(state, parts, false).await?;
+        if requester.is_guest {
+            let pattern = parts
+                .extensions
+                .get::<axum::extract::MatchedPath>()
+                .map(|p| p.as_str())
+                .unwrap_or_default();
+            if !crate::service::guests::guest_may_use(parts.method.as_str(), pattern) {
+                return Err(crate::service::guests::guest_forbidden());
+            }
+        }
         let ip = client_addr(parts).to_string();
         let user_agent = parts
             .headers

@@ -26,6 +26,10 @@ pub struct HomeserverConfig {
     pub enable_registration: bool,
     #[serde(default)]
     pub enable_registration_without_verification: bool,
+    /// Guest accounts (`POST /register?kind=guest`), off by default as in
+    /// Synapse.
+    #[serde(default)]
+    pub allow_guest_access: bool,
     #[serde(default)]
     pub registration_shared_secret: Option<String>,
     #[serde(default = "default_media_store")]

@@ -221,6 +221,7 @@ impl Homeserver {
             shadow_banned,
             displayname: Some(displayname),
             created_ts: axon::time::now_ms(),
+            is_guest: false,
         };
         self.create_user(user, device.clone()).await?;
         if device.is_some() {
@@ -255,6 +256,7 @@ impl Homeserver {
             shadow_banned: false,
             displayname: Some(displayname.unwrap_or_else(|| localpart.to_string())),
             created_ts: axon::time::now_ms(),
+            is_guest: false,
         };
         self.create_user(user, device.clone()).await?;
         Ok(RegistrationOutcome { user_id, device })

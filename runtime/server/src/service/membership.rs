@@ -75,6 +75,23 @@ impl Homeserver {
             .await?
             .ok_or_else(not_found_room)?;
         let current = membership_of(&snapshot, target.as_str());
+        if actor.guest {
+            let own =
+                *sender == target && matches!(membership, Membership::Join | Membership::Leave);
+            let admits_guests = snapshot
+                .state
+                .get(&("m.room.guest_access".to_string(), String::new()))
+                .and_then(|e| {
+                    e.content
+                        .get("guest_access")
+                        .and_then(|g| g.as_str())
+                        .map(|g| g == "can_join")
+                })
+                .unwrap_or(false);
+            if !own || (membership == Membership::Join && !admits_guests) {
+                return Err(super::guests::guest_forbidden());
+            }
+        }
         if membership == Membership::Join && current == Membership::Join {
             if let Some(entry) = snapshot
                 .state

@@ -12,6 +12,7 @@ mod client_ips;
 mod devices;
 mod directory;
 mod events;
+pub mod guests;
 mod media;
 mod membership;
 mod passwords;
@@ -78,6 +79,9 @@ pub struct Actor {
     pub admin: bool,
     /// The user's messages and invites silently go nowhere.
     pub shadow_banned: bool,
+    /// A guest: joins only rooms that admit guests, changes no one else's
+    /// membership.
+    pub guest: bool,
     pub via: Via,
 }
 
@@ -89,6 +93,7 @@ impl Actor {
             device_id: Some(requester.device_id.clone()),
             admin: requester.admin,
             shadow_banned: requester.shadow_banned,
+            guest: requester.is_guest,
             via: Via::Client,
         }
     }
@@ -98,6 +103,7 @@ impl Actor {
         Actor {
             admin: true,
             shadow_banned: false,
+            guest: false,
             via: Via::AdminApi,
             ..Actor::client(requester)
         }
@@ -112,6 +118,7 @@ impl Actor {
             device_id: None,
             admin: false,
             shadow_banned: false,
+            guest: false,
             via: Via::Module(module.path.clone()),
         }
     }

@@ -16,6 +16,8 @@ pub struct Requester {
     pub access_token: String,
     pub admin: bool,
     pub shadow_banned: bool,
+    /// A guest (`kind=guest`): may use only what `GUEST_ROUTES` lists.
+    pub is_guest: bool,
 }
 
 /// A `POST /login` as parsed from its body.
@@ -78,6 +80,7 @@ impl Homeserver {
             access_token: token,
             admin: owner.admin,
             shadow_banned: owner.shadow_banned,
+            is_guest: owner.is_guest,
         })
     }
 

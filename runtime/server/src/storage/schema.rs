@@ -324,6 +324,8 @@ CREATE INDEX pushers_by_user ON pushers (user_id, device_id);
 CREATE INDEX event_push_actions_by_user ON event_push_actions (user_id, stream_ordering);
 "#,
     ),
+    // Guest accounts (`allow_guest_access`).
+    M::up("ALTER TABLE users ADD COLUMN is_guest INTEGER NOT NULL DEFAULT 0;"),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {

@@ -14,6 +14,7 @@ pub struct UserRow {
     pub displayname: Option<String>,
     pub avatar_url: Option<String>,
     pub created_ts: i64,
+    pub is_guest: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -24,6 +25,7 @@ pub struct NewUser {
     pub shadow_banned: bool,
     pub displayname: Option<String>,
     pub created_ts: i64,
+    pub is_guest: bool,
 }
 
 /// The owner of an access token.
@@ -34,6 +36,7 @@ pub struct TokenOwner {
     pub admin: bool,
     pub deactivated: bool,
     pub shadow_banned: bool,
+    pub is_guest: bool,
 }
 
 /// A third-party identifier bound to an account.
@@ -72,11 +75,12 @@ fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
         displayname: r.get(5)?,
         avatar_url: r.get(6)?,
         created_ts: r.get(7)?,
+        is_guest: r.get(8)?,
     })
 }
 
 const USER_COLUMNS: &str =
-    "user_id, password_hash, admin, deactivated, shadow_banned, displayname, avatar_url, created_ts";
+    "user_id, password_hash, admin, deactivated, shadow_banned, displayname, avatar_url, created_ts, is_guest";
 
 /// A device as `GET /devices` lists it.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,9 +113,9 @@ impl Storage {
                 return Err(StorageError::Conflict(format!("user {} exists", user.user_id)));
             }
             w.conn.execute(
-                "INSERT INTO users (user_id, password_hash, created_ts, admin, shadow_banned, displayname)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![user.user_id.as_str(), user.password_hash, user.created_ts, user.admin, user.shadow_banned, user.displayname],
+                "INSERT INTO users (user_id, password_hash, created_ts, admin, shadow_banned, displayname, is_guest)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![user.user_id.as_str(), user.password_hash, user.created_ts, user.admin, user.shadow_banned, user.displayname, user.is_guest],
             )?;
             if let Some(device) = device {
                 insert_device(w.conn, &device)?;
@@ -156,7 +160,7 @@ impl Storage {
         let owner = self
             .read(move |c| {
                 Ok(c.query_row(
-                    "SELECT t.user_id, t.device_id, u.admin, u.deactivated, u.shadow_banned
+                    "SELECT t.user_id, t.device_id, u.admin, u.deactivated, u.shadow_banned, u.is_guest
                  FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token = ?1",
                     [&token],
                     |r| {
@@ -166,6 +170,7 @@ impl Storage {
                             admin: r.get(2)?,
                             deactivated: r.get(3)?,
                             shadow_banned: r.get(4)?,
+                            is_guest: r.get(5)?,
                         })
                     },
                 )
@@ -215,6 +220,33 @@ impl Storage {
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })
+        .await
+    }
+
+    /// Makes a guest a full user with a password (registering with the
+    /// guest's access token); false if the user is not a guest.
+    pub async fn upgrade_guest(
+        &self,
+        user_id: &UserId,
+        password_hash: String,
+        device: Option<NewDevice>,
+    ) -> StorageResult<bool> {
+        let user_id = user_id.to_string();
+        self.write_then(
+            move |w| {
+                let upgraded = w.conn.execute(
+                    "UPDATE users SET is_guest = 0, password_hash = ?2 WHERE user_id = ?1 AND is_guest = 1",
+                    params![user_id, password_hash],
+                )? > 0;
+                if upgraded {
+                    if let Some(device) = device {
+                        insert_device(w.conn, &device)?;
+                    }
+                }
+                Ok(upgraded)
+            },
+            |caches, _| caches.forget_tokens(),
+        )
         .await
     }
 
