@@ -30,6 +30,7 @@ mod guests;
 mod ignored_users;
 mod js_sdk;
 mod knock;
+mod legacy;
 mod linked_modules;
 mod matrix_sdk_client;
 mod metrics;

@@ -10,6 +10,7 @@ mod directory;
 pub mod discovery;
 mod extract;
 mod integrations;
+mod legacy;
 mod media;
 mod profile;
 mod push;
@@ -62,6 +63,7 @@ fn client_api() -> Router<Arc<Homeserver>> {
         .merge(receipts::routes())
         .merge(devices::routes())
         .merge(integrations::routes())
+        .merge(legacy::routes())
 }
 
 /// The whole HTTP surface: Matrix APIs, the modules' web resources, and

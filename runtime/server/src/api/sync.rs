@@ -21,7 +21,7 @@ pub fn routes() -> Router<Arc<Homeserver>> {
 }
 
 /// Longest a client may ask `/sync` to wait.
-const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Deserialize)]
 struct SyncQuery {
@@ -128,9 +128,9 @@ async fn lazy_members(
 
 /// What a `/sync` filter changes here: the timeline limit (default 10)
 /// and lazy-loading of members.
-struct SyncFilter {
-    timeline_limit: u32,
-    lazy_load_members: bool,
+pub(super) struct SyncFilter {
+    pub(super) timeline_limit: u32,
+    pub(super) lazy_load_members: bool,
 }
 
 async fn sync_filter(
@@ -217,7 +217,7 @@ fn receipt_events(user: &ruma::UserId, receipts: &[crate::storage::ReceiptRow]) 
 /// The sync from `since` to `upto`, whether it has anything new, and what
 /// its long-poll waits on (the user, their joined rooms, and everyone's
 /// presence when a presence router may route it).
-async fn compute(
+pub(super) async fn compute(
     hs: &Homeserver,
     requester: &Requester,
     since: Option<i64>,
