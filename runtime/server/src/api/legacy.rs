@@ -23,7 +23,7 @@ pub fn routes() -> Router<Arc<Homeserver>> {
         .route("/events", get(events))
 }
 
-fn events_of<'a>(section: &'a Value, key: &str) -> Vec<Value> {
+fn events_of(section: &Value, key: &str) -> Vec<Value> {
     section[key]["events"]
         .as_array()
         .cloned()
