@@ -42,6 +42,7 @@ mod receipts;
 mod redactions;
 mod relations;
 mod room_lookups;
+mod room_versions;
 mod rooms;
 mod search;
 mod security;

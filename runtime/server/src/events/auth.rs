@@ -203,6 +203,7 @@ fn check_membership(
         .and_then(|e| e.content.get("join_rule"))
         .and_then(|r| r.as_str())
         .unwrap_or("invite");
+    let rules = super::room_version_rules(&snapshot.room_version).authorization;
     match membership {
         "join" => {
             if sender != target {
@@ -278,10 +279,14 @@ fn check_membership(
             }
             Ok(())
         }
-        // Room versions 7 and later (Axon's are 10 and 11, where
-        // `knock_restricted` counts too).
+        // Room versions 7 and later; `knock_restricted` from 10.
         "knock" => {
-            if !matches!(join_rule, "knock" | "knock_restricted") {
+            if !rules.knocking {
+                return Err(forbidden("This room version does not allow knocking"));
+            }
+            let knockable = join_rule == "knock"
+                || (join_rule == "knock_restricted" && rules.knock_restricted_join_rule);
+            if !knockable {
                 return Err(forbidden("You don't have permission to knock"));
             }
             if sender != target {

@@ -10,8 +10,10 @@ use ruma::room_version_rules::RoomVersionRules;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-/// The room versions this server creates and serves.
-pub const SUPPORTED_ROOM_VERSIONS: &[&str] = &["10", "11"];
+/// The room versions this server creates and serves: the stable ones from
+/// 3 (1 and 2 name events `$id:server` and reference them with hashes,
+/// which no current server or client creates rooms with).
+pub const SUPPORTED_ROOM_VERSIONS: &[&str] = &["3", "4", "5", "6", "7", "8", "9", "10", "11"];
 
 /// An event a user wants to send, before it is built.
 #[derive(Debug, Clone)]
@@ -32,9 +34,19 @@ pub struct BuiltEvent {
 /// Largest PDU the spec allows.
 const MAX_PDU_SIZE: usize = 65_536;
 
-/// ruma's rules for a room version Axon creates rooms in.
+/// ruma's rules for a room version: event ID format, redaction and the
+/// authorization differences between versions.
 pub fn room_version_rules(room_version: &str) -> RoomVersionRules {
     match room_version {
+        "1" => RoomVersionRules::V1,
+        "2" => RoomVersionRules::V2,
+        "3" => RoomVersionRules::V3,
+        "4" => RoomVersionRules::V4,
+        "5" => RoomVersionRules::V5,
+        "6" => RoomVersionRules::V6,
+        "7" => RoomVersionRules::V7,
+        "8" => RoomVersionRules::V8,
+        "9" => RoomVersionRules::V9,
         "11" => RoomVersionRules::V11,
         _ => RoomVersionRules::V10,
     }
@@ -62,7 +74,8 @@ pub fn build_event(
     now: i64,
 ) -> Result<BuiltEvent, ModuleError> {
     // Format rules hold for every event, those a new room starts with too.
-    if draft.event_type == "m.room.power_levels" {
+    let rules = room_version_rules(&snapshot.room_version);
+    if draft.event_type == "m.room.power_levels" && rules.authorization.integer_power_levels {
         super::auth::validate_power_levels(&draft.content)?;
     }
     let auth_events = auth_event_ids(snapshot, draft);
@@ -117,7 +130,13 @@ pub fn build_event(
     redacted.remove("signatures");
     redacted.remove("unsigned");
     let reference = sha256(CanonicalJsonValue::Object(redacted).to_string().as_bytes());
-    let event_id = ruma::OwnedEventId::try_from(format!("${}", URL_SAFE_NO_PAD.encode(reference)))
+    // Room version 3 wrote the reference hash in standard base64; 4 and
+    // later in its URL-safe form.
+    let encoded = match rules.event_id_format {
+        ruma::room_version_rules::EventIdFormatVersion::V2 => STANDARD_NO_PAD.encode(reference),
+        _ => URL_SAFE_NO_PAD.encode(reference),
+    };
+    let event_id = ruma::OwnedEventId::try_from(format!("${encoded}"))
         .map_err(|e| ModuleError::internal(format!("event ID: {e}")))?;
     pdu.insert("signatures".into(), json!({}));
     let pdu_text = serde_json::to_string(&pdu).map_err(|e| ModuleError::internal(e.to_string()))?;

@@ -326,10 +326,14 @@ impl Homeserver {
         };
         let mut create_content = request.creation_content.clone().unwrap_or_default();
         create_content.insert("room_version".into(), json!(plan.room_version));
-        if plan.room_version == "10" {
-            create_content.insert("creator".into(), json!(creator));
-        } else {
+        // Until room version 11, the creator is named in the content.
+        if crate::events::room_version_rules(&plan.room_version)
+            .authorization
+            .use_room_create_sender
+        {
             create_content.remove("creator");
+        } else {
+            create_content.insert("creator".into(), json!(creator));
         }
         // Synapse's private presets let every member invite.
         let invite_level = if plan.preset == "public_chat" { 50 } else { 0 };

@@ -1,0 +1,119 @@
+//! Room versions 3 to 11, created and used locally: each version's event
+//! ID format, creator field, redaction, knocking and power-level rules.
+
+use axon_testkit::*;
+use reqwest::StatusCode;
+use serde_json::json;
+
+const VERSIONS: [u32; 9] = [3, 4, 5, 6, 7, 8, 9, 10, 11];
+
+#[tokio::test]
+async fn capabilities_list_every_version_created_here() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let (_, caps) = s.get("/capabilities", &alice.token).await;
+    let available = caps["capabilities"]["m.room_versions"]["available"]
+        .as_object()
+        .unwrap();
+    for v in VERSIONS {
+        assert_eq!(available[&v.to_string()], "stable", "{caps}");
+    }
+    assert_error(
+        &s.post("/createRoom", &alice.token, json!({ "room_version": "1" }))
+            .await,
+        400,
+        "M_UNSUPPORTED_ROOM_VERSION",
+    );
+}
+
+#[tokio::test]
+async fn each_version_has_its_event_ids_creator_and_redaction() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    for v in VERSIONS {
+        let version = v.to_string();
+        let room = s
+            .create_room(
+                &alice,
+                json!({ "room_version": version, "name": format!("v{v}") }),
+            )
+            .await;
+        let (_, create) = s
+            .get(
+                &format!("/rooms/{}/state/m.room.create/", enc(&room)),
+                &alice.token,
+            )
+            .await;
+        assert_eq!(create["room_version"], version);
+        assert_eq!(create.get("creator").is_some(), v < 11, "v{v}: {create}");
+
+        let event = s.send_text(&alice, &room, "to be redacted").await;
+        let id = event.trim_start_matches('$');
+        assert_eq!(id.len(), 43, "v{v}: {event}");
+        if v == 3 {
+            assert!(
+                !id.contains(['-', '_']),
+                "v3 IDs are standard base64: {event}"
+            );
+        } else {
+            assert!(
+                !id.contains(['+', '/']),
+                "v{v} IDs are URL-safe base64: {event}"
+            );
+        }
+        let (status, body) = s
+            .put(
+                &format!("/rooms/{}/redact/{}/r{v}", enc(&room), enc(&event)),
+                &alice.token,
+                json!({ "reason": "test" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "v{v}: {body}");
+        let (_, redacted) = s
+            .get(
+                &format!("/rooms/{}/event/{}", enc(&room), enc(&event)),
+                &alice.token,
+            )
+            .await;
+        assert_eq!(redacted["content"], json!({}), "v{v}: {redacted}");
+    }
+}
+
+#[tokio::test]
+async fn knocking_needs_version_7_and_integer_levels_version_10() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let bob = s.register("bob").await;
+    for v in [6, 7] {
+        let room = s
+            .create_room(
+                &alice,
+                json!({ "room_version": v.to_string(), "initial_state": [
+                    { "type": "m.room.join_rules", "state_key": "", "content": { "join_rule": "knock" } }
+                ] }),
+            )
+            .await;
+        let knock = s
+            .post(&format!("/knock/{}", enc(&room)), &bob.token, json!({}))
+            .await;
+        if v == 6 {
+            assert_error(&knock, 403, "M_FORBIDDEN");
+        } else {
+            assert_eq!(knock.0, StatusCode::OK, "{}", knock.1);
+        }
+    }
+    for v in [9, 10] {
+        let room = s
+            .create_room(&alice, json!({ "room_version": v.to_string() }))
+            .await;
+        let path = format!("/rooms/{}/state/m.room.power_levels/", enc(&room));
+        let (_, mut levels) = s.get(&path, &alice.token).await;
+        levels["ban"] = json!("60");
+        let answer = s.put(&path, &alice.token, levels).await;
+        if v == 9 {
+            assert_eq!(answer.0, StatusCode::OK, "{}", answer.1);
+        } else {
+            assert_error(&answer, 400, "M_BAD_JSON");
+        }
+    }
+}
