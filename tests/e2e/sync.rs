@@ -306,8 +306,9 @@ async fn presence_and_account_data_reach_sync() {
 async fn lazy_loading_sends_only_the_members_a_client_needs_and_each_once() {
     let s = TestServer::start().await;
     let alice = s.register("alice").await;
+    // Named: an unnamed room's heroes would be sent too.
     let room = s
-        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .create_room(&alice, json!({ "preset": "public_chat", "name": "Lazy" }))
         .await;
     let mut quiet = Vec::new();
     for i in 0..5 {
@@ -403,4 +404,56 @@ async fn an_event_reaches_a_client_once() {
     let timeline = &own["rooms"]["join"][&room]["timeline"];
     assert_eq!(timeline["limited"], false, "{own}");
     assert_eq!(timeline["events"].as_array().unwrap().len(), 2, "{own}");
+}
+
+#[tokio::test]
+async fn an_unnamed_room_has_heroes_and_member_counts() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let bob = s.register("bob").await;
+    let carol = s.register("carol").await;
+    let room = s
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    assert_eq!(s.join(&bob, &room).await.0, StatusCode::OK);
+    s.invite(&alice, &room, &carol.user_id).await;
+    let (_, synced) = s.get("/sync", &alice.token).await;
+    let summary = &synced["rooms"]["join"][&room]["summary"];
+    assert_eq!(
+        *summary,
+        json!({
+            "m.joined_member_count": 2,
+            "m.invited_member_count": 1,
+            "m.heroes": [bob.user_id, carol.user_id],
+        })
+    );
+    // Lazy-loading still sends the heroes' memberships.
+    let filter = enc(r#"{"room":{"state":{"lazy_load_members":true},"timeline":{"limit":1}}}"#);
+    let (_, lazy) = s.get(&format!("/sync?filter={filter}"), &bob.token).await;
+    let joined = &lazy["rooms"]["join"][&room];
+    let state = joined["state"]["events"].as_array().unwrap();
+    let timeline = joined["timeline"]["events"].as_array().unwrap();
+    for hero in [&alice.user_id, &carol.user_id] {
+        assert!(
+            state
+                .iter()
+                .chain(timeline)
+                .any(|e| e["type"] == "m.room.member" && e["state_key"] == hero.as_str()),
+            "{hero} missing from {lazy}"
+        );
+    }
+    // A named room has no heroes.
+    s.put(
+        &format!("/rooms/{}/state/m.room.name/", enc(&room)),
+        &alice.token,
+        json!({ "name": "Named" }),
+    )
+    .await;
+    let (_, named) = s.get("/sync", &alice.token).await;
+    assert!(
+        named["rooms"]["join"][&room]["summary"]
+            .get("m.heroes")
+            .is_none(),
+        "{named}"
+    );
 }

@@ -191,6 +191,56 @@ fn stripped(events: &[StoredEvent]) -> Vec<Value> {
         .collect()
 }
 
+/// The spec's room summary: joined and invited counts, and for a room with
+/// neither name nor canonical alias up to five heroes to name it after
+/// (joined then invited members but the user, each in the order they came; else
+/// those who left), as Synapse chooses them.
+fn room_summary(room: &crate::storage::RoomSnapshot, user: &ruma::UserId) -> Value {
+    let mut members: Vec<(&str, u64, &str)> = room
+        .state
+        .of_type("m.room.member")
+        .filter_map(|e| {
+            let membership = e.content.get("membership")?.as_str()?;
+            Some((e.state_key.as_deref()?, e.origin_server_ts, membership))
+        })
+        .collect();
+    members.sort_by_key(|(user, ts, _)| (*ts, *user));
+    let count = |m: &str| members.iter().filter(|(_, _, x)| *x == m).count();
+    let mut summary = json!({
+        "m.joined_member_count": room.joined,
+        "m.invited_member_count": count("invite"),
+    });
+    let named = ["m.room.name", "m.room.canonical_alias"].iter().any(|t| {
+        room.state
+            .get(&(t.to_string(), String::new()))
+            .is_some_and(|e| {
+                let key = if *t == "m.room.name" { "name" } else { "alias" };
+                e.content
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| !v.is_empty())
+            })
+    });
+    if !named {
+        let others = |wanted: &[&str]| -> Vec<&str> {
+            members
+                .iter()
+                .filter(|(u, _, m)| *u != user.as_str() && wanted.contains(m))
+                .map(|(u, _, _)| *u)
+                .take(5)
+                .collect()
+        };
+        let mut heroes = others(&["join"]);
+        heroes.extend(others(&["invite"]));
+        heroes.truncate(5);
+        if heroes.is_empty() {
+            heroes = others(&["leave", "ban"]);
+        }
+        summary["m.heroes"] = json!(heroes);
+    }
+    summary
+}
+
 /// A room's receipts as one `m.receipt` event (none if there are none):
 /// private read receipts only to their owner.
 fn receipt_events(user: &ruma::UserId, receipts: &[crate::storage::ReceiptRow]) -> Vec<Value> {
@@ -306,6 +356,38 @@ pub(super) async fn compute(
                     )
                     .await?;
                 }
+                // The full summary when the members may have changed (as
+                // Synapse sends it): counting invites and choosing heroes
+                // reads every member, which a big room's message does not pay.
+                let members_changed =
+                    fresh || limited || timeline.iter().any(|e| e.event_type == "m.room.member");
+                let summary = match (&snapshot, members_changed) {
+                    (Some(room), true) => {
+                        let summary = room_summary(room, user);
+                        if filter.lazy_load_members {
+                            // Clients name the room after its heroes: send theirs.
+                            for hero in summary["m.heroes"].as_array().into_iter().flatten() {
+                                let Some(hero) = hero.as_str() else { continue };
+                                if state_events.iter().chain(&timeline).any(|e| {
+                                    e.event_type == "m.room.member"
+                                        && e.state_key.as_deref() == Some(hero)
+                                }) {
+                                    continue;
+                                }
+                                if let Some(event) = hs
+                                    .storage
+                                    .current_state_event(&m.room_id, "m.room.member", hero)
+                                    .await?
+                                {
+                                    refetched = true;
+                                    state_events.push(event);
+                                }
+                            }
+                        }
+                        summary
+                    }
+                    _ => json!({ "m.joined_member_count": joined }),
+                };
                 join.insert(
                     m.room_id.to_string(),
                     json!({
@@ -321,7 +403,7 @@ pub(super) async fn compute(
                         } },
                         "account_data": { "events": room_account_data },
                         "ephemeral": { "events": ephemeral },
-                        "summary": { "m.joined_member_count": joined },
+                        "summary": summary,
                         "unread_notifications": {
                             "highlight_count": room.unread.highlights,
                             "notification_count": room.unread.notifications,
