@@ -457,3 +457,52 @@ async fn an_unnamed_room_has_heroes_and_member_counts() {
         "{named}"
     );
 }
+
+#[tokio::test]
+async fn filters_of_the_wrong_shape_are_refused() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let path = format!("/user/{}/filter", enc(&alice.user_id));
+    for bad in [
+        json!({ "room": { "state": { "lazy_load_members": "true" } } }),
+        json!({ "room": { "timeline": { "limit": "10" } } }),
+        json!({ "room": { "rooms": "!a:b" } }),
+        json!({ "presence": { "types": [1] } }),
+        json!({ "event_format": "xml" }),
+        json!({ "room": [] }),
+    ] {
+        let refused = s.post(&path, &alice.token, bad.clone()).await;
+        assert_error(&refused, 400, "M_BAD_JSON");
+    }
+    let (status, body) = s
+        .post(
+            &path,
+            &alice.token,
+            json!({ "room": { "state": { "lazy_load_members": true }, "timeline": { "limit": 5 } },
+                    "org.example.future_field": { "anything": 1 } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Inline filters get the same checks; an ID must be one of the user's.
+    let inline = enc(r#"{"room":{"timeline":{"limit":"x"}}}"#);
+    assert_error(
+        &s.get(&format!("/sync?filter={inline}"), &alice.token).await,
+        400,
+        "M_BAD_JSON",
+    );
+    assert_error(
+        &s.get(&format!("/sync?filter={}", enc("{not json")), &alice.token)
+            .await,
+        400,
+        "M_NOT_JSON",
+    );
+    assert_error(
+        &s.get("/sync?filter=12345", &alice.token).await,
+        400,
+        "M_INVALID_PARAM",
+    );
+    let id = body["filter_id"].as_str().unwrap();
+    let (status, _) = s.get(&format!("/sync?filter={id}"), &alice.token).await;
+    assert_eq!(status, StatusCode::OK);
+}

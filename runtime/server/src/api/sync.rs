@@ -138,13 +138,26 @@ async fn sync_filter(
     requester: &Requester,
     filter: Option<&str>,
 ) -> Result<SyncFilter, MatrixError> {
+    // As Synapse: inline JSON is checked like a stored filter; an ID
+    // must name one of the user's filters.
     let filter: Option<Value> = match filter {
         None => None,
-        Some(f) if f.trim_start().starts_with('{') => serde_json::from_str(f).ok(),
-        Some(id) => match id.parse::<i64>() {
-            Ok(id) => hs.storage.get_filter(&requester.user_id, id).await?,
-            Err(_) => None,
-        },
+        Some(f) if f.trim_start().starts_with('{') => {
+            let inline: Value = serde_json::from_str(f).map_err(|_| {
+                MatrixError::new(400, axon::ErrCode::NotJson, "Invalid filter JSON")
+            })?;
+            crate::service::filters::validate_filter(&inline)?;
+            Some(inline)
+        }
+        Some(id) => {
+            let stored = match id.parse::<i64>() {
+                Ok(id) => hs.storage.get_filter(&requester.user_id, id).await?,
+                Err(_) => None,
+            };
+            Some(stored.ok_or_else(|| {
+                MatrixError::new(400, axon::ErrCode::InvalidParam, "No such filter")
+            })?)
+        }
     };
     let pointer = |path: &str| filter.as_ref().and_then(|f| f.pointer(path));
     Ok(SyncFilter {

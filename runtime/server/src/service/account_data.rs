@@ -99,6 +99,7 @@ impl Homeserver {
                 format!("Filter is too large (max {MAX_ACCOUNT_DATA_SIZE} bytes)"),
             ));
         }
+        super::filters::validate_filter(&filter)?;
         Ok(self.storage.put_filter(user, filter).await?)
     }
 

@@ -12,6 +12,7 @@ mod client_ips;
 mod devices;
 mod directory;
 mod events;
+pub mod filters;
 pub mod guests;
 mod media;
 mod membership;
