@@ -117,3 +117,64 @@ async fn knocking_needs_version_7_and_integer_levels_version_10() {
         }
     }
 }
+
+#[tokio::test]
+async fn restricted_rooms_admit_members_of_the_allowed_rooms_from_version_8() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let bob = s.register("bob").await;
+    let space = s
+        .create_room(
+            &alice,
+            json!({ "preset": "public_chat", "creation_content": { "type": "m.space" } }),
+        )
+        .await;
+    let restricted = |version: &str| {
+        json!({ "room_version": version, "preset": "private_chat", "initial_state": [{
+            "type": "m.room.join_rules", "state_key": "",
+            "content": { "join_rule": "restricted", "allow": [{ "type": "m.room_membership", "room_id": space }] }
+        }] })
+    };
+    let room = s.create_room(&alice, restricted("9")).await;
+    let old = s.create_room(&alice, restricted("7")).await;
+
+    // Not in the space yet.
+    assert_error(
+        &s.post(
+            &format!("/rooms/{}/join", enc(&room)),
+            &bob.token,
+            json!({}),
+        )
+        .await,
+        403,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(s.join(&bob, &space).await.0, StatusCode::OK);
+    let (status, body) = s
+        .post(
+            &format!("/rooms/{}/join", enc(&room)),
+            &bob.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, member) = s
+        .get(
+            &format!(
+                "/rooms/{}/state/m.room.member/{}",
+                enc(&room),
+                enc(&bob.user_id)
+            ),
+            &bob.token,
+        )
+        .await;
+    assert_eq!(member["membership"], "join");
+    assert_eq!(member["join_authorised_via_users_server"], alice.user_id);
+    // Version 7 has no restricted rule: the room stays closed.
+    assert_error(
+        &s.post(&format!("/rooms/{}/join", enc(&old)), &bob.token, json!({}))
+            .await,
+        403,
+        "M_FORBIDDEN",
+    );
+}

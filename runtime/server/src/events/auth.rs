@@ -214,10 +214,31 @@ fn check_membership(
             }
             let invited = matches!(target_membership, "invite" | "join");
             if join_rule == "public" || invited {
-                Ok(())
-            } else {
-                Err(forbidden("You are not invited to this room."))
+                return Ok(());
             }
+            // Restricted rooms (version 8; `knock_restricted` from 10): the
+            // join names a member who may invite and vouches that the user
+            // is in one of the rooms the join rule allows.
+            let restricted = (join_rule == "restricted" && rules.restricted_join_rule)
+                || (join_rule == "knock_restricted" && rules.knock_restricted_join_rule);
+            if restricted {
+                let voucher = draft
+                    .content
+                    .get("join_authorised_via_users_server")
+                    .and_then(|v| v.as_str());
+                return match voucher {
+                    Some(voucher)
+                        if membership_str(snapshot, voucher) == "join"
+                            && levels.user_level(voucher) >= levels.invite =>
+                    {
+                        Ok(())
+                    }
+                    _ => Err(forbidden(
+                        "You do not belong to any of the required rooms/spaces to join this room.",
+                    )),
+                };
+            }
+            Err(forbidden("You are not invited to this room."))
         }
         "invite" => {
             if sender_membership != "join" {

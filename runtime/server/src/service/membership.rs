@@ -140,6 +140,11 @@ impl Homeserver {
             }
         }
         let mut content = extra;
+        if membership == Membership::Join && *sender == target && current != Membership::Invite {
+            if let Some(voucher) = self.restricted_join_voucher(&snapshot, &target).await? {
+                content.insert("join_authorised_via_users_server".into(), json!(voucher));
+            }
+        }
         content.insert("membership".into(), json!(membership));
         if let Some(reason) = reason {
             content.insert("reason".into(), json!(reason));
@@ -170,6 +175,64 @@ impl Homeserver {
             self.carry_over_from_predecessor(&snapshot, &target).await;
         }
         Ok(joined)
+    }
+
+    /// For a join to a restricted room the user may not join otherwise: a
+    /// member who may invite, to vouch for them, if they are joined to one
+    /// of the rooms the join rule allows (`m.room_membership`); `None` when
+    /// the room is not restricted or they are in none of them (the auth
+    /// rules then refuse the join).
+    async fn restricted_join_voucher(
+        &self,
+        room: &crate::storage::RoomSnapshot,
+        user: &UserId,
+    ) -> Result<Option<String>, MatrixError> {
+        let Some(rules) = room
+            .state
+            .get(&("m.room.join_rules".to_string(), String::new()))
+            .map(|e| e.content.clone())
+        else {
+            return Ok(None);
+        };
+        let join_rule = rules
+            .get("join_rule")
+            .and_then(|r| r.as_str())
+            .unwrap_or_default();
+        if !matches!(join_rule, "restricted" | "knock_restricted") {
+            return Ok(None);
+        }
+        let allowed_rooms = rules
+            .get("allow")
+            .and_then(|a| a.as_array())
+            .into_iter()
+            .flatten()
+            .filter(|c| c.get("type").and_then(|t| t.as_str()) == Some("m.room_membership"))
+            .filter_map(|c| c.get("room_id").and_then(|r| r.as_str()))
+            .filter_map(|r| ruma::OwnedRoomId::try_from(r).ok());
+        let mut qualifies = false;
+        for allowed in allowed_rooms {
+            if matches!(
+                self.storage.membership(user, &allowed).await?,
+                Some((Membership::Join, _))
+            ) {
+                qualifies = true;
+                break;
+            }
+        }
+        if !qualifies {
+            return Ok(None);
+        }
+        let levels = crate::events::PowerLevels::of(room);
+        Ok(room
+            .state
+            .of_type("m.room.member")
+            .filter(|m| m.content.get("membership").and_then(|v| v.as_str()) == Some("join"))
+            .filter_map(|m| m.state_key.clone())
+            .filter(|u| {
+                UserId::parse(u).is_ok_and(|u| u.server_name() == self.server_name)
+                    && levels.user_level(u) >= levels.invite
+            })
+            .max_by_key(|u| levels.user_level(u)))
     }
 
     /// `POST /rooms/{room}/unban`: a leave of a banned user; 403 if they are

@@ -65,6 +65,12 @@ const READ_UPTO: &str = "(SELECT COALESCE(MAX(re.stream_ordering), 0) FROM recei
      WHERE r.room_id = a.room_id AND r.user_id = a.user_id
        AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', 'main'))";
 
+/// The notifications of user `?1` as `a`, found through the rooms they are
+/// in: `event_push_actions` is keyed by room and position (so that a
+/// message's rows for its members are one append), with no index by user.
+const USER_NOTIFICATIONS: &str = "memberships m
+     JOIN event_push_actions a ON a.room_id = m.room_id AND a.user_id = m.user_id";
+
 impl Storage {
     /// Adds or replaces the user's pusher for `(app_id, pushkey)`. Unless
     /// `append`, the same pushkey of the same app is taken from any other
@@ -205,9 +211,10 @@ impl Storage {
         self.read(move |c| {
             let rows = c
                 .prepare_cached(&format!(
-                    "SELECT {EVENT_COLUMNS}, a.actions, a.highlight FROM event_push_actions a
+                    "SELECT {EVENT_COLUMNS}, a.actions, a.highlight FROM {USER_NOTIFICATIONS}
                      JOIN events e ON e.stream_ordering = a.stream_ordering
-                     WHERE a.user_id = ?1 AND a.stream_ordering > ?2 AND a.stream_ordering > {READ_UPTO}
+                     WHERE m.user_id = ?1 AND m.membership = 'join'
+                       AND a.stream_ordering > ?2 AND a.stream_ordering > {READ_UPTO}
                      ORDER BY a.stream_ordering LIMIT ?3"
                 ))?
                 .query_map(params![user_id, after, limit], |r| {
@@ -238,9 +245,10 @@ impl Storage {
             let rows = c
                 .prepare_cached(&format!(
                     "SELECT {EVENT_COLUMNS}, a.actions, a.highlight, a.stream_ordering <= {READ_UPTO}
-                     FROM event_push_actions a
+                     FROM {USER_NOTIFICATIONS}
                      JOIN events e ON e.stream_ordering = a.stream_ordering
-                     WHERE a.user_id = ?1 AND a.stream_ordering < ?2 AND (?3 = 0 OR a.highlight = 1)
+                     WHERE m.user_id = ?1 AND m.membership = 'join'
+                       AND a.stream_ordering < ?2 AND (?3 = 0 OR a.highlight = 1)
                      ORDER BY a.stream_ordering DESC LIMIT ?4"
                 ))?
                 .query_map(

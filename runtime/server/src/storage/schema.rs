@@ -299,9 +299,7 @@ CREATE TABLE open_id_tokens (
 CREATE INDEX open_id_tokens_by_expiry ON open_id_tokens (valid_until_ms);
 "#,
     ),
-    // Pushers (Synapse's columns), each with how far it has pushed; and the
-    // user's notifications by position, which pushers and
-    // `GET /notifications` read.
+    // Pushers (Synapse's columns), each with how far it has pushed.
     M::up(
         r#"
 CREATE TABLE pushers (
@@ -321,11 +319,15 @@ CREATE TABLE pushers (
     PRIMARY KEY (app_id, pushkey, user_id)
 );
 CREATE INDEX pushers_by_user ON pushers (user_id, device_id);
-CREATE INDEX event_push_actions_by_user ON event_push_actions (user_id, stream_ordering);
 "#,
     ),
     // Guest accounts (`allow_guest_access`).
     M::up("ALTER TABLE users ADD COLUMN is_guest INTEGER NOT NULL DEFAULT 0;"),
+    // An index of notifications by user cost every message one index
+    // insert per notified member, on a different page for each: 5x slower
+    // sends in a 200-member room. Readers go through the user's rooms
+    // instead. (A database made before this change had it.)
+    M::up("DROP INDEX IF EXISTS event_push_actions_by_user;"),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {
