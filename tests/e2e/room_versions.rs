@@ -1,11 +1,11 @@
-//! Room versions 3 to 11, created and used locally: each version's event
+//! Room versions 1 to 11, created and used locally: each version's event
 //! ID format, creator field, redaction, knocking and power-level rules.
 
 use axon_testkit::*;
 use reqwest::StatusCode;
 use serde_json::json;
 
-const VERSIONS: [u32; 9] = [3, 4, 5, 6, 7, 8, 9, 10, 11];
+const VERSIONS: [u32; 11] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
 
 #[tokio::test]
 async fn capabilities_list_every_version_created_here() {
@@ -19,7 +19,7 @@ async fn capabilities_list_every_version_created_here() {
         assert_eq!(available[&v.to_string()], "stable", "{caps}");
     }
     assert_error(
-        &s.post("/createRoom", &alice.token, json!({ "room_version": "1" }))
+        &s.post("/createRoom", &alice.token, json!({ "room_version": "12" }))
             .await,
         400,
         "M_UNSUPPORTED_ROOM_VERSION",
@@ -49,8 +49,14 @@ async fn each_version_has_its_event_ids_creator_and_redaction() {
 
         let event = s.send_text(&alice, &room, "to be redacted").await;
         let id = event.trim_start_matches('$');
-        assert_eq!(id.len(), 43, "v{v}: {event}");
-        if v == 3 {
+        if v <= 2 {
+            // `$random:server`, named by the server that made it.
+            assert!(id.ends_with(":test.local"), "v{v}: {event}");
+        } else {
+            assert_eq!(id.len(), 43, "v{v}: {event}");
+        }
+        if v <= 2 {
+        } else if v == 3 {
             assert!(
                 !id.contains(['-', '_']),
                 "v3 IDs are standard base64: {event}"
@@ -177,4 +183,51 @@ async fn restricted_rooms_admit_members_of_the_allowed_rooms_from_version_8() {
         403,
         "M_FORBIDDEN",
     );
+}
+
+/// The stored PDU of an event, as another server would receive it.
+fn pdu(s: &TestServer, event_id: &str) -> serde_json::Value {
+    let conn = rusqlite::Connection::open(s.dir.path().join("homeserver.db")).unwrap();
+    let text: String = conn
+        .query_row(
+            "SELECT pdu FROM events WHERE event_id = ?1",
+            [event_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test]
+async fn versions_1_and_2_reference_events_with_their_hashes() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    for version in ["1", "2"] {
+        let room = s
+            .create_room(&alice, json!({ "room_version": version }))
+            .await;
+        let first = s.send_text(&alice, &room, "first").await;
+        let second = s.send_text(&alice, &room, "second").await;
+        let pdu = pdu(&s, &second);
+        assert_eq!(pdu["event_id"], second, "v{version}: {pdu}");
+        let prev = &pdu["prev_events"][0];
+        assert_eq!(prev[0], first, "v{version}: {pdu}");
+        let first_pdu = self::pdu(&s, &first);
+        assert_eq!(
+            prev[1]["sha256"], first_pdu["hashes"]["sha256"],
+            "v{version}"
+        );
+        for reference in pdu["auth_events"].as_array().unwrap() {
+            let id = reference[0].as_str().unwrap();
+            assert_eq!(
+                reference[1]["sha256"],
+                self::pdu(&s, id)["hashes"]["sha256"],
+                "v{version}: {pdu}"
+            );
+        }
+    }
+    // Later versions list bare IDs.
+    let room = s.create_room(&alice, json!({ "room_version": "10" })).await;
+    let event = s.send_text(&alice, &room, "x").await;
+    assert!(pdu(&s, &event)["prev_events"][0].is_string());
 }

@@ -129,7 +129,7 @@ async fn create_room_with_name_topic_alias_and_initial_state() {
         .await;
     assert_error(&taken, 400, "M_ROOM_IN_USE");
     let version = s
-        .post("/createRoom", &alice.token, json!({ "room_version": "1" }))
+        .post("/createRoom", &alice.token, json!({ "room_version": "12" }))
         .await;
     assert_error(&version, 400, "M_UNSUPPORTED_ROOM_VERSION");
     let v11 = s.create_room(&alice, json!({ "room_version": "11" })).await;

@@ -10,10 +10,21 @@ use ruma::room_version_rules::RoomVersionRules;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-/// The room versions this server creates and serves: the stable ones from
-/// 3 (1 and 2 name events `$id:server` and reference them with hashes,
-/// which no current server or client creates rooms with).
-pub const SUPPORTED_ROOM_VERSIONS: &[&str] = &["3", "4", "5", "6", "7", "8", "9", "10", "11"];
+/// The room versions this server creates and serves: every stable one.
+pub const SUPPORTED_ROOM_VERSIONS: &[&str] =
+    &["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"];
+
+/// The content hashes (`hashes.sha256`) of the events a new event refers
+/// to, which room versions 1 and 2 write beside each reference.
+pub type ReferenceHashes = std::collections::HashMap<ruma::OwnedEventId, String>;
+
+/// Whether events of this room version reference others with their hashes.
+pub fn references_with_hashes(room_version: &str) -> bool {
+    matches!(
+        room_version_rules(room_version).events_reference_format,
+        ruma::room_version_rules::EventsReferenceFormatVersion::V1
+    )
+}
 
 /// An event a user wants to send, before it is built.
 #[derive(Debug, Clone)]
@@ -72,6 +83,7 @@ pub fn build_event(
     snapshot: &RoomSnapshot,
     draft: &EventDraft,
     now: i64,
+    hashes: &ReferenceHashes,
 ) -> Result<BuiltEvent, ModuleError> {
     // Format rules hold for every event, those a new room starts with too.
     let rules = room_version_rules(&snapshot.room_version);
@@ -81,11 +93,27 @@ pub fn build_event(
     let auth_events = auth_event_ids(snapshot, draft);
     let depth = snapshot.max_depth + 1;
     let mut pdu = Map::new();
-    pdu.insert("auth_events".into(), json!(auth_events));
+    let with_hashes = references_with_hashes(&snapshot.room_version);
+    // Versions 1 and 2: `[[event_id, {"sha256": hash}]]`; later ones: IDs.
+    let references = |ids: &[ruma::OwnedEventId]| -> Result<Value, ModuleError> {
+        if !with_hashes {
+            return Ok(json!(ids));
+        }
+        ids.iter()
+            .map(|id| {
+                let hash = hashes.get(id).ok_or_else(|| {
+                    ModuleError::internal(format!("no content hash known for {id}"))
+                })?;
+                Ok(json!([id, { "sha256": hash }]))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array)
+    };
+    pdu.insert("auth_events".into(), references(&auth_events)?);
     pdu.insert("content".into(), Value::Object(draft.content.clone()));
     pdu.insert("depth".into(), json!(depth));
     pdu.insert("origin_server_ts".into(), json!(now));
-    pdu.insert("prev_events".into(), json!(snapshot.extremities));
+    pdu.insert("prev_events".into(), references(&snapshot.extremities)?);
     pdu.insert("room_id".into(), json!(snapshot.room_id));
     pdu.insert("sender".into(), json!(draft.sender));
     pdu.insert("type".into(), json!(draft.event_type));
@@ -130,14 +158,24 @@ pub fn build_event(
     redacted.remove("signatures");
     redacted.remove("unsigned");
     let reference = sha256(CanonicalJsonValue::Object(redacted).to_string().as_bytes());
-    // Room version 3 wrote the reference hash in standard base64; 4 and
-    // later in its URL-safe form.
-    let encoded = match rules.event_id_format {
-        ruma::room_version_rules::EventIdFormatVersion::V2 => STANDARD_NO_PAD.encode(reference),
-        _ => URL_SAFE_NO_PAD.encode(reference),
+    // Versions 1 and 2 name an event `$random:server`, in the PDU; 3 wrote
+    // the reference hash in standard base64; 4 and later URL-safe.
+    let event_id = match rules.event_id_format {
+        ruma::room_version_rules::EventIdFormatVersion::V1 => {
+            let local = crate::service::random_string(18);
+            let server = draft.sender.server_name();
+            format!("${local}:{server}")
+        }
+        ruma::room_version_rules::EventIdFormatVersion::V2 => {
+            format!("${}", STANDARD_NO_PAD.encode(reference))
+        }
+        _ => format!("${}", URL_SAFE_NO_PAD.encode(reference)),
     };
-    let event_id = ruma::OwnedEventId::try_from(format!("${encoded}"))
+    let event_id = ruma::OwnedEventId::try_from(event_id)
         .map_err(|e| ModuleError::internal(format!("event ID: {e}")))?;
+    if rules.event_id_format == ruma::room_version_rules::EventIdFormatVersion::V1 {
+        pdu.insert("event_id".into(), json!(event_id));
+    }
     pdu.insert("signatures".into(), json!({}));
     let pdu_text = serde_json::to_string(&pdu).map_err(|e| ModuleError::internal(e.to_string()))?;
     if pdu_text.len() > MAX_PDU_SIZE {
@@ -167,7 +205,10 @@ pub fn build_event(
 
 /// The state events that authorise this one: create, power levels, the
 /// sender's membership, and for memberships the target's and the join rules.
-fn auth_event_ids(snapshot: &RoomSnapshot, draft: &EventDraft) -> Vec<ruma::OwnedEventId> {
+pub(crate) fn auth_event_ids(
+    snapshot: &RoomSnapshot,
+    draft: &EventDraft,
+) -> Vec<ruma::OwnedEventId> {
     if draft.event_type == "m.room.create" {
         return Vec::new();
     }

@@ -8,6 +8,10 @@ mod client;
 mod module;
 
 pub use auth::{check_auth, membership_of, recheck_auth, PowerLevels};
-pub use build::{build_event, room_version_rules, BuiltEvent, EventDraft, SUPPORTED_ROOM_VERSIONS};
+pub(crate) use build::auth_event_ids;
+pub use build::{
+    build_event, references_with_hashes, room_version_rules, BuiltEvent, EventDraft,
+    ReferenceHashes, SUPPORTED_ROOM_VERSIONS,
+};
 pub use client::{client_event, ClientEvent, Unsigned};
 pub use module::module_event;

@@ -372,8 +372,9 @@ impl Homeserver {
             .await?
             .ok_or_else(|| not_in_room(&draft.sender, room))?;
         check_auth(&snapshot, &draft)?;
-        let built = build_event(&snapshot, &draft, axon::time::now_ms())?;
-        let built = self.allow_event(&snapshot, built, draft).await?;
+        let hashes = self.reference_hashes(&snapshot, &draft).await?;
+        let built = build_event(&snapshot, &draft, axon::time::now_ms(), &hashes)?;
+        let built = self.allow_event(&snapshot, built, draft, &hashes).await?;
         let spam = &self.callbacks.spam_checker;
         if spam_check && !spam.check_event_for_spam.is_empty() {
             if let axon::callbacks::SpamCheck::Deny {
@@ -393,6 +394,21 @@ impl Homeserver {
         Ok((built, snapshot))
     }
 
+    /// The content hashes of what a draft would refer to, in room versions
+    /// that write them (1 and 2); empty otherwise.
+    async fn reference_hashes(
+        &self,
+        snapshot: &RoomSnapshot,
+        draft: &EventDraft,
+    ) -> Result<crate::events::ReferenceHashes, MatrixError> {
+        if !crate::events::references_with_hashes(&snapshot.room_version) {
+            return Ok(Default::default());
+        }
+        let mut ids = snapshot.extremities.clone();
+        ids.extend(crate::events::auth_event_ids(snapshot, draft));
+        Ok(self.storage.content_hashes(ids).await?)
+    }
+
     /// `check_event_allowed` with the state before the event: allowed as is,
     /// refused, or replaced. A replacement is authorised and built anew on the
     /// room as it is now (as Synapse rebuilds it): a module may have sent events
@@ -402,6 +418,7 @@ impl Homeserver {
         snapshot: &RoomSnapshot,
         built: BuiltEvent,
         draft: EventDraft,
+        known: &crate::events::ReferenceHashes,
     ) -> Result<BuiltEvent, MatrixError> {
         let rules = &self.callbacks.third_party_rules;
         if rules.check_event_allowed.is_empty() {
@@ -426,7 +443,11 @@ impl Homeserver {
                 if draft.event_type != "m.room.create" {
                     check_auth(base, &draft)?;
                 }
-                build_event(base, &draft, built.new.origin_server_ts)
+                // During createRoom the events it refers to are not stored
+                // yet: `known` has their hashes.
+                let mut hashes = self.reference_hashes(base, &draft).await?;
+                hashes.extend(known.iter().map(|(k, v)| (k.clone(), v.clone())));
+                build_event(base, &draft, built.new.origin_server_ts, &hashes)
             }
         }
     }

@@ -427,12 +427,18 @@ impl Homeserver {
         }
         let now = axon::time::now_ms();
         let mut events = Vec::with_capacity(drafts.len());
+        // The content hashes of the events built so far, which versions 1
+        // and 2 write beside each reference.
+        let mut hashes = crate::events::ReferenceHashes::new();
         for (i, draft) in drafts.into_iter().enumerate() {
             if i >= trusted {
                 check_auth(&snapshot, &draft)?;
             }
-            let built = build_event(&snapshot, &draft, now)?;
-            let built = self.allow_event(&snapshot, built, draft).await?;
+            let built = build_event(&snapshot, &draft, now, &hashes)?;
+            let built = self.allow_event(&snapshot, built, draft, &hashes).await?;
+            if let Some(hash) = built.pdu.get("hashes").and_then(|h| h["sha256"].as_str()) {
+                hashes.insert(built.new.event_id.clone(), hash.to_string());
+            }
             snapshot.apply(&SnapshotUpdate::from(&built.new));
             events.push(built.new);
         }

@@ -718,6 +718,31 @@ impl Storage {
         .await
     }
 
+    /// The content hashes of stored events (room versions 1 and 2 write
+    /// them beside each reference to another event).
+    pub async fn content_hashes(
+        &self,
+        event_ids: Vec<OwnedEventId>,
+    ) -> StorageResult<std::collections::HashMap<OwnedEventId, String>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT json_extract(pdu, '$.hashes.sha256') FROM events WHERE event_id = ?1",
+            )?;
+            let mut hashes = std::collections::HashMap::new();
+            for id in event_ids {
+                let hash: Option<String> = stmt
+                    .query_row([id.as_str()], |r| r.get(0))
+                    .optional()?
+                    .flatten();
+                if let Some(hash) = hash {
+                    hashes.insert(id, hash);
+                }
+            }
+            Ok(hashes)
+        })
+        .await
+    }
+
     pub async fn get_event(&self, event_id: &EventId) -> StorageResult<Option<StoredEvent>> {
         let event_id = event_id.to_string();
         self.read(move |c| {
