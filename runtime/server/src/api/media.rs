@@ -141,12 +141,7 @@ const INLINE_CONTENT_TYPES: &[&str] = &[
 /// and download resource say it: uploads are other users' content, so a
 /// browser must never run them on the homeserver's origin.
 fn media_headers(content_type: &str, name: Option<&str>) -> Vec<(header::HeaderName, String)> {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let essence = crate::service::content_type_essence(content_type);
     let content_type =
         if TEXT_CONTENT_TYPES.contains(&essence.as_str()) && !content_type.contains(';') {
             format!("{content_type}; charset=UTF-8")

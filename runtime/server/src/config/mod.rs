@@ -591,7 +591,7 @@ pub enum ThumbnailMethod {
     Scale,
 }
 
-fn default_thumbnail_sizes() -> Vec<ThumbnailSize> {
+pub(crate) fn default_thumbnail_sizes() -> Vec<ThumbnailSize> {
     use ThumbnailMethod::*;
     [
         (32, 32, Crop),

@@ -18,6 +18,17 @@ pub struct Upload {
     pub upload_name: Option<String>,
 }
 
+/// A content type without its parameters, lower-cased: `image/png` of
+/// `Image/PNG; charset=x`.
+pub(crate) fn content_type_essence(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
 fn too_large() -> MatrixError {
     MatrixError::new(413, ErrCode::TooLarge, "Upload request body is too large")
 }

@@ -38,6 +38,7 @@ mod voip;
 pub use accounts::{AdminUserChange, Registration, RegistrationOutcome};
 pub use client_ips::ClientIps;
 pub use events::SendOptions;
+pub(crate) use media::content_type_essence;
 pub use media::Upload;
 pub use membership::MembershipChange;
 pub use passwords::Passwords;

@@ -60,13 +60,7 @@ pub fn choose_size(
 /// What a thumbnail of an upload of this type is encoded as: JPEG stays
 /// JPEG, other images become PNG (which keeps transparency), as in Synapse.
 fn output_format(content_type: &str) -> Option<(ImageFormat, &'static str)> {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    match essence.as_str() {
+    match super::media::content_type_essence(content_type).as_str() {
         "image/jpeg" | "image/jpg" => Some((ImageFormat::Jpeg, "image/jpeg")),
         "image/png" | "image/gif" | "image/webp" => Some((ImageFormat::Png, "image/png")),
         _ => None,
@@ -204,20 +198,7 @@ mod tests {
     use ThumbnailMethod::*;
 
     fn sizes() -> Vec<ThumbnailSize> {
-        [
-            (32, 32, Crop),
-            (96, 96, Crop),
-            (320, 240, Scale),
-            (640, 480, Scale),
-            (800, 600, Scale),
-        ]
-        .into_iter()
-        .map(|(width, height, method)| ThumbnailSize {
-            width,
-            height,
-            method,
-        })
-        .collect()
+        crate::config::default_thumbnail_sizes()
     }
 
     #[test]
