@@ -158,3 +158,24 @@ async fn a_guest_becomes_a_full_user_keeping_their_id() {
         .await;
     assert_error(&again, 403, "M_FORBIDDEN");
 }
+
+#[tokio::test]
+async fn guests_get_turn_credentials_unless_turn_allow_guests_is_off() {
+    for (allowed, expected) in [("true", 200), ("false", 403)] {
+        let s = TestServer::start_with(&format!(
+            "allow_guest_access: true
+turn_uris: ['turn:turn.example.org']
+turn_shared_secret: s3cret
+turn_allow_guests: {allowed}"
+        ))
+        .await;
+        let (_, guest) = register_guest(&s).await;
+        let answer = s
+            .get("/voip/turnServer", guest["access_token"].as_str().unwrap())
+            .await;
+        assert_eq!(answer.0.as_u16(), expected, "{}", answer.1);
+        if expected == 403 {
+            assert_error(&answer, 403, "M_GUEST_ACCESS_FORBIDDEN");
+        }
+    }
+}

@@ -114,6 +114,9 @@ pub struct HomeserverConfig {
     /// How long credentials stay valid (default `1h`).
     #[serde(default = "default_turn_user_lifetime")]
     pub turn_user_lifetime: ConfigDuration,
+    /// Whether guests get TURN credentials (as in Synapse, they do).
+    #[serde(default = "yes")]
+    pub turn_allow_guests: bool,
     /// Loaded by the module loader, which reports its own errors. Its
     /// schema comes from the compiled-in modules (`module::config_schema`).
     #[serde(default)]

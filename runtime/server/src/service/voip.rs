@@ -16,6 +16,9 @@ impl Homeserver {
     /// configured, as Synapse answers (clients then call without TURN).
     pub async fn turn_credentials(&self, requester: &Requester) -> Result<Value, MatrixError> {
         let config = &self.config;
+        if requester.is_guest && !config.turn_allow_guests {
+            return Err(super::guests::guest_forbidden());
+        }
         let lifetime = config.turn_user_lifetime.0;
         if config.turn_uris.is_empty() || lifetime.is_zero() {
             return Ok(json!({}));
