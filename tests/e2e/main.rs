@@ -52,6 +52,7 @@ mod status_page;
 mod sync;
 mod tags;
 mod thumbnails;
+mod to_device;
 mod typing;
 mod upgrade;
 mod visibility;

@@ -9,7 +9,7 @@ use crate::service::Actor;
 use crate::storage::DeviceRow;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use ruma::OwnedDeviceId;
 use serde::Deserialize;
@@ -24,6 +24,18 @@ pub fn routes() -> Router<Arc<Homeserver>> {
             get(get_device).put(rename).delete(delete_one),
         )
         .route("/delete_devices", post(delete_many))
+        .route("/sendToDevice/{event_type}/{txn_id}", put(send_to_device))
+}
+
+async fn send_to_device(
+    State(hs): State<Arc<Homeserver>>,
+    Auth(requester): Auth,
+    ApiPath((event_type, txn_id)): ApiPath<(String, String)>,
+    JsonBody(body): JsonBody<serde_json::Map<String, Value>>,
+) -> ApiResult {
+    hs.send_to_device(&Actor::client(&requester), &event_type, &txn_id, body)
+        .await?;
+    Ok(Json(json!({})))
 }
 
 fn device_json(d: &DeviceRow) -> Value {

@@ -303,10 +303,27 @@ pub(super) async fn compute(
     let mut leave = Map::new();
     let rows = hs
         .storage
-        .sync_rows(user, since, upto, full_state, limit)
+        .sync_rows(user, &requester.device_id, since, upto, full_state, limit)
         .await?;
     let account_data = rows.account_data;
     let ignored = rows.ignored;
+    // The device has what an earlier answer gave it up to `since`.
+    if let (true, Some(since)) = (rows.to_device_acknowledged, since) {
+        hs.storage
+            .acknowledge_to_device(user, &requester.device_id, since)
+            .await?;
+    }
+    let to_device: Vec<Value> = rows
+        .to_device
+        .iter()
+        .map(|m| {
+            json!({
+                "sender": m.sender,
+                "type": m.event_type,
+                "content": serde_json::from_str::<Value>(&m.content).unwrap_or_default(),
+            })
+        })
+        .collect();
     let mut joined_rooms = Vec::new();
     for mut room in rows.rooms {
         let m = &room.membership;
@@ -482,12 +499,13 @@ pub(super) async fn compute(
     changed |= !global.is_empty();
     let presence = presence_events(hs, user, rows.presence_changed).await?;
     changed |= !presence.is_empty();
+    changed |= !to_device.is_empty();
     let response = json!({
         "next_batch": format!("s{upto}"),
         "rooms": { "join": join, "invite": invite, "leave": leave, "knock": knock },
         "presence": { "events": presence },
         "account_data": { "events": global },
-        "to_device": { "events": [] },
+        "to_device": { "events": to_device },
         "device_lists": { "changed": [], "left": [] },
         "device_one_time_keys_count": {},
     });

@@ -44,6 +44,7 @@ pub const GUEST_ROUTES: &[(&str, &str)] = &[
     ("POST", "/user/{user}/filter"),
     ("GET", "/user/{user}/filter/{filter_id}"),
     ("GET", "/voip/turnServer"),
+    ("PUT", "/sendToDevice/{event_type}/{txn_id}"),
     ("GET", "/thirdparty/protocols"),
     ("GET", "/thirdparty/protocol/{protocol}"),
     ("GET", "/_matrix/client/v1/rooms/{room}/hierarchy"),

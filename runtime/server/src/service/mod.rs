@@ -29,6 +29,7 @@ pub mod search;
 mod sessions;
 pub mod spaces;
 pub mod thumbnails;
+mod to_device;
 mod typing;
 pub mod uia;
 mod upgrade;

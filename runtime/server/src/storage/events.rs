@@ -28,6 +28,11 @@ pub struct SyncRows {
     pub ignored: std::collections::HashSet<String>,
     pub presence_changed: Vec<super::PresenceRow>,
     pub rooms: Vec<SyncRoom>,
+    /// The device's to-device messages after `since`, up to `upto`.
+    pub to_device: Vec<super::ToDeviceMessage>,
+    /// Whether messages up to `since` are still kept: the sync
+    /// acknowledges them, and the caller deletes them.
+    pub to_device_acknowledged: bool,
 }
 
 /// One room of a `/sync`: the user's membership, the timeline (at most
@@ -898,14 +903,18 @@ impl Storage {
     pub async fn sync_rows(
         &self,
         user_id: &UserId,
+        device_id: &ruma::DeviceId,
         since: Option<i64>,
         upto: i64,
         full_state: bool,
         limit: u32,
     ) -> StorageResult<SyncRows> {
         let user_id = user_id.to_string();
+        let device_id = device_id.to_string();
         self.read(move |c| {
             let after = since.unwrap_or(0);
+            let (to_device, to_device_acknowledged) =
+                super::to_device::pending(c, &user_id, &device_id, since, upto)?;
             let account_data = super::account::account_data_since(c, &user_id, after, upto)?;
             let ignored = super::account::ignored_users(c, &user_id)?;
             let presence_changed = super::account::presence_changed_since(c, after, upto)?;
@@ -972,6 +981,8 @@ impl Storage {
                 ignored,
                 presence_changed,
                 rooms,
+                to_device,
+                to_device_acknowledged,
             })
         })
         .await

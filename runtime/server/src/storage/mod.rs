@@ -17,6 +17,7 @@ mod notify;
 mod pushers;
 mod receipts;
 mod schema;
+mod to_device;
 mod users;
 
 pub use account::*;
@@ -25,6 +26,7 @@ pub use events::*;
 pub use notify::{Listener, WakeKey};
 pub use pushers::{NotificationRow, PusherRow};
 pub use receipts::{NewReceipt, ReceiptRow};
+pub use to_device::{DeviceTarget, ToDeviceMessage};
 pub use users::*;
 
 use rusqlite::{Connection, OpenFlags};

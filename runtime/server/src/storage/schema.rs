@@ -328,6 +328,27 @@ CREATE INDEX pushers_by_user ON pushers (user_id, device_id);
     // sends in a 200-member room. Readers go through the user's rooms
     // instead. (A database made before this change had it.)
     M::up("DROP INDEX IF EXISTS event_push_actions_by_user;"),
+    // To-device messages waiting for their device (Synapse's
+    // `device_inbox`), and the transactions that sent them.
+    M::up(
+        r#"
+CREATE TABLE device_inbox (
+    user_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    stream_ordering INTEGER NOT NULL,
+    sender TEXT NOT NULL,
+    type TEXT NOT NULL,
+    content TEXT NOT NULL,
+    PRIMARY KEY (user_id, device_id, stream_ordering)
+) WITHOUT ROWID;
+CREATE TABLE to_device_txns (
+    sender TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    txn_id TEXT NOT NULL,
+    PRIMARY KEY (sender, device_id, txn_id)
+) WITHOUT ROWID;
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {
@@ -348,7 +369,8 @@ pub fn max_position(conn: &Connection) -> Result<i64, rusqlite::Error> {
             UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM presence
             UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM memberships
             UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM receipts
-            UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM stream_marks)",
+            UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM stream_marks
+            UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM device_inbox)",
         [],
         |r| r.get(0),
     )

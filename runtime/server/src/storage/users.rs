@@ -713,11 +713,13 @@ fn log_out_everywhere(
     conn.execute("DELETE FROM devices WHERE user_id = ?1", [user_id])?;
     conn.execute("DELETE FROM user_ips WHERE user_id = ?1", [user_id])?;
     conn.execute("DELETE FROM pushers WHERE user_id = ?1", [user_id])?;
+    conn.execute("DELETE FROM device_inbox WHERE user_id = ?1", [user_id])?;
     Ok(tokens)
 }
 
-/// Deletes one device with its tokens, where it was seen and its pushers
-/// (as Synapse does since 1.88); returns the tokens it had.
+/// Deletes one device with its tokens, where it was seen, its pushers (as
+/// Synapse does since 1.88) and its waiting to-device messages; returns the
+/// tokens it had.
 fn remove_device(
     conn: &rusqlite::Connection,
     user_id: &str,
@@ -727,7 +729,13 @@ fn remove_device(
         .prepare_cached("SELECT token FROM access_tokens WHERE user_id = ?1 AND device_id = ?2")?
         .query_map(params![user_id, device_id], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    for table in ["access_tokens", "devices", "user_ips", "pushers"] {
+    for table in [
+        "access_tokens",
+        "devices",
+        "user_ips",
+        "pushers",
+        "device_inbox",
+    ] {
         conn.execute(
             &format!("DELETE FROM {table} WHERE user_id = ?1 AND device_id = ?2"),
             params![user_id, device_id],

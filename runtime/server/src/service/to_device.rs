@@ -1,0 +1,83 @@
+//! To-device messages (`PUT /sendToDevice/{type}/{txnId}`): the transport
+//! end-to-end encryption sets up its sessions over. Each device's
+//! messages wait for it until it syncs past them.
+
+use super::{Actor, MatrixError};
+use crate::homeserver::Homeserver;
+use crate::storage::DeviceTarget;
+use axon::ErrCode;
+use ruma::{OwnedDeviceId, UserId};
+use serde_json::{Map, Value};
+
+impl Homeserver {
+    /// Queues `messages` (`{user: {device or "*": content}}`) from the
+    /// actor's device, once per transaction ID. Users of other servers get
+    /// nothing yet: Axon does not federate (issue 15).
+    pub async fn send_to_device(
+        &self,
+        actor: &Actor,
+        event_type: &str,
+        txn_id: &str,
+        body: Map<String, Value>,
+    ) -> Result<(), MatrixError> {
+        let device = actor.device_id.clone().ok_or_else(|| {
+            MatrixError::new(400, ErrCode::Unknown, "a device sends to-device messages")
+        })?;
+        let messages = match body.get("messages") {
+            None => {
+                return Err(MatrixError::new(
+                    400,
+                    ErrCode::MissingParam,
+                    "Missing params: ['messages']",
+                ))
+            }
+            Some(Value::Object(messages)) => messages,
+            Some(_) => {
+                return Err(MatrixError::new(
+                    400,
+                    ErrCode::BadJson,
+                    "messages must be an object",
+                ))
+            }
+        };
+        let mut queued = Vec::new();
+        for (user, devices) in messages {
+            let user_id = UserId::parse(user).map_err(|e| {
+                MatrixError::new(
+                    400,
+                    ErrCode::InvalidParam,
+                    format!("invalid user ID `{user}`: {e}"),
+                )
+            })?;
+            let Value::Object(devices) = devices else {
+                return Err(MatrixError::new(
+                    400,
+                    ErrCode::BadJson,
+                    format!("messages.{user} must be an object of devices"),
+                ));
+            };
+            for (device_id, content) in devices {
+                if !content.is_object() {
+                    return Err(MatrixError::new(
+                        400,
+                        ErrCode::BadJson,
+                        format!("messages.{user}.{device_id} must be an object"),
+                    ));
+                }
+                if user_id.server_name() != self.server_name {
+                    continue;
+                }
+                let target = if device_id == "*" {
+                    DeviceTarget::All
+                } else {
+                    DeviceTarget::Device(OwnedDeviceId::from(device_id.as_str()))
+                };
+                queued.push((user_id.clone(), target, content.to_string()));
+            }
+        }
+        self.storage
+            .send_to_device(&actor.user_id, &device, txn_id, event_type, queued)
+            .await?;
+        Ok(())
+    }
+}
