@@ -29,6 +29,7 @@ mod fuzz;
 mod guests;
 mod ignored_users;
 mod js_sdk;
+mod keys;
 mod knock;
 mod legacy;
 mod linked_modules;

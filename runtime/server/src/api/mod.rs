@@ -10,6 +10,7 @@ mod directory;
 pub mod discovery;
 mod extract;
 mod integrations;
+mod keys;
 mod legacy;
 mod media;
 mod profile;
@@ -64,6 +65,7 @@ fn client_api() -> Router<Arc<Homeserver>> {
         .merge(devices::routes())
         .merge(integrations::routes())
         .merge(legacy::routes())
+        .merge(keys::routes())
 }
 
 /// The whole HTTP surface: Matrix APIs, the modules' web resources, and

@@ -507,7 +507,8 @@ pub(super) async fn compute(
         "account_data": { "events": global },
         "to_device": { "events": to_device },
         "device_lists": { "changed": [], "left": [] },
-        "device_one_time_keys_count": {},
+        "device_one_time_keys_count": rows.one_time_key_counts,
+        "device_unused_fallback_key_types": rows.unused_fallback_key_types,
     });
     let mut keys: Vec<WakeKey> = joined_rooms.into_iter().map(WakeKey::Room).collect();
     keys.push(WakeKey::User(user.clone()));

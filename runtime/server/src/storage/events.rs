@@ -33,6 +33,10 @@ pub struct SyncRows {
     /// Whether messages up to `since` are still kept: the sync
     /// acknowledges them, and the caller deletes them.
     pub to_device_acknowledged: bool,
+    /// The device's unclaimed one-time keys per algorithm, and the
+    /// algorithms of its fallback keys not handed out yet.
+    pub one_time_key_counts: std::collections::BTreeMap<String, u64>,
+    pub unused_fallback_key_types: Vec<String>,
 }
 
 /// One room of a `/sync`: the user's membership, the timeline (at most
@@ -915,6 +919,10 @@ impl Storage {
             let after = since.unwrap_or(0);
             let (to_device, to_device_acknowledged) =
                 super::to_device::pending(c, &user_id, &device_id, since, upto)?;
+            let one_time_key_counts =
+                super::e2e_keys::one_time_key_counts(c, &user_id, &device_id)?;
+            let unused_fallback_key_types =
+                super::e2e_keys::unused_fallback_key_types(c, &user_id, &device_id)?;
             let account_data = super::account::account_data_since(c, &user_id, after, upto)?;
             let ignored = super::account::ignored_users(c, &user_id)?;
             let presence_changed = super::account::presence_changed_since(c, after, upto)?;
@@ -983,6 +991,8 @@ impl Storage {
                 rooms,
                 to_device,
                 to_device_acknowledged,
+                one_time_key_counts,
+                unused_fallback_key_types,
             })
         })
         .await

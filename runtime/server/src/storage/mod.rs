@@ -11,6 +11,7 @@
 
 mod account;
 mod cache;
+mod e2e_keys;
 mod events;
 mod modules;
 mod notify;
@@ -21,6 +22,7 @@ mod to_device;
 mod users;
 
 pub use account::*;
+pub use e2e_keys::{ClaimedKey, UploadedKey};
 pub use events::*;
 
 pub use notify::{Listener, WakeKey};

@@ -349,6 +349,35 @@ CREATE TABLE to_device_txns (
 ) WITHOUT ROWID;
 "#,
     ),
+    // End-to-end encryption keys: each device's identity keys, its
+    // one-time keys (each claimed once) and one fallback key per algorithm.
+    M::up(
+        r#"
+CREATE TABLE e2e_device_keys (
+    user_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    keys TEXT NOT NULL,
+    PRIMARY KEY (user_id, device_id)
+) WITHOUT ROWID;
+CREATE TABLE e2e_one_time_keys (
+    user_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    PRIMARY KEY (user_id, device_id, algorithm, key_id)
+) WITHOUT ROWID;
+CREATE TABLE e2e_fallback_keys (
+    user_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    used INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, device_id, algorithm)
+) WITHOUT ROWID;
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {

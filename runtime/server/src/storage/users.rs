@@ -713,7 +713,17 @@ fn log_out_everywhere(
     conn.execute("DELETE FROM devices WHERE user_id = ?1", [user_id])?;
     conn.execute("DELETE FROM user_ips WHERE user_id = ?1", [user_id])?;
     conn.execute("DELETE FROM pushers WHERE user_id = ?1", [user_id])?;
-    conn.execute("DELETE FROM device_inbox WHERE user_id = ?1", [user_id])?;
+    for table in [
+        "device_inbox",
+        "e2e_device_keys",
+        "e2e_one_time_keys",
+        "e2e_fallback_keys",
+    ] {
+        conn.execute(
+            &format!("DELETE FROM {table} WHERE user_id = ?1"),
+            [user_id],
+        )?;
+    }
     Ok(tokens)
 }
 
@@ -735,6 +745,9 @@ fn remove_device(
         "user_ips",
         "pushers",
         "device_inbox",
+        "e2e_device_keys",
+        "e2e_one_time_keys",
+        "e2e_fallback_keys",
     ] {
         conn.execute(
             &format!("DELETE FROM {table} WHERE user_id = ?1 AND device_id = ?2"),
