@@ -127,15 +127,8 @@ async fn joins_and_invites_can_be_refused_except_for_admins() {
         .find(|r| *r != &json!(room))
         .expect("the room stays")
         .clone();
-    let (_, member) = s
-        .get(
-            &format!(
-                "/rooms/{}/state/m.room.member/{}",
-                enc(created.as_str().unwrap()),
-                enc(&bob.user_id)
-            ),
-            &alice.token,
-        )
+    let member = s
+        .member(&alice, created.as_str().unwrap(), &bob.user_id)
         .await;
     assert_eq!(member["errcode"], "M_NOT_FOUND", "bob was not invited");
     // A server admin skips both checks.

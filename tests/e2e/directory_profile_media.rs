@@ -189,16 +189,7 @@ async fn profiles_and_the_member_events_they_update() {
         "M_NOT_FOUND",
     );
     // The room sees the new name.
-    let (_, member) = s
-        .get(
-            &format!(
-                "/rooms/{}/state/m.room.member/{}",
-                enc(&room),
-                enc(&bob.user_id)
-            ),
-            &alice.token,
-        )
-        .await;
+    let member = s.member(&alice, &room, &bob.user_id).await;
     assert_eq!(member["displayname"], "Bobby");
     assert_eq!(member["avatar_url"], "mxc://test.local/abc");
 }

@@ -121,16 +121,7 @@ async fn a_knock_can_be_withdrawn_or_refused() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (_, member) = s
-        .get(
-            &format!(
-                "/rooms/{}/state/m.room.member/{}",
-                enc(&room),
-                enc(&bob.user_id)
-            ),
-            &alice.token,
-        )
-        .await;
+    let member = s.member(&alice, &room, &bob.user_id).await;
     assert_eq!(member["membership"], "leave");
 }
 

@@ -164,16 +164,7 @@ async fn restricted_rooms_admit_members_of_the_allowed_rooms_from_version_8() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (_, member) = s
-        .get(
-            &format!(
-                "/rooms/{}/state/m.room.member/{}",
-                enc(&room),
-                enc(&bob.user_id)
-            ),
-            &bob.token,
-        )
-        .await;
+    let member = s.member(&bob, &room, &bob.user_id).await;
     assert_eq!(member["membership"], "join");
     assert_eq!(member["join_authorised_via_users_server"], alice.user_id);
     // Version 7 has no restricted rule: the room stays closed.

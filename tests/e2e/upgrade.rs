@@ -93,16 +93,7 @@ async fn an_upgrade_carries_the_room_over_and_retires_the_old_one() {
     let levels = state(&s, &alice, &new, "m.room.power_levels").await;
     assert_eq!(levels["users"][&alice.user_id], 100);
     assert_eq!(levels["events_default"], 0);
-    let (_, ban) = s
-        .get(
-            &format!(
-                "/rooms/{}/state/m.room.member/{}",
-                enc(&new),
-                enc(&carol.user_id)
-            ),
-            &alice.token,
-        )
-        .await;
+    let ban = s.member(&alice, &new, &carol.user_id).await;
     assert_eq!(ban["membership"], "ban");
 
     // The old room: tombstoned, and ordinary members may no longer talk.

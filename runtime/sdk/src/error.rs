@@ -29,6 +29,10 @@ pub enum ErrCode {
     Unrecognized,
     UserDeactivated,
     ExpiredAccount,
+    GuestAccessForbidden,
+    UnsupportedRoomVersion,
+    BadAlias,
+    InvalidSignature,
     /// Any other code, such as a module's own `ORG_EXAMPLE_...`.
     Custom(String),
 }
@@ -57,6 +61,10 @@ impl ErrCode {
             ErrCode::Unrecognized => "M_UNRECOGNIZED",
             ErrCode::UserDeactivated => "M_USER_DEACTIVATED",
             ErrCode::ExpiredAccount => "ORG_MATRIX_EXPIRED_ACCOUNT",
+            ErrCode::GuestAccessForbidden => "M_GUEST_ACCESS_FORBIDDEN",
+            ErrCode::UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
+            ErrCode::BadAlias => "M_BAD_ALIAS",
+            ErrCode::InvalidSignature => "M_INVALID_SIGNATURE",
             ErrCode::Custom(code) => code,
         }
     }
@@ -85,6 +93,10 @@ impl ErrCode {
             ErrCode::Unrecognized,
             ErrCode::UserDeactivated,
             ErrCode::ExpiredAccount,
+            ErrCode::GuestAccessForbidden,
+            ErrCode::UnsupportedRoomVersion,
+            ErrCode::BadAlias,
+            ErrCode::InvalidSignature,
         ];
         KNOWN
             .iter()

@@ -251,6 +251,13 @@ impl TestServer {
         .await
     }
 
+    /// `user`'s `m.room.member` content in `room`, as `reader` reads it
+    /// (a Matrix error body when there is none).
+    pub async fn member(&self, reader: &User, room: &str, user: &str) -> Value {
+        let path = format!("/rooms/{}/state/m.room.member/{}", enc(room), enc(user));
+        self.get(&path, &reader.token).await.1
+    }
+
     pub async fn invite(&self, inviter: &User, room: &str, invitee: &str) -> (StatusCode, Value) {
         self.post(
             &format!("/rooms/{}/invite", enc(room)),

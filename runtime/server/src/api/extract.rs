@@ -182,14 +182,12 @@ impl FromRequestParts<Arc<Homeserver>> for Auth {
                 return Err(crate::service::guests::guest_forbidden());
             }
         }
-        let ip = client_addr(parts).to_string();
         let user_agent = parts
             .headers
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        state.saw_client(&requester, ip, user_agent);
+            .unwrap_or_default();
+        state.saw_client(&requester, client_addr(parts), user_agent);
         Ok(Auth(requester))
     }
 }

@@ -73,12 +73,6 @@ async fn whois(
     Auth(requester): Auth,
     ApiPath(user): ApiPath<String>,
 ) -> ApiResult {
-    let user_id = ruma::UserId::parse(&user).map_err(|e| {
-        super::MatrixError::new(
-            400,
-            ErrCode::InvalidParam,
-            format!("invalid user ID `{user}`: {e}"),
-        )
-    })?;
+    let user_id = super::rooms::user_id(&user)?;
     Ok(Json(hs.whois(&requester, &user_id).await?))
 }

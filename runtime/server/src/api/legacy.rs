@@ -5,16 +5,16 @@
 
 use super::extract::{ApiPath, ApiQuery, Auth};
 use super::rooms::parse_token;
-use super::sync::{compute, SyncFilter, MAX_TIMEOUT};
+use super::sync::{compute, long_poll, SyncFilter};
 use super::{ApiResult, MatrixError};
 use crate::homeserver::Homeserver;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub fn routes() -> Router<Arc<Homeserver>> {
     Router::new()
@@ -171,38 +171,23 @@ async fn events(
         timeline_limit: 100,
         lazy_load_members: false,
     };
-    let deadline =
-        Instant::now() + Duration::from_millis(q.timeout.unwrap_or(30_000)).min(MAX_TIMEOUT);
-    loop {
-        let upto = hs.storage.current_position();
-        let (sync, changed, keys) =
-            Box::pin(compute(&hs, &requester, Some(since), upto, false, &filter)).await?;
-        let now = Instant::now();
-        if changed || now >= deadline {
-            let mut chunk = Vec::new();
-            for (section, rooms) in sync["rooms"].as_object().into_iter().flatten() {
-                if section != "join" && section != "leave" {
-                    continue;
-                }
-                for (id, room) in rooms.as_object().into_iter().flatten() {
-                    for key in ["timeline", "ephemeral"] {
-                        for mut event in events_of(room, key) {
-                            event["room_id"] = json!(id);
-                            chunk.push(event);
-                        }
-                    }
+    let timeout = Duration::from_millis(q.timeout.unwrap_or(30_000));
+    let sync = long_poll(&hs, &requester, Some(since), false, &filter, timeout).await?;
+    let mut chunk = Vec::new();
+    for section in ["join", "leave"] {
+        for (id, room) in sync["rooms"][section].as_object().into_iter().flatten() {
+            for key in ["timeline", "ephemeral"] {
+                for mut event in events_of(room, key) {
+                    event["room_id"] = json!(id);
+                    chunk.push(event);
                 }
             }
-            chunk.extend(events_of(&sync, "presence"));
-            let mut body = Map::new();
-            body.insert("start".into(), json!(format!("s{since}")));
-            body.insert("end".into(), sync["next_batch"].clone());
-            body.insert("chunk".into(), Value::Array(chunk));
-            return Ok(Json(Value::Object(body)));
-        }
-        let listener = hs.storage.listen(&keys);
-        if hs.storage.current_position() == upto {
-            listener.wait(deadline - now).await;
         }
     }
+    chunk.extend(events_of(&sync, "presence"));
+    Ok(Json(json!({
+        "start": format!("s{since}"),
+        "end": sync["next_batch"],
+        "chunk": chunk,
+    })))
 }

@@ -195,16 +195,38 @@ fn media_headers(content_type: &str, name: Option<&str>) -> Vec<(header::HeaderN
     ]
 }
 
+fn not_found() -> MatrixError {
+    MatrixError::new(404, ErrCode::NotFound, "Not found")
+}
+
+/// Media of this server is all Axon serves (it fetches no remote media yet).
+fn check_local_media(hs: &Homeserver, server: &str, media_id: &str) -> Result<(), MatrixError> {
+    if server != hs.server_name() || !valid_media_id(media_id) {
+        return Err(not_found());
+    }
+    Ok(())
+}
+
+/// A media body with `media_headers`; a value that is not a valid header
+/// (a control character in an uploaded content type) is left out rather
+/// than served.
+fn media_response(bytes: Vec<u8>, content_type: &str, name: Option<&str>) -> Response {
+    let mut response = Body::from(bytes).into_response();
+    for (name, value) in media_headers(content_type, name) {
+        if let Ok(value) = header::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
 async fn serve(
     hs: &Homeserver,
     server: &str,
     media_id: &str,
     file_name: Option<String>,
 ) -> Result<Response, MatrixError> {
-    let not_found = || MatrixError::new(404, ErrCode::NotFound, "Not found");
-    if server != hs.server_name() || !valid_media_id(media_id) {
-        return Err(not_found());
-    }
+    check_local_media(hs, server, media_id)?;
     let row = hs
         .storage
         .get_media(media_id)
@@ -217,15 +239,7 @@ async fn serve(
         .content_type
         .unwrap_or_else(|| "application/octet-stream".into());
     let name = file_name.or(row.upload_name);
-    let mut response = Body::from(bytes).into_response();
-    for (name, value) in media_headers(&content_type, name.as_deref()) {
-        // A value that is not a valid header (a control character in an
-        // uploaded content type) is left out rather than served.
-        if let Ok(value) = header::HeaderValue::from_str(&value) {
-            response.headers_mut().insert(name, value);
-        }
-    }
-    Ok(response)
+    Ok(media_response(bytes, &content_type, name.as_deref()))
 }
 
 async fn download_authenticated(
@@ -305,21 +319,16 @@ async fn thumbnail(
             ))
         }
     };
-    let not_found = || MatrixError::new(404, ErrCode::NotFound, "Not found");
-    if server != hs.server_name() || !valid_media_id(media_id) {
-        return Err(not_found());
-    }
+    check_local_media(hs, server, media_id)?;
     let thumbnail = hs
         .thumbnail(media_id, width, height, method)
         .await?
         .ok_or_else(not_found)?;
-    let mut response = Body::from(thumbnail.bytes).into_response();
-    for (name, value) in media_headers(thumbnail.content_type, None) {
-        if let Ok(value) = header::HeaderValue::from_str(&value) {
-            response.headers_mut().insert(name, value);
-        }
-    }
-    Ok(response)
+    Ok(media_response(
+        thumbnail.bytes,
+        thumbnail.content_type,
+        None,
+    ))
 }
 
 async fn thumbnail_authenticated(

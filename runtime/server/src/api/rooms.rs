@@ -10,7 +10,7 @@ use axon::{ErrCode, Membership};
 use axum::extract::State;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use ruma::{EventId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId};
+use ruma::{EventId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -70,13 +70,7 @@ pub(crate) fn room_id(room: &str) -> Result<OwnedRoomId, MatrixError> {
 
 /// A user ID from a request; `M_INVALID_PARAM` if it is not one.
 pub(crate) fn user_id(user: &str) -> Result<OwnedUserId, MatrixError> {
-    UserId::parse(user).map_err(|e| {
-        MatrixError::new(
-            400,
-            ErrCode::InvalidParam,
-            format!("invalid user ID `{user}`: {e}"),
-        )
-    })
+    crate::service::user_id_param(user)
 }
 
 async fn create(

@@ -21,7 +21,7 @@ pub fn routes() -> Router<Arc<Homeserver>> {
 }
 
 /// Longest a client may ask `/sync` to wait.
-pub(super) const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Deserialize)]
 struct SyncQuery {
@@ -50,16 +50,33 @@ async fn sync(
             hs.set_presence(&requester.user_id, presence, None).await?;
         }
     }
-    let deadline = Instant::now() + Duration::from_millis(q.timeout.unwrap_or(0)).min(MAX_TIMEOUT);
+    let timeout = Duration::from_millis(q.timeout.unwrap_or(0));
+    Ok(Json(
+        long_poll(&hs, &requester, since, full_state, &filter, timeout).await?,
+    ))
+}
+
+/// A sync answered at once when it is initial or full, else as soon as
+/// something is new for the user, or empty after `timeout` (at most
+/// `MAX_TIMEOUT`); `/events` waits through here too.
+pub(super) async fn long_poll(
+    hs: &Homeserver,
+    requester: &Requester,
+    since: Option<i64>,
+    full_state: bool,
+    filter: &SyncFilter,
+    timeout: Duration,
+) -> Result<Value, MatrixError> {
+    let deadline = Instant::now() + timeout.min(MAX_TIMEOUT);
     loop {
         let upto = hs.storage.current_position();
         // Boxed: a long-poll waits below holding only this small future,
         // not the state of a whole sync computation inline in it.
         let (response, changed, keys) =
-            Box::pin(compute(&hs, &requester, since, upto, full_state, &filter)).await?;
+            Box::pin(compute(hs, requester, since, upto, full_state, filter)).await?;
         let now = Instant::now();
         if since.is_none() || full_state || changed || now >= deadline {
-            return Ok(Json(response));
+            return Ok(response);
         }
         drop(response);
         // Woken only by the commits that concern this user; one that landed

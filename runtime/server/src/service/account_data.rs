@@ -17,6 +17,14 @@ const MAX_TAG_LENGTH: usize = 255;
 /// which is how `/sync` delivers them: one store, not a table beside it.
 const TAG_TYPE: &str = "m.tag";
 
+/// The tags of a stored `m.tag` (none if it is absent or malformed).
+fn tags_of(stored: Option<serde_json::Value>) -> JsonObject {
+    match stored.and_then(|mut s| s.get_mut("tags").map(serde_json::Value::take)) {
+        Some(serde_json::Value::Object(tags)) => tags,
+        _ => JsonObject::new(),
+    }
+}
+
 impl Homeserver {
     /// `PUT /user/{user}/[rooms/{room}/]account_data/{type}`, and a module's
     /// `put_global_account_data`: stored, delivered by `/sync`, and
@@ -117,11 +125,7 @@ impl Homeserver {
             .storage
             .get_account_data(user, Some(room), TAG_TYPE)
             .await?;
-        let tags = stored
-            .and_then(|mut s| s.get_mut("tags").map(serde_json::Value::take))
-            .filter(serde_json::Value::is_object)
-            .unwrap_or_else(|| serde_json::json!({}));
-        Ok(serde_json::json!({ "tags": tags }))
+        Ok(serde_json::json!({ "tags": tags_of(stored) }))
     }
 
     /// `PUT` (with `Some(content)`) and `DELETE /user/{user}/rooms/{room}/tags/{tag}`:
@@ -154,11 +158,7 @@ impl Homeserver {
         let written = self
             .storage
             .update_account_data(user, Some(room), TAG_TYPE, move |stored| {
-                let mut tags =
-                    match stored.and_then(|mut s| s.get_mut("tags").map(serde_json::Value::take)) {
-                        Some(serde_json::Value::Object(tags)) => tags,
-                        _ => JsonObject::new(),
-                    };
+                let mut tags = tags_of(stored);
                 let changed = match content {
                     Some(content) => {
                         let content = serde_json::Value::Object(content);

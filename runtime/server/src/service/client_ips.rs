@@ -47,8 +47,8 @@ impl Homeserver {
     pub fn saw_client(
         self: &std::sync::Arc<Self>,
         requester: &Requester,
-        ip: String,
-        user_agent: String,
+        ip: std::net::IpAddr,
+        user_agent: &str,
     ) {
         let now = axon::time::now_ms();
         let mut hasher = DefaultHasher::new();
@@ -58,10 +58,11 @@ impl Homeserver {
         }
         let hs = self.clone();
         let user_id = requester.user_id.clone();
+        // Allocated only for the sightings written, not for every request.
         let seen = ClientConnection {
             device_id: requester.device_id.clone(),
-            ip,
-            user_agent,
+            ip: ip.to_string(),
+            user_agent: user_agent.to_string(),
             last_seen: now,
         };
         tokio::spawn(async move {

@@ -148,7 +148,7 @@ impl Homeserver {
             if !points_here {
                 return Err(MatrixError::new(
                     400,
-                    ErrCode::Custom("M_BAD_ALIAS".into()),
+                    ErrCode::BadAlias,
                     format!("Room alias {alias} does not point to the room"),
                 ));
             }
@@ -215,13 +215,7 @@ impl Homeserver {
         content: JsonObject,
     ) -> Result<OwnedEventId, MatrixError> {
         if event_type == "m.room.member" {
-            let target = UserId::parse(&state_key).map_err(|e| {
-                MatrixError::new(
-                    400,
-                    ErrCode::InvalidParam,
-                    format!("invalid user ID `{state_key}`: {e}"),
-                )
-            })?;
+            let target = super::user_id_param(&state_key)?;
             let membership = content
                 .get("membership")
                 .and_then(Value::as_str)

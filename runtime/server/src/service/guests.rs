@@ -92,7 +92,7 @@ pub fn guest_may_use(method: &str, pattern: &str) -> bool {
 pub(crate) fn guest_forbidden() -> MatrixError {
     MatrixError::new(
         403,
-        ErrCode::Custom("M_GUEST_ACCESS_FORBIDDEN".into()),
+        ErrCode::GuestAccessForbidden,
         "Guest access not allowed",
     )
 }
@@ -108,7 +108,7 @@ impl Homeserver {
         if !self.config.allow_guest_access {
             return Err(MatrixError::new(
                 403,
-                ErrCode::Custom("M_GUEST_ACCESS_FORBIDDEN".into()),
+                ErrCode::GuestAccessForbidden,
                 "Guest access is disabled",
             ));
         }

@@ -10,6 +10,12 @@ use axon::ErrCode;
 use ruma::{OwnedDeviceId, OwnedUserId, UserId};
 use serde_json::{json, Map, Value};
 
+/// What `failures` says of a server Axon cannot ask (it does not federate
+/// yet, issue 15).
+fn unreachable_server() -> Value {
+    json!({ "errcode": "M_UNAVAILABLE", "error": "this server does not federate yet" })
+}
+
 fn bad(message: impl Into<String>) -> MatrixError {
     MatrixError::new(400, ErrCode::BadJson, message)
 }
@@ -44,7 +50,7 @@ fn check_device_keys(
         .ok_or_else(|| {
             MatrixError::new(
                 400,
-                ErrCode::Custom("M_INVALID_SIGNATURE".into()),
+                ErrCode::InvalidSignature,
                 format!("device_keys are not signed with {key_id}"),
             )
         })?;
@@ -72,7 +78,7 @@ fn check_device_keys(
     .map_err(|_| {
         MatrixError::new(
             400,
-            ErrCode::Custom("M_INVALID_SIGNATURE".into()),
+            ErrCode::InvalidSignature,
             format!("device_keys signature by {key_id} does not verify"),
         )
     })
@@ -152,18 +158,9 @@ impl Homeserver {
         let mut device_keys = Map::new();
         let mut failures = Map::new();
         for (user, devices) in wanted {
-            let user_id = UserId::parse(user).map_err(|e| {
-                MatrixError::new(
-                    400,
-                    ErrCode::InvalidParam,
-                    format!("invalid user ID `{user}`: {e}"),
-                )
-            })?;
+            let user_id = super::user_id_param(user)?;
             if user_id.server_name() != self.server_name {
-                failures.insert(
-                    user_id.server_name().to_string(),
-                    json!({ "errcode": "M_UNAVAILABLE", "error": "this server does not federate yet" }),
-                );
+                failures.insert(user_id.server_name().to_string(), unreachable_server());
                 continue;
             }
             let devices: Option<Vec<OwnedDeviceId>> = match devices {
@@ -205,21 +202,12 @@ impl Homeserver {
         let mut local = Vec::new();
         let mut failures = Map::new();
         for (user, devices) in wanted {
-            let user_id: OwnedUserId = UserId::parse(user).map_err(|e| {
-                MatrixError::new(
-                    400,
-                    ErrCode::InvalidParam,
-                    format!("invalid user ID `{user}`: {e}"),
-                )
-            })?;
+            let user_id: OwnedUserId = super::user_id_param(user)?;
             let devices = devices
                 .as_object()
                 .ok_or_else(|| bad(format!("one_time_keys.{user} must be an object")))?;
             if user_id.server_name() != self.server_name {
-                failures.insert(
-                    user_id.server_name().to_string(),
-                    json!({ "errcode": "M_UNAVAILABLE", "error": "this server does not federate yet" }),
-                );
+                failures.insert(user_id.server_name().to_string(), unreachable_server());
                 continue;
             }
             for (device, algorithm) in devices {

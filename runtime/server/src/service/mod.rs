@@ -168,6 +168,17 @@ fn denial(message: &str, errcode: ErrCode, extra_fields: JsonObject) -> MatrixEr
     error
 }
 
+/// A user ID the client sent; `M_INVALID_PARAM` if it is not one.
+pub(crate) fn user_id_param(user: &str) -> Result<OwnedUserId, MatrixError> {
+    UserId::parse(user).map_err(|e| {
+        MatrixError::new(
+            400,
+            ErrCode::InvalidParam,
+            format!("invalid user ID `{user}`: {e}"),
+        )
+    })
+}
+
 /// A random string of `len` letters and digits.
 pub(crate) fn random_string(len: usize) -> String {
     use rand::Rng;

@@ -41,7 +41,6 @@ struct Worker {
 struct PushContext {
     storage: Storage,
     client: OutboundClient,
-    include_content: bool,
     workers: Arc<Mutex<WorkerMap>>,
     stop: tokio::sync::watch::Receiver<bool>,
 }
@@ -59,7 +58,6 @@ impl Pushers {
             context: PushContext {
                 storage,
                 client,
-                include_content: true,
                 workers: Default::default(),
                 stop: stopped,
             },
@@ -298,7 +296,9 @@ impl PushContext {
                 notification["user_is_target"] =
                     json!(event.state_key.as_deref() == Some(pusher.user_id.as_str()));
             }
-            if self.include_content && content.as_object().is_some_and(|c| !c.is_empty()) {
+            // Synapse's `push.include_content`, on by default; Axon has no
+            // key for it yet (event_id_only pushers carry no content).
+            if content.as_object().is_some_and(|c| !c.is_empty()) {
                 notification["content"] = content;
             }
             if let Ok(Some(room)) = self.storage.room_snapshot(&event.room_id).await {

@@ -153,7 +153,7 @@ impl Homeserver {
         if !SUPPORTED_ROOM_VERSIONS.contains(&room_version.as_str()) {
             return Err(MatrixError::new(
                 400,
-                ErrCode::Custom("M_UNSUPPORTED_ROOM_VERSION".into()),
+                ErrCode::UnsupportedRoomVersion,
                 format!("Your homeserver does not support the features required to join this room (room version {room_version})"),
             ));
         }

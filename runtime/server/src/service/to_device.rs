@@ -6,7 +6,7 @@ use super::{Actor, MatrixError};
 use crate::homeserver::Homeserver;
 use crate::storage::DeviceTarget;
 use axon::ErrCode;
-use ruma::{OwnedDeviceId, UserId};
+use ruma::OwnedDeviceId;
 use serde_json::{Map, Value};
 
 impl Homeserver {
@@ -42,13 +42,7 @@ impl Homeserver {
         };
         let mut queued = Vec::new();
         for (user, devices) in messages {
-            let user_id = UserId::parse(user).map_err(|e| {
-                MatrixError::new(
-                    400,
-                    ErrCode::InvalidParam,
-                    format!("invalid user ID `{user}`: {e}"),
-                )
-            })?;
+            let user_id = super::user_id_param(user)?;
             let Value::Object(devices) = devices else {
                 return Err(MatrixError::new(
                     400,

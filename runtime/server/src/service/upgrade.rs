@@ -51,7 +51,7 @@ impl Homeserver {
         if !SUPPORTED_ROOM_VERSIONS.contains(&new_version) {
             return Err(MatrixError::new(
                 400,
-                ErrCode::Custom("M_UNSUPPORTED_ROOM_VERSION".into()),
+                ErrCode::UnsupportedRoomVersion,
                 "Your homeserver does not support this room version",
             ));
         }
@@ -212,11 +212,10 @@ impl Homeserver {
         let users_default = levels.users_default;
         let floor = (users_default + 1).max(50);
         let mut changed = false;
-        for key in ["events_default", "invite"] {
-            let current = match key {
-                "events_default" => levels.events_default,
-                _ => levels.invite,
-            };
+        for (key, current) in [
+            ("events_default", levels.events_default),
+            ("invite", levels.invite),
+        ] {
             if current < floor {
                 restricted.insert(key.into(), json!(floor));
                 changed = true;

@@ -125,30 +125,28 @@ pub(super) fn pending(
     since: Option<i64>,
     upto: i64,
 ) -> StorageResult<(Vec<ToDeviceMessage>, bool)> {
+    // One query: what the device still keeps up to `upto` is what it has
+    // not acknowledged (until the delete below the sync runs) and what is new.
     let after = since.unwrap_or(0);
-    let acknowledged = match since {
-        Some(since) => c
-            .prepare_cached(
-                "SELECT 1 FROM device_inbox WHERE user_id = ?1 AND device_id = ?2 AND stream_ordering <= ?3 LIMIT 1",
-            )?
-            .query_row(params![user_id, device_id, since], |_| Ok(()))
-            .optional()?
-            .is_some(),
-        None => false,
-    };
-    let messages = c
-        .prepare_cached(
-            "SELECT sender, type, content FROM device_inbox
-             WHERE user_id = ?1 AND device_id = ?2 AND stream_ordering > ?3 AND stream_ordering <= ?4
-             ORDER BY stream_ordering",
-        )?
-        .query_map(params![user_id, device_id, after, upto], |r| {
-            Ok(ToDeviceMessage {
-                sender: id(r, 0)?,
-                event_type: r.get(1)?,
-                content: r.get(2)?,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut acknowledged = false;
+    let mut messages = Vec::new();
+    let mut rows = c.prepare_cached(
+        "SELECT stream_ordering, sender, type, content FROM device_inbox
+         WHERE user_id = ?1 AND device_id = ?2 AND stream_ordering <= ?3
+         ORDER BY stream_ordering",
+    )?;
+    let mut rows = rows.query(params![user_id, device_id, upto])?;
+    while let Some(r) = rows.next()? {
+        let stream: i64 = r.get(0)?;
+        if stream <= after {
+            acknowledged |= since.is_some();
+            continue;
+        }
+        messages.push(ToDeviceMessage {
+            sender: id(r, 1)?,
+            event_type: r.get(2)?,
+            content: r.get(3)?,
+        });
+    }
     Ok((messages, acknowledged))
 }
