@@ -226,3 +226,140 @@ async fn bad_keys_are_refused_and_remote_users_are_failures() {
         "M_MISSING_PARAM",
     );
 }
+
+fn since(sync: &Value) -> String {
+    sync["next_batch"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn device_lists_follow_key_changes_and_shared_rooms() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let bob = s.register("bob").await;
+    let carol = s.register("carol").await;
+    let dave = s.register("dave").await;
+    let room = s
+        .create_room(&alice, json!({ "preset": "public_chat" }))
+        .await;
+    s.join(&bob, &room).await;
+    let (_, first) = s.get("/sync", &alice.token).await;
+    assert_eq!(first["device_lists"], json!({ "changed": [], "left": [] }));
+    let from = since(&first);
+
+    // Bob, who shares the room, uploads keys while alice long-polls; dave,
+    // who shares nothing with her, does too.
+    let waiting = {
+        let (base, token, from) = (s.base.clone(), alice.token.clone(), from.clone());
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let body: Value = reqwest::Client::new()
+                .get(format!(
+                    "{base}/_matrix/client/v3/sync?since={from}&timeout=30000"
+                ))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (body, started.elapsed())
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let dave_keys = device_keys(&dave, &SigningKey::from_bytes(&[4u8; 32]));
+    s.post(
+        "/keys/upload",
+        &dave.token,
+        json!({ "device_keys": dave_keys }),
+    )
+    .await;
+    let bob_keys = device_keys(&bob, &SigningKey::from_bytes(&[2u8; 32]));
+    let (status, _) = s
+        .post(
+            "/keys/upload",
+            &bob.token,
+            json!({ "device_keys": bob_keys }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (woken, waited) = waiting.await.unwrap();
+    assert!(
+        waited.as_secs() < 20,
+        "the key upload did not wake the sync"
+    );
+    assert_eq!(woken["device_lists"]["changed"], json!([bob.user_id]));
+    let (status, changes) = s
+        .get(&format!("/keys/changes?from={from}"), &alice.token)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changes}");
+    assert_eq!(changes, json!({ "changed": [bob.user_id], "left": [] }));
+
+    // The same keys again change nothing.
+    let from = since(&woken);
+    s.post(
+        "/keys/upload",
+        &bob.token,
+        json!({ "device_keys": bob_keys }),
+    )
+    .await;
+    let (_, same) = s.get(&format!("/sync?since={from}"), &alice.token).await;
+    assert_eq!(same["device_lists"], json!({ "changed": [], "left": [] }));
+
+    // Carol comes into the room: alice must fetch her devices; she goes:
+    // alice may forget them.
+    s.join(&carol, &room).await;
+    let (_, joined) = s.get(&format!("/sync?since={from}"), &alice.token).await;
+    assert_eq!(joined["device_lists"]["changed"], json!([carol.user_id]));
+    let from = since(&joined);
+    s.post(
+        &format!("/rooms/{}/leave", enc(&room)),
+        &carol.token,
+        json!({}),
+    )
+    .await;
+    let (_, left) = s.get(&format!("/sync?since={from}"), &alice.token).await;
+    assert_eq!(
+        left["device_lists"],
+        json!({ "changed": [], "left": [carol.user_id] })
+    );
+    // Carol sees alice and bob as new when she joins again.
+    let (_, carol_first) = s.get("/sync", &carol.token).await;
+    s.join(&carol, &room).await;
+    let (_, carol_next) = s
+        .get(
+            &format!("/sync?since={}", since(&carol_first)),
+            &carol.token,
+        )
+        .await;
+    assert_eq!(
+        carol_next["device_lists"]["changed"],
+        json!([alice.user_id, bob.user_id])
+    );
+
+    // A deleted device and a renamed one are changes too.
+    let (_, before) = s.get("/sync", &alice.token).await;
+    let (status, _) = s
+        .put(
+            &format!("/devices/{}", bob.device_id),
+            &bob.token,
+            json!({ "display_name": "phone" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, renamed) = s
+        .get(&format!("/sync?since={}", since(&before)), &alice.token)
+        .await;
+    assert_eq!(renamed["device_lists"]["changed"], json!([bob.user_id]));
+
+    assert_error(
+        &s.get("/keys/changes", &alice.token).await,
+        400,
+        "M_MISSING_PARAM",
+    );
+    assert_error(
+        &s.get("/keys/changes?from=nonsense", &alice.token).await,
+        400,
+        "M_INVALID_PARAM",
+    );
+}

@@ -23,6 +23,7 @@ mod cli;
 mod client_start;
 mod config_schema;
 mod context;
+mod cross_signing;
 mod devices;
 mod directory_profile_media;
 mod fuzz;

@@ -33,6 +33,8 @@ pub enum ErrCode {
     UnsupportedRoomVersion,
     BadAlias,
     InvalidSignature,
+    /// A server this one needs cannot be reached.
+    Unavailable,
     /// Any other code, such as a module's own `ORG_EXAMPLE_...`.
     Custom(String),
 }
@@ -65,6 +67,7 @@ impl ErrCode {
             ErrCode::UnsupportedRoomVersion => "M_UNSUPPORTED_ROOM_VERSION",
             ErrCode::BadAlias => "M_BAD_ALIAS",
             ErrCode::InvalidSignature => "M_INVALID_SIGNATURE",
+            ErrCode::Unavailable => "M_UNAVAILABLE",
             ErrCode::Custom(code) => code,
         }
     }
@@ -97,6 +100,7 @@ impl ErrCode {
             ErrCode::UnsupportedRoomVersion,
             ErrCode::BadAlias,
             ErrCode::InvalidSignature,
+            ErrCode::Unavailable,
         ];
         KNOWN
             .iter()

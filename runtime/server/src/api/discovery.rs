@@ -71,6 +71,14 @@ pub const UNSTABLE_FEATURES: &[(&str, &[&str])] = &[
         "org.matrix.msc3916.stable",
         &["GET /_matrix/client/v1/media/download/{server}/{media}"],
     ),
+    // Cross-signing (MSC1756, stable in r0.6.1); Element checks the flag.
+    (
+        "org.matrix.e2e_cross_signing",
+        &[
+            "POST /_matrix/client/v3/keys/device_signing/upload",
+            "POST /_matrix/client/v3/keys/signatures/upload",
+        ],
+    ),
 ];
 
 pub fn routes() -> Router<Arc<Homeserver>> {

@@ -517,13 +517,15 @@ pub(super) async fn compute(
     let presence = presence_events(hs, user, rows.presence_changed).await?;
     changed |= !presence.is_empty();
     changed |= !to_device.is_empty();
+    let device_lists = rows.device_lists;
+    changed |= !device_lists.changed.is_empty() || !device_lists.left.is_empty();
     let response = json!({
         "next_batch": format!("s{upto}"),
         "rooms": { "join": join, "invite": invite, "leave": leave, "knock": knock },
         "presence": { "events": presence },
         "account_data": { "events": global },
         "to_device": { "events": to_device },
-        "device_lists": { "changed": [], "left": [] },
+        "device_lists": { "changed": device_lists.changed, "left": device_lists.left },
         "device_one_time_keys_count": rows.one_time_key_counts,
         "device_unused_fallback_key_types": rows.unused_fallback_key_types,
     });

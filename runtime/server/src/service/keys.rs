@@ -5,10 +5,11 @@
 
 use super::{Actor, MatrixError};
 use crate::homeserver::Homeserver;
-use crate::storage::{StorageError, UploadedKey};
+use crate::storage::{KeySignature, StorageError, UploadedKey, UserKeys};
 use axon::ErrCode;
 use ruma::{OwnedDeviceId, OwnedUserId, UserId};
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 /// What `failures` says of a server Axon cannot ask (it does not federate
 /// yet, issue 15).
@@ -42,32 +43,43 @@ fn check_device_keys(
         .and_then(|k| k.get(&key_id))
         .and_then(Value::as_str)
         .ok_or_else(|| bad(format!("device_keys.keys has no {key_id}")))?;
-    let signature = keys
+    verify_signed(keys, user, &key_id, public, "device_keys")
+}
+
+fn invalid_signature(message: impl Into<String>) -> MatrixError {
+    MatrixError::new(400, ErrCode::InvalidSignature, message)
+}
+
+/// Checks that `object` carries a valid signature by `signer`'s key
+/// `key_id`, whose public half is `public` (unpadded base64); `what` names
+/// the object in the error.
+fn verify_signed(
+    object: &Map<String, Value>,
+    signer: &UserId,
+    key_id: &str,
+    public: &str,
+    what: &str,
+) -> Result<(), MatrixError> {
+    let signature = object
         .get("signatures")
-        .and_then(|s| s.get(user.as_str()))
-        .and_then(|s| s.get(&key_id))
+        .and_then(|s| s.get(signer.as_str()))
+        .and_then(|s| s.get(key_id))
         .and_then(Value::as_str)
-        .ok_or_else(|| {
-            MatrixError::new(
-                400,
-                ErrCode::InvalidSignature,
-                format!("device_keys are not signed with {key_id}"),
-            )
-        })?;
+        .ok_or_else(|| invalid_signature(format!("{what} are not signed with {key_id}")))?;
     let decode = |text: &str| {
         ruma::serde::Base64::<ruma::serde::base64::Standard>::parse(text).map(|b| b.into_inner())
     };
     let (public, signature) = match (decode(public), decode(signature)) {
         (Ok(p), Ok(s)) => (p, s),
         _ => {
-            return Err(bad(
-                "device_keys have a key or signature that is not base64",
-            ))
+            return Err(bad(format!(
+                "{what} have a key or signature that is not base64"
+            )))
         }
     };
-    let object = ruma::canonical_json::try_from_json_map(keys.clone())
-        .map_err(|e| bad(format!("device_keys are not canonical JSON: {e}")))?;
-    let signed = ruma::signatures::to_canonical_json_string_for_signing(&object)
+    let canonical = ruma::canonical_json::try_from_json_map(object.clone())
+        .map_err(|e| bad(format!("{what} are not canonical JSON: {e}")))?;
+    let signed = ruma::signatures::to_canonical_json_string_for_signing(&canonical)
         .map_err(|e| bad(e.to_string()))?;
     ruma::signatures::verify_canonical_json_bytes(
         &ruma::SigningKeyAlgorithm::Ed25519,
@@ -75,13 +87,93 @@ fn check_device_keys(
         &signature,
         signed.as_bytes(),
     )
-    .map_err(|_| {
-        MatrixError::new(
-            400,
-            ErrCode::InvalidSignature,
-            format!("device_keys signature by {key_id} does not verify"),
-        )
-    })
+    .map_err(|_| invalid_signature(format!("{what} signature by {key_id} does not verify")))
+}
+
+/// A cross-signing key's one ed25519 key: `(key ID, public key)`, after
+/// checking it is `user`'s, for `usage`.
+fn cross_signing_key(
+    key: &Value,
+    user: &UserId,
+    usage: &str,
+) -> Result<(String, String), MatrixError> {
+    let invalid = || MatrixError::new(400, ErrCode::InvalidParam, format!("Invalid {usage} key"));
+    let object = key.as_object().ok_or_else(invalid)?;
+    let used_for = object
+        .get("usage")
+        .and_then(Value::as_array)
+        .is_some_and(|u| u.iter().any(|u| u == usage));
+    let keys = object.get("keys").and_then(Value::as_object);
+    if object.get("user_id").and_then(Value::as_str) != Some(user.as_str())
+        || !used_for
+        || keys.map_or(0, Map::len) != 1
+    {
+        return Err(invalid());
+    }
+    let (key_id, public) = keys.and_then(|k| k.iter().next()).ok_or_else(invalid)?;
+    match (key_id.strip_prefix("ed25519:"), public.as_str()) {
+        (Some(_), Some(public)) => Ok((key_id.clone(), public.to_string())),
+        _ => Err(invalid()),
+    }
+}
+
+fn not_found(message: impl Into<String>) -> MatrixError {
+    MatrixError::new(404, ErrCode::NotFound, message)
+}
+
+/// A signed key that is not the stored one.
+fn bad_key() -> MatrixError {
+    MatrixError::new(400, ErrCode::Unknown, "Key does not match")
+}
+
+/// The devices' identity keys with the signatures uploaded for them.
+fn device_keys_with_signatures(keys: &UserKeys) -> Vec<(OwnedDeviceId, Value)> {
+    keys.devices
+        .iter()
+        .map(|(device, json, _)| {
+            let mut key: Value = serde_json::from_str(json).unwrap_or_default();
+            merge_signatures(&mut key, device.as_str(), &keys.signatures);
+            (device.clone(), key)
+        })
+        .collect()
+}
+
+/// A cross-signing key with the signatures uploaded for it.
+fn cross_signing_with_signatures(keys: &UserKeys, key_type: &str) -> Option<Value> {
+    let (public, json) = keys.cross_signing.get(key_type)?;
+    let mut key: Value = serde_json::from_str(json).ok()?;
+    merge_signatures(&mut key, public, &keys.signatures);
+    Some(key)
+}
+
+/// One entry of `/keys/signatures/upload`'s `failures`.
+fn signature_failure(e: &MatrixError) -> Value {
+    json!({ "status": e.status, "errcode": e.errcode.as_str(), "message": e.message })
+}
+
+/// `object` without `signatures` and `unsigned`: what a signature covers,
+/// compared with the stored copy before a signature of it is kept.
+fn signed_part(object: &Value) -> Value {
+    let mut object = object.clone();
+    if let Some(map) = object.as_object_mut() {
+        map.remove("signatures");
+        map.remove("unsigned");
+    }
+    object
+}
+
+/// Adds each signature to the key it signs (`target` names the key as the
+/// signatures table does: a device ID, or a cross-signing public key).
+fn merge_signatures(key: &mut Value, target: &str, signatures: &[KeySignature]) {
+    for s in signatures.iter().filter(|s| s.target_device == target) {
+        if !key["signatures"].is_object() {
+            key["signatures"] = json!({});
+        }
+        if !key["signatures"][&s.signer].is_object() {
+            key["signatures"][&s.signer] = json!({});
+        }
+        key["signatures"][&s.signer][&s.key_id] = json!(s.signature);
+    }
 }
 
 /// `{"algorithm:id": key}` as `(algorithm, id, key JSON)`.
@@ -141,10 +233,15 @@ impl Homeserver {
         Ok(json!({ "one_time_key_counts": counts }))
     }
 
-    /// `POST /keys/query`: the identity keys of local users' devices; users
-    /// of other servers are `failures` (Axon does not federate yet), never
-    /// silently absent.
-    pub async fn query_keys(&self, body: Map<String, Value>) -> Result<Value, MatrixError> {
+    /// `POST /keys/query`: local users' device keys and cross-signing keys
+    /// (the user-signing key only for its owner) with the signatures
+    /// `viewer` may see; users of other servers are `failures` (Axon does
+    /// not federate yet), never silently absent.
+    pub async fn query_keys(
+        &self,
+        viewer: &UserId,
+        body: Map<String, Value>,
+    ) -> Result<Value, MatrixError> {
         let wanted = body
             .get("device_keys")
             .and_then(Value::as_object)
@@ -156,6 +253,11 @@ impl Homeserver {
                 )
             })?;
         let mut device_keys = Map::new();
+        let mut cross_signing: [(&str, Map<String, Value>); 3] = [
+            ("master", Map::new()),
+            ("self_signing", Map::new()),
+            ("user_signing", Map::new()),
+        ];
         let mut failures = Map::new();
         for (user, devices) in wanted {
             let user_id = super::user_id_param(user)?;
@@ -173,17 +275,339 @@ impl Homeserver {
                 Value::Null => None,
                 _ => return Err(bad(format!("device_keys.{user} must be a list of devices"))),
             };
+            let keys = self.storage.keys_of_user(&user_id, devices, viewer).await?;
             let mut of_user = Map::new();
-            for (device, keys, display_name) in self.storage.device_keys(&user_id, devices).await? {
-                let mut keys: Value = serde_json::from_str(&keys).unwrap_or_default();
-                if let Some(name) = display_name {
-                    keys["unsigned"] = json!({ "device_display_name": name });
+            for (device, mut key) in device_keys_with_signatures(&keys) {
+                if let Some(Some(name)) = keys
+                    .devices
+                    .iter()
+                    .find(|(d, _, _)| *d == device)
+                    .map(|(_, _, name)| name)
+                {
+                    key["unsigned"] = json!({ "device_display_name": name });
                 }
-                of_user.insert(device.to_string(), keys);
+                of_user.insert(device.to_string(), key);
             }
             device_keys.insert(user.clone(), Value::Object(of_user));
+            for (key_type, found) in &mut cross_signing {
+                if *key_type == "user_signing" && user_id != viewer {
+                    continue;
+                }
+                if let Some(key) = cross_signing_with_signatures(&keys, key_type) {
+                    found.insert(user.clone(), key);
+                }
+            }
         }
-        Ok(json!({ "device_keys": device_keys, "failures": failures }))
+        let [(_, master), (_, self_signing), (_, user_signing)] = cross_signing;
+        Ok(json!({
+            "device_keys": device_keys,
+            "master_keys": master,
+            "self_signing_keys": self_signing,
+            "user_signing_keys": user_signing,
+            "failures": failures,
+        }))
+    }
+
+    /// `POST /keys/device_signing/upload`: a user's cross-signing keys,
+    /// the self- and user-signing keys signed by the master key. The same
+    /// keys again are a no-op; replacing keys that exist needs
+    /// user-interactive auth, the first upload does not (MSC3967, as
+    /// Synapse).
+    pub async fn upload_cross_signing_keys(
+        &self,
+        actor: &Actor,
+        mut body: Map<String, Value>,
+    ) -> Result<(), super::uia::UiaRefusal> {
+        let user = &actor.user_id;
+        let auth = match body.remove("auth") {
+            Some(Value::Object(auth)) => Some(auth),
+            _ => None,
+        };
+        let stored = self
+            .storage
+            .keys_of_user(user, Some(Vec::new()), user)
+            .await
+            .map_err(MatrixError::from)?;
+        let fields = [
+            ("master_key", "master"),
+            ("self_signing_key", "self_signing"),
+            ("user_signing_key", "user_signing"),
+        ];
+        let stored_key = |key_type: &str| -> Option<Value> {
+            let (_, json) = stored.cross_signing.get(key_type)?;
+            serde_json::from_str(json).ok()
+        };
+        let differs = fields.iter().any(|(field, key_type)| {
+            body.get(*field)
+                .is_some_and(|key| !key.is_null() && Some(key) != stored_key(key_type).as_ref())
+        });
+        if !differs {
+            return Ok(());
+        }
+        if stored.cross_signing.contains_key("master") {
+            let operation = format!(
+                "reset the device signing key on your account: {}",
+                Value::Object(body.clone())
+            );
+            self.user_interactive_auth(user, operation, auth).await?;
+        }
+        let master = match body.get("master_key").filter(|k| !k.is_null()) {
+            Some(key) => Some(key.clone()),
+            None => stored_key("master"),
+        }
+        .ok_or_else(|| MatrixError::new(400, ErrCode::MissingParam, "No master key available"))?;
+        let (master_id, master_public) = cross_signing_key(&master, user, "master")?;
+        let mut new_keys = Vec::new();
+        for (field, key_type) in fields {
+            let Some(key) = body.get(field).filter(|k| !k.is_null()) else {
+                continue;
+            };
+            let (_, public) = cross_signing_key(key, user, key_type)?;
+            if key_type != "master" {
+                let object = key.as_object().expect("checked by cross_signing_key");
+                verify_signed(object, user, &master_id, &master_public, field).map_err(|_| {
+                    invalid_signature(format!("Invalid signature on {key_type} key"))
+                })?;
+            }
+            new_keys.push((key_type.to_string(), public, key.to_string()));
+        }
+        self.storage
+            .set_cross_signing_keys(user, new_keys)
+            .await
+            .map_err(MatrixError::from)?;
+        Ok(())
+    }
+
+    /// `POST /keys/signatures/upload`: signatures of the user's own devices
+    /// by their self-signing key, of their master key by their devices, and
+    /// of other users' master keys by their user-signing key. Each is
+    /// verified against the stored key it signs; those that fail are in
+    /// `failures`, the rest are kept.
+    pub async fn upload_key_signatures(
+        &self,
+        actor: &Actor,
+        body: Map<String, Value>,
+    ) -> Result<Value, MatrixError> {
+        let user = &actor.user_id;
+        let mut failures = Map::new();
+        for (target, signed) in &body {
+            let signed = signed
+                .as_object()
+                .ok_or_else(|| MatrixError::new(400, ErrCode::InvalidParam, "Invalid parameter"))?;
+            if signed.values().any(|k| !k.is_object()) {
+                return Err(MatrixError::new(
+                    400,
+                    ErrCode::InvalidParam,
+                    "Invalid parameter",
+                ));
+            }
+            let target_user = super::user_id_param(target)?;
+            let (kept, failed) = if target_user == *user {
+                self.own_signatures(user, signed).await?
+            } else {
+                self.signatures_of_other(user, &target_user, signed).await?
+            };
+            self.storage
+                .store_key_signatures(user, &target_user, kept)
+                .await?;
+            if !failed.is_empty() {
+                failures.insert(target.clone(), Value::Object(failed));
+            }
+        }
+        Ok(json!({ "failures": failures }))
+    }
+
+    /// The signatures of `user`'s own keys in an upload that verify, and
+    /// the failures of the others by key.
+    async fn own_signatures(
+        &self,
+        user: &UserId,
+        signed: &Map<String, Value>,
+    ) -> Result<(Vec<KeySignature>, Map<String, Value>), MatrixError> {
+        let stored = self.storage.keys_of_user(user, None, user).await?;
+        let master = cross_signing_with_signatures(&stored, "master");
+        let self_signing = cross_signing_with_signatures(&stored, "self_signing");
+        let devices: BTreeMap<String, Value> = device_keys_with_signatures(&stored)
+            .into_iter()
+            .map(|(d, k)| (d.to_string(), k))
+            .collect();
+        let setup = match (&master, &self_signing) {
+            (Some(master), Some(self_signing)) if !devices.is_empty() => Ok((
+                cross_signing_key(master, user, "master")?,
+                cross_signing_key(self_signing, user, "self_signing")?,
+            )),
+            (None, _) => Err(not_found(format!("No master key found for {user}"))),
+            (_, None) => Err(not_found(format!("No self_signing key found for {user}"))),
+            _ => Err(not_found("No device keys found")),
+        };
+        let ((_, master_public), (self_signing_id, self_signing_public)) = match setup {
+            Ok(keys) => keys,
+            Err(e) => {
+                let failure = signature_failure(&e);
+                return Ok((
+                    Vec::new(),
+                    signed
+                        .keys()
+                        .map(|k| (k.clone(), failure.clone()))
+                        .collect(),
+                ));
+            }
+        };
+        let master = master.expect("checked above");
+        let mut kept = Vec::new();
+        let mut failures = Map::new();
+        for (key_name, key) in signed {
+            let object = key.as_object().expect("checked by the caller");
+            let result = (|| -> Result<Vec<KeySignature>, MatrixError> {
+                let by_user = object
+                    .get("signatures")
+                    .and_then(|s| s.get(user.as_str()))
+                    .and_then(Value::as_object)
+                    .ok_or_else(|| invalid_signature("Invalid signature"))?;
+                if *key_name == master_public {
+                    // The master key, signed by the user's devices.
+                    if signed_part(key) != signed_part(&master) {
+                        return Err(bad_key());
+                    }
+                    let mut found = Vec::new();
+                    for (key_id, signature) in by_user {
+                        if let Some(device) = key_id.strip_prefix("ed25519:") {
+                            let public = devices
+                                .get(device)
+                                .and_then(|d| d["keys"][key_id].as_str())
+                                .ok_or_else(|| invalid_signature("Invalid signature"))?;
+                            verify_signed(object, user, key_id, public, "the master key")
+                                .map_err(|_| invalid_signature("Invalid signature"))?;
+                        }
+                        found.push(KeySignature {
+                            target_device: master_public.clone(),
+                            signer: user.to_string(),
+                            key_id: key_id.clone(),
+                            signature: signature.as_str().unwrap_or_default().to_string(),
+                        });
+                    }
+                    return Ok(found);
+                }
+                // A device, signed by the self-signing key.
+                let signature = by_user
+                    .get(&self_signing_id)
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| invalid_signature("Invalid signature"))?;
+                let stored = devices
+                    .get(key_name)
+                    .ok_or_else(|| not_found("Unknown device"))?;
+                if signed_part(key) != signed_part(stored) {
+                    return Err(bad_key());
+                }
+                verify_signed(
+                    object,
+                    user,
+                    &self_signing_id,
+                    &self_signing_public,
+                    "the device keys",
+                )
+                .map_err(|_| invalid_signature("Invalid signature"))?;
+                Ok(vec![KeySignature {
+                    target_device: key_name.clone(),
+                    signer: user.to_string(),
+                    key_id: self_signing_id.clone(),
+                    signature: signature.to_string(),
+                }])
+            })();
+            match result {
+                Ok(found) => kept.extend(found),
+                Err(e) => {
+                    failures.insert(key_name.clone(), signature_failure(&e));
+                }
+            }
+        }
+        Ok((kept, failures))
+    }
+
+    /// A signature of `target`'s master key by `user`'s user-signing key,
+    /// if it verifies; every other key named is a failure.
+    async fn signatures_of_other(
+        &self,
+        user: &UserId,
+        target: &UserId,
+        signed: &Map<String, Value>,
+    ) -> Result<(Vec<KeySignature>, Map<String, Value>), MatrixError> {
+        let fail_all = |e: MatrixError| {
+            let failure = signature_failure(&e);
+            (
+                Vec::new(),
+                signed
+                    .keys()
+                    .map(|k| (k.clone(), failure.clone()))
+                    .collect(),
+            )
+        };
+        let own = self
+            .storage
+            .keys_of_user(user, Some(Vec::new()), user)
+            .await?;
+        let Some(user_signing) = cross_signing_with_signatures(&own, "user_signing") else {
+            return Ok(fail_all(not_found(format!(
+                "No user_signing key found for {user}"
+            ))));
+        };
+        let (user_signing_id, user_signing_public) =
+            cross_signing_key(&user_signing, user, "user_signing")?;
+        if target.server_name() != self.server_name {
+            return Ok(fail_all(MatrixError::new(
+                503,
+                ErrCode::Unavailable,
+                "this server does not federate yet",
+            )));
+        }
+        let theirs = self
+            .storage
+            .keys_of_user(target, Some(Vec::new()), user)
+            .await?;
+        let Some(master) = cross_signing_with_signatures(&theirs, "master") else {
+            return Ok(fail_all(not_found(format!(
+                "No master key found for {target}"
+            ))));
+        };
+        let (_, master_public) = cross_signing_key(&master, target, "master")?;
+        let Some(key) = signed.get(&master_public) else {
+            return Ok(fail_all(not_found("Unknown device")));
+        };
+        let mut failures: Map<String, Value> = signed
+            .keys()
+            .filter(|k| **k != master_public)
+            .map(|k| (k.clone(), signature_failure(&not_found("Unknown device"))))
+            .collect();
+        let object = key.as_object().expect("checked by the caller");
+        let result = (|| {
+            if signed_part(key) != signed_part(&master) {
+                return Err(bad_key());
+            }
+            let signature = object["signatures"][user.as_str()][&user_signing_id]
+                .as_str()
+                .ok_or_else(|| invalid_signature("Invalid signature"))?;
+            verify_signed(
+                object,
+                user,
+                &user_signing_id,
+                &user_signing_public,
+                "the master key",
+            )
+            .map_err(|_| invalid_signature("Invalid signature"))?;
+            Ok(KeySignature {
+                target_device: master_public.clone(),
+                signer: user.to_string(),
+                key_id: user_signing_id.clone(),
+                signature: signature.to_string(),
+            })
+        })();
+        match result {
+            Ok(signature) => Ok((vec![signature], failures)),
+            Err(e) => {
+                failures.insert(master_public, signature_failure(&e));
+                Ok((Vec::new(), failures))
+            }
+        }
     }
 
     /// `POST /keys/claim`: one key per device asked for, each one-time key
@@ -232,5 +656,19 @@ impl Homeserver {
             of_user[device.as_str()] = json!({ key_id: key });
         }
         Ok(json!({ "one_time_keys": one_time_keys, "failures": failures }))
+    }
+
+    /// `GET /keys/changes`: whose devices changed between two sync
+    /// positions (`to` defaults to now), and whom the user stopped sharing
+    /// rooms with.
+    pub async fn key_changes(
+        &self,
+        user: &UserId,
+        from: i64,
+        to: Option<i64>,
+    ) -> Result<Value, MatrixError> {
+        let to = to.unwrap_or_else(|| self.storage.current_position());
+        let changes = self.storage.device_list_changes(user, from, to).await?;
+        Ok(json!({ "changed": changes.changed, "left": changes.left }))
     }
 }

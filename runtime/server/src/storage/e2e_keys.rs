@@ -1,10 +1,11 @@
 //! End-to-end encryption keys as devices upload them: identity keys,
 //! one-time keys (each handed out once) and fallback keys.
 
-use super::{Storage, StorageError, StorageResult};
-use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
+use super::notify::WakeKey;
+use super::{id, Storage, StorageError, StorageResult, WriteCtx};
+use ruma::{DeviceId, OwnedDeviceId, OwnedRoomId, OwnedUserId, UserId};
 use rusqlite::{params, OptionalExtension};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A key as uploaded: `(algorithm, key ID, the key's JSON)`.
 pub type UploadedKey = (String, String, String);
@@ -27,11 +28,15 @@ impl Storage {
         let (user, device) = (user_id.to_string(), device_id.to_string());
         self.write(move |w| {
             if let Some(keys) = device_keys {
-                w.conn.execute(
+                let changed = w.conn.execute(
                     "INSERT INTO e2e_device_keys (user_id, device_id, keys) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (user_id, device_id) DO UPDATE SET keys = excluded.keys",
+                     ON CONFLICT (user_id, device_id) DO UPDATE SET keys = excluded.keys
+                     WHERE keys != excluded.keys",
                     params![user, device, keys],
-                )?;
+                )? > 0;
+                if changed {
+                    device_list_changed(w, &user)?;
+                }
             }
             for (algorithm, key_id, key) in one_time_keys {
                 let existing: Option<String> = w
@@ -119,14 +124,30 @@ impl Storage {
         .await
     }
 
-    /// The identity keys of a user's devices (all, or those named), with
-    /// each device's display name.
-    pub async fn device_keys(
+    /// `/keys/changes`: whose devices to look at again between two
+    /// positions, and whom `user` stopped sharing a room with.
+    pub async fn device_list_changes(
+        &self,
+        user_id: &UserId,
+        from: i64,
+        to: i64,
+    ) -> StorageResult<DeviceListChanges> {
+        let user = user_id.to_string();
+        self.read(move |c| device_list_changes(c, &user, from, to))
+            .await
+    }
+
+    /// A user's keys as `viewer` may see them, in one read: the identity
+    /// keys of their devices (all, or those named) with each device's
+    /// display name, their cross-signing keys, and the signatures uploaded
+    /// for those keys by the user or by `viewer`.
+    pub async fn keys_of_user(
         &self,
         user_id: &UserId,
         devices: Option<Vec<OwnedDeviceId>>,
-    ) -> StorageResult<Vec<(OwnedDeviceId, String, Option<String>)>> {
-        let user = user_id.to_string();
+        viewer: &UserId,
+    ) -> StorageResult<UserKeys> {
+        let (user, viewer) = (user_id.to_string(), viewer.to_string());
         self.read(move |c| {
             let rows = c
                 .prepare_cached(
@@ -142,16 +163,121 @@ impl Storage {
                     ))
                 })?
                 .collect::<Result<Vec<(OwnedDeviceId, String, Option<String>)>, _>>()?;
-            Ok(match devices {
+            let devices = match devices {
                 Some(wanted) if !wanted.is_empty() => rows
                     .into_iter()
                     .filter(|(d, _, _)| wanted.contains(d))
                     .collect(),
                 _ => rows,
+            };
+            let cross_signing = c
+                .prepare_cached(
+                    "SELECT key_type, public_key, keys FROM e2e_cross_signing_keys WHERE user_id = ?1",
+                )?
+                .query_map([&user], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
+                .collect::<Result<_, _>>()?;
+            let signatures = c
+                .prepare_cached(
+                    "SELECT target_device_id, user_id, key_id, signature FROM e2e_cross_signing_signatures
+                     WHERE target_user_id = ?1 AND user_id IN (?1, ?2)",
+                )?
+                .query_map(params![user, viewer], |r| {
+                    Ok(KeySignature {
+                        target_device: r.get(0)?,
+                        signer: r.get(1)?,
+                        key_id: r.get(2)?,
+                        signature: r.get(3)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(UserKeys {
+                devices,
+                cross_signing,
+                signatures,
             })
         })
         .await
     }
+
+    /// Stores a user's new cross-signing keys `(type, public key, JSON)`;
+    /// their master and self-signing keys are everyone's business, their
+    /// user-signing key only their own.
+    pub async fn set_cross_signing_keys(
+        &self,
+        user_id: &UserId,
+        keys: Vec<(String, String, String)>,
+    ) -> StorageResult<()> {
+        let owner = user_id.to_owned();
+        self.write(move |w| {
+            let mut public_change = false;
+            for (key_type, public_key, json) in keys {
+                w.conn
+                    .prepare_cached(
+                        "INSERT INTO e2e_cross_signing_keys (user_id, key_type, public_key, keys) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (user_id, key_type) DO UPDATE SET public_key = excluded.public_key, keys = excluded.keys",
+                    )?
+                    .execute(params![owner.as_str(), key_type, public_key, json])?;
+                public_change |= key_type != "user_signing";
+            }
+            if public_change {
+                device_list_changed(w, owner.as_str())
+            } else {
+                keys_changed_for(w, owner.as_str(), &owner)
+            }
+        })
+        .await
+    }
+
+    /// Stores verified signatures by `signer`: of their own keys (everyone
+    /// sharing a room is told), or of other users' master keys (only the
+    /// signer is).
+    pub async fn store_key_signatures(
+        &self,
+        signer: &UserId,
+        target_user: &UserId,
+        signatures: Vec<KeySignature>,
+    ) -> StorageResult<()> {
+        if signatures.is_empty() {
+            return Ok(());
+        }
+        let (signer, target) = (signer.to_owned(), target_user.to_string());
+        self.write(move |w| {
+            for s in &signatures {
+                w.conn
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO e2e_cross_signing_signatures
+                         (user_id, key_id, target_user_id, target_device_id, signature) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![signer.as_str(), s.key_id, target, s.target_device, s.signature])?;
+            }
+            if signer.as_str() == target {
+                device_list_changed(w, &target)
+            } else {
+                keys_changed_for(w, &target, &signer)
+            }
+        })
+        .await
+    }
+}
+
+/// A user's keys as one viewer may see them (see `Storage::keys_of_user`).
+#[derive(Debug, Default)]
+pub struct UserKeys {
+    /// `(device, identity keys JSON, display name)`.
+    pub devices: Vec<(OwnedDeviceId, String, Option<String>)>,
+    /// Cross-signing keys by type: `(public key, JSON)`.
+    pub cross_signing: BTreeMap<String, (String, String)>,
+    pub signatures: Vec<KeySignature>,
+}
+
+/// A signature of a key: a device (by ID) or a cross-signing key (by its
+/// public key), by `signer`'s key `key_id`.
+#[derive(Debug, Clone)]
+pub struct KeySignature {
+    pub target_device: String,
+    pub signer: String,
+    pub key_id: String,
+    pub signature: String,
 }
 
 /// A device's unclaimed one-time keys, per algorithm.
@@ -181,4 +307,119 @@ pub(super) fn unused_fallback_key_types(
         )?
         .query_map(params![user, device], |r| r.get(0))?
         .collect::<Result<Vec<String>, _>>()?)
+}
+
+/// Records that `user`'s devices or keys changed, and wakes whoever shares
+/// a room with them (through those rooms) and the user's own devices.
+pub(super) fn device_list_changed(w: &mut WriteCtx<'_>, user: &str) -> StorageResult<()> {
+    let stream = w.next_position();
+    w.conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO device_lists_stream (stream_ordering, user_id, observer) VALUES (?1, ?2, '')",
+        )?
+        .execute(params![stream, user])?;
+    let rooms: Vec<OwnedRoomId> = w
+        .conn
+        .prepare_cached(
+            "SELECT room_id FROM memberships WHERE user_id = ?1 AND membership = 'join'",
+        )?
+        .query_map([user], |r| id(r, 0))?
+        .collect::<Result<_, _>>()?;
+    for room in rooms {
+        w.wake_after_commit(WakeKey::Room(room));
+    }
+    if let Ok(user) = OwnedUserId::try_from(user) {
+        w.wake_after_commit(WakeKey::User(user));
+    }
+    Ok(())
+}
+
+/// Records that `observer` sees `user`'s keys changed (they signed them):
+/// only `observer` is told, as Synapse's signature stream does.
+fn keys_changed_for(w: &mut WriteCtx<'_>, user: &str, observer: &OwnedUserId) -> StorageResult<()> {
+    let stream = w.next_position();
+    w.conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO device_lists_stream (stream_ordering, user_id, observer) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![stream, user, observer.as_str()])?;
+    w.wake_after_commit(WakeKey::User(observer.clone()));
+    Ok(())
+}
+
+/// What `device_lists` of a sync from `since` to `upto` holds: users whose
+/// devices or keys changed and who share a room with `user` (or are them),
+/// or who started sharing one; and users who stopped sharing any.
+pub(super) fn device_list_changes(
+    c: &rusqlite::Connection,
+    user: &str,
+    since: i64,
+    upto: i64,
+) -> StorageResult<DeviceListChanges> {
+    let mut shares = c.prepare_cached(
+        "SELECT 1 FROM memberships a JOIN memberships b ON b.user_id = ?2 AND b.room_id = a.room_id
+         WHERE a.user_id = ?1 AND a.membership = 'join' AND b.membership = 'join' LIMIT 1",
+    )?;
+    let mut shares = |other: &str| shares.exists(params![user, other]);
+    let mut changes = DeviceListChanges::default();
+    let changed_users: Vec<(String, String)> = c
+        .prepare_cached(
+            "SELECT DISTINCT user_id, observer FROM device_lists_stream
+             WHERE stream_ordering > ?1 AND stream_ordering <= ?2 AND observer IN ('', ?3)",
+        )?
+        .query_map(params![since, upto, user], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (other, observer) in changed_users {
+        if other == user || observer == user || shares(&other)? {
+            changes.changed.insert(other);
+        }
+    }
+    let memberships: Vec<(String, String, String)> = c
+        .prepare_cached(
+            "SELECT user_id, room_id, membership FROM memberships WHERE stream_ordering > ?1 AND stream_ordering <= ?2",
+        )?
+        .query_map(params![since, upto], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut members_of = c.prepare_cached(
+        "SELECT user_id FROM memberships WHERE room_id = ?1 AND membership = 'join'",
+    )?;
+    let mut joined = c.prepare_cached(
+        "SELECT 1 FROM memberships WHERE user_id = ?1 AND room_id = ?2 AND membership = 'join'",
+    )?;
+    let mut maybe_left = BTreeSet::new();
+    for (member, room, membership) in memberships {
+        let joins = membership == "join";
+        if member == user {
+            // The user joined or left: everyone in that room came or went.
+            let members: Vec<String> = members_of
+                .query_map([&room], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            if joins {
+                changes
+                    .changed
+                    .extend(members.into_iter().filter(|m| m != user));
+            } else {
+                maybe_left.extend(members);
+            }
+        } else if joined.exists(params![user, room])? {
+            if joins {
+                changes.changed.insert(member);
+            } else if membership != "invite" && membership != "knock" {
+                maybe_left.insert(member);
+            }
+        }
+    }
+    for other in maybe_left {
+        if other != user && !changes.changed.contains(&other) && !shares(&other)? {
+            changes.left.insert(other);
+        }
+    }
+    Ok(changes)
+}
+
+/// `device_lists` of a sync, or `/keys/changes`.
+#[derive(Debug, Default, Clone)]
+pub struct DeviceListChanges {
+    pub changed: BTreeSet<String>,
+    pub left: BTreeSet<String>,
 }

@@ -37,6 +37,9 @@ pub struct SyncRows {
     /// algorithms of its fallback keys not handed out yet.
     pub one_time_key_counts: std::collections::BTreeMap<String, u64>,
     pub unused_fallback_key_types: Vec<String>,
+    /// Whose devices to look at again, and whose to forget (incremental
+    /// syncs only).
+    pub device_lists: super::DeviceListChanges,
 }
 
 /// One room of a `/sync`: the user's membership, the timeline (at most
@@ -923,6 +926,10 @@ impl Storage {
                 super::e2e_keys::one_time_key_counts(c, &user_id, &device_id)?;
             let unused_fallback_key_types =
                 super::e2e_keys::unused_fallback_key_types(c, &user_id, &device_id)?;
+            let device_lists = match since {
+                Some(since) => super::e2e_keys::device_list_changes(c, &user_id, since, upto)?,
+                None => Default::default(),
+            };
             let account_data = super::account::account_data_since(c, &user_id, after, upto)?;
             let ignored = super::account::ignored_users(c, &user_id)?;
             let presence_changed = super::account::presence_changed_since(c, after, upto)?;
@@ -993,6 +1000,7 @@ impl Storage {
                 to_device_acknowledged,
                 one_time_key_counts,
                 unused_fallback_key_types,
+                device_lists,
             })
         })
         .await

@@ -22,7 +22,7 @@ mod to_device;
 mod users;
 
 pub use account::*;
-pub use e2e_keys::{ClaimedKey, UploadedKey};
+pub use e2e_keys::{ClaimedKey, DeviceListChanges, KeySignature, UploadedKey, UserKeys};
 pub use events::*;
 
 pub use notify::{Listener, WakeKey};
@@ -115,6 +115,9 @@ pub(crate) fn membership_column(
 pub struct WriteCtx<'a> {
     pub(crate) conn: &'a Connection,
     next_position: &'a mut i64,
+    /// Whom to wake once this write has committed (helpers shared by
+    /// several writes know whom their rows concern).
+    wakes: Vec<notify::WakeKey>,
 }
 
 impl WriteCtx<'_> {
@@ -123,6 +126,11 @@ impl WriteCtx<'_> {
         let position = *self.next_position;
         *self.next_position += 1;
         position
+    }
+
+    /// Wakes the waiters on `key` once this write has committed.
+    pub(crate) fn wake_after_commit(&mut self, key: notify::WakeKey) {
+        self.wakes.push(key);
     }
 }
 
@@ -268,11 +276,13 @@ impl Storage {
                     Err(StorageError::Closed(format!("a write panicked: {message}")))
                 });
             let ok = result.is_ok();
+            let wakes = std::mem::take(&mut ctx.wakes);
             let completion: Completion = Box::new(move |committed| {
                 let outcome = match committed {
                     Ok(()) => {
                         if let Ok(value) = &result {
                             on_commit(&caches, value);
+                            caches.wakes.wake(wakes.iter());
                         }
                         result
                     }
@@ -344,6 +354,7 @@ fn run_batch(
             let mut ctx = WriteCtx {
                 conn: &savepoint,
                 next_position,
+                wakes: Vec::new(),
             };
             job(&mut ctx)
         };

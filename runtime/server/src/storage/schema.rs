@@ -378,6 +378,43 @@ CREATE TABLE e2e_fallback_keys (
 ) WITHOUT ROWID;
 "#,
     ),
+    // Device lists: a position each time a user's devices or keys change
+    // (what `device_lists.changed` and `/keys/changes` report), and the
+    // membership changes since a position, read by every incremental sync.
+    M::up(
+        r#"
+CREATE TABLE device_lists_stream (
+    stream_ordering INTEGER NOT NULL,
+    user_id TEXT NOT NULL,
+    -- '' when everyone sharing a room with the user is told, else the
+    -- only user who is (their signature on someone else's key).
+    observer TEXT NOT NULL,
+    PRIMARY KEY (stream_ordering, user_id, observer)
+) WITHOUT ROWID;
+CREATE INDEX memberships_by_stream ON memberships (stream_ordering);
+"#,
+    ),
+    // Cross-signing keys (master, self-signing, user-signing), and the
+    // signatures uploaded for other keys, merged into `/keys/query`.
+    M::up(
+        r#"
+CREATE TABLE e2e_cross_signing_keys (
+    user_id TEXT NOT NULL,
+    key_type TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    keys TEXT NOT NULL,
+    PRIMARY KEY (user_id, key_type)
+) WITHOUT ROWID;
+CREATE TABLE e2e_cross_signing_signatures (
+    user_id TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    target_user_id TEXT NOT NULL,
+    target_device_id TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    PRIMARY KEY (target_user_id, target_device_id, user_id, key_id)
+) WITHOUT ROWID;
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {
@@ -399,7 +436,8 @@ pub fn max_position(conn: &Connection) -> Result<i64, rusqlite::Error> {
             UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM memberships
             UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM receipts
             UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM stream_marks
-            UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM device_inbox)",
+            UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM device_inbox
+            UNION ALL SELECT COALESCE(MAX(stream_ordering), 0) FROM device_lists_stream)",
         [],
         |r| r.get(0),
     )

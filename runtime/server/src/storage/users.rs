@@ -1,6 +1,6 @@
 //! Users, devices and access tokens.
 
-use super::{id, Storage, StorageError, StorageResult};
+use super::{id, Storage, StorageError, StorageResult, WriteCtx};
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 use rusqlite::{params, OptionalExtension};
 
@@ -187,7 +187,7 @@ impl Storage {
     pub async fn delete_device(&self, user_id: &UserId, device_id: &DeviceId) -> StorageResult<()> {
         let (user_id, device_id) = (user_id.to_string(), device_id.to_string());
         self.write_then(
-            move |w| remove_device(w.conn, &user_id, &device_id).map(drop),
+            move |w| remove_device(w, &user_id, &device_id).map(drop),
             |caches, _| caches.forget_tokens(),
         )
         .await
@@ -259,10 +259,15 @@ impl Storage {
     ) -> StorageResult<bool> {
         let (user_id, device_id) = (user_id.to_string(), device_id.to_string());
         self.write(move |w| {
-            Ok(w.conn.execute(
+            let renamed = w.conn.execute(
                 "UPDATE devices SET display_name = ?3 WHERE user_id = ?1 AND device_id = ?2",
                 params![user_id, device_id, display_name],
-            )? > 0)
+            )? > 0;
+            // Others see device names in `/keys/query`.
+            if renamed {
+                super::e2e_keys::device_list_changed(w, &user_id)?;
+            }
+            Ok(renamed)
         })
         .await
     }
@@ -375,7 +380,7 @@ impl Storage {
             move |w| {
                 let mut gone = Vec::new();
                 for device in devices {
-                    let tokens = remove_device(w.conn, &user_id, device.as_str())?;
+                    let tokens = remove_device(w, &user_id, device.as_str())?;
                     gone.extend(tokens.into_iter().map(|t| (device.clone(), t)));
                 }
                 Ok(gone)
@@ -392,7 +397,7 @@ impl Storage {
     ) -> StorageResult<Vec<(OwnedDeviceId, String)>> {
         let user_id = user_id.to_string();
         self.write_then(
-            move |w| log_out_everywhere(w.conn, &user_id),
+            move |w| log_out_everywhere(w, &user_id),
             |caches, _| caches.forget_tokens(),
         )
         .await
@@ -410,7 +415,7 @@ impl Storage {
         let user_id = user_id.to_string();
         self.write_then(
             move |w| {
-                log_out_everywhere(w.conn, &user_id)?;
+                log_out_everywhere(w, &user_id)?;
                 if erase {
                     w.conn.execute(
                         "INSERT OR IGNORE INTO erased_users (user_id) VALUES (?1)",
@@ -570,7 +575,7 @@ impl Storage {
                     return Ok(Vec::new());
                 }
                 let Some(keep) = keep else {
-                    return log_out_everywhere(w.conn, &user_id);
+                    return log_out_everywhere(w, &user_id);
                 };
                 let tokens = w
                     .conn
@@ -702,9 +707,11 @@ fn insert_device(conn: &rusqlite::Connection, device: &NewDevice) -> StorageResu
 /// Deletes every device and access token of a user; returns the
 /// `(device_id, token)` pairs that were live, for the logged-out callbacks.
 fn log_out_everywhere(
-    conn: &rusqlite::Connection,
+    w: &mut WriteCtx<'_>,
     user_id: &str,
 ) -> StorageResult<Vec<(OwnedDeviceId, String)>> {
+    super::e2e_keys::device_list_changed(w, user_id)?;
+    let conn = w.conn;
     let tokens = conn
         .prepare("SELECT device_id, token FROM access_tokens WHERE user_id = ?1")?
         .query_map([user_id], |r| Ok((id(r, 0)?, r.get(1)?)))?
@@ -731,10 +738,12 @@ fn log_out_everywhere(
 /// Synapse does since 1.88) and its waiting to-device messages; returns the
 /// tokens it had.
 fn remove_device(
-    conn: &rusqlite::Connection,
+    w: &mut WriteCtx<'_>,
     user_id: &str,
     device_id: &str,
 ) -> StorageResult<Vec<String>> {
+    super::e2e_keys::device_list_changed(w, user_id)?;
+    let conn = w.conn;
     let tokens = conn
         .prepare_cached("SELECT token FROM access_tokens WHERE user_id = ?1 AND device_id = ?2")?
         .query_map(params![user_id, device_id], |r| r.get(0))?
