@@ -30,6 +30,7 @@ mod fuzz;
 mod guests;
 mod ignored_users;
 mod js_sdk;
+mod key_backup;
 mod keys;
 mod knock;
 mod legacy;

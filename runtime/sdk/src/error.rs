@@ -35,6 +35,8 @@ pub enum ErrCode {
     InvalidSignature,
     /// A server this one needs cannot be reached.
     Unavailable,
+    /// A key backup upload to a version that is not the current one.
+    WrongRoomKeysVersion,
     /// Any other code, such as a module's own `ORG_EXAMPLE_...`.
     Custom(String),
 }
@@ -68,6 +70,7 @@ impl ErrCode {
             ErrCode::BadAlias => "M_BAD_ALIAS",
             ErrCode::InvalidSignature => "M_INVALID_SIGNATURE",
             ErrCode::Unavailable => "M_UNAVAILABLE",
+            ErrCode::WrongRoomKeysVersion => "M_WRONG_ROOM_KEYS_VERSION",
             ErrCode::Custom(code) => code,
         }
     }
@@ -101,6 +104,7 @@ impl ErrCode {
             ErrCode::BadAlias,
             ErrCode::InvalidSignature,
             ErrCode::Unavailable,
+            ErrCode::WrongRoomKeysVersion,
         ];
         KNOWN
             .iter()

@@ -10,6 +10,7 @@ mod directory;
 pub mod discovery;
 mod extract;
 mod integrations;
+mod key_backup;
 mod keys;
 mod legacy;
 mod media;
@@ -66,6 +67,7 @@ fn client_api() -> Router<Arc<Homeserver>> {
         .merge(integrations::routes())
         .merge(legacy::routes())
         .merge(keys::routes())
+        .merge(key_backup::routes())
 }
 
 /// The whole HTTP surface: Matrix APIs, the modules' web resources, and

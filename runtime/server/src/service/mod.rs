@@ -14,6 +14,7 @@ mod directory;
 mod events;
 pub mod filters;
 pub mod guests;
+pub mod key_backup;
 mod keys;
 mod media;
 mod membership;

@@ -17,6 +17,7 @@ mod modules;
 mod notify;
 mod pushers;
 mod receipts;
+mod room_keys;
 mod schema;
 mod to_device;
 mod users;
@@ -28,6 +29,7 @@ pub use events::*;
 pub use notify::{Listener, WakeKey};
 pub use pushers::{NotificationRow, PusherRow};
 pub use receipts::{NewReceipt, ReceiptRow};
+pub use room_keys::{BackupVersion, RoomKeyBackup, RoomKeyUpload};
 pub use to_device::{DeviceTarget, ToDeviceMessage};
 pub use users::*;
 

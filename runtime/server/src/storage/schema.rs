@@ -415,6 +415,33 @@ CREATE TABLE e2e_cross_signing_signatures (
 ) WITHOUT ROWID;
 "#,
     ),
+    // Server-side key backup (Synapse's tables): a user's backup versions,
+    // the newest not deleted being the current one, and the encrypted room
+    // keys in each.
+    M::up(
+        r#"
+CREATE TABLE e2e_room_keys_versions (
+    user_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    algorithm TEXT NOT NULL,
+    auth_data TEXT NOT NULL,
+    etag INTEGER NOT NULL DEFAULT 0,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, version)
+) WITHOUT ROWID;
+CREATE TABLE e2e_room_keys (
+    user_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    room_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    first_message_index INTEGER NOT NULL,
+    forwarded_count INTEGER NOT NULL,
+    is_verified INTEGER NOT NULL,
+    session_data TEXT NOT NULL,
+    PRIMARY KEY (user_id, version, room_id, session_id)
+) WITHOUT ROWID;
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {
