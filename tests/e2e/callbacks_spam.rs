@@ -447,3 +447,37 @@ async fn login_can_be_blocked_after_the_password_is_checked() {
         json!({ "errcode": "ORG_TEST_SPAM", "error": "Login was blocked by the server", "org.test.by": "a" })
     );
 }
+
+/// The server cannot read an encrypted message, but its modules are asked
+/// about it as about any event (as Synapse's are): they see the
+/// `m.room.encrypted` event with its ciphertext, and may refuse it.
+#[tokio::test]
+async fn encrypted_events_reach_the_event_callbacks_as_they_are() {
+    let log = "encrypted_events";
+    let s = TestServer::start_with(&modules(&[rules(log, "a", &[])])).await;
+    let alice = s.register("alice").await;
+    let room = s.create_room(&alice, json!({ "name": "secret" })).await;
+    let encrypted = json!({
+        "algorithm": "m.megolm.v1.aes-sha2",
+        "ciphertext": "AwgAEnACgAkLmt6qF84IK++J7UDH2Za1YVchHyprqTqsg",
+        "device_id": "ABCDEF",
+        "sender_key": "c2VuZGVyIGtleQ",
+        "session_id": "c2Vzc2lvbiBpZA",
+    });
+    let (status, _) = s
+        .put(
+            &format!("/rooms/{}/send/m.room.encrypted/e1", enc(&room)),
+            &alice.token,
+            encrypted,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        only(log, "check_event_for_spam"),
+        ["a:check_event_for_spam:m.room.encrypted"]
+    );
+    assert!(only(log, "check_event_allowed")
+        .iter()
+        .any(|c| c.starts_with("a:check_event_allowed:m.room.encrypted")));
+    wait_for_call(log, "a:on_new_event:m.room.encrypted::true").await;
+}

@@ -35,7 +35,7 @@ mod keys;
 mod knock;
 mod legacy;
 mod linked_modules;
-mod matrix_sdk_client;
+mod matrix_sdk;
 mod metrics;
 mod module_api;
 mod notifications;

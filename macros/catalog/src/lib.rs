@@ -115,7 +115,7 @@ pub static CATALOG: &[Category] = &[
         name: "spam_checker",
         doc: "Spam checker: veto users' actions. Synapse's `register_spam_checker_callbacks`.",
         callbacks: &[
-            callback!("A client's message or state event (not memberships, not the events `createRoom` makes). Deny → 403 \"This message has been rejected as probable spam\" with the module's errcode and fields; nothing is stored."
+            callback!("A client's message or state event (not memberships, not the events `createRoom` makes); an encrypted message is an `m.room.encrypted` event with only its ciphertext to judge, as in Synapse. Deny → 403 \"This message has been rejected as probable spam\" with the module's errcode and fields; nothing is stored."
                 check_event_for_spam(event: "&Event") -> "SpamCheck", FirstNonAllow, Propagate),
             callback!("An event received over federation: `true` drops it silently. Never fires yet: Axon has no federation."
                 should_drop_federated_event(event: "&Event") -> "bool", AnyTrue, Propagate),
@@ -149,7 +149,7 @@ pub static CATALOG: &[Category] = &[
         name: "third_party_rules",
         doc: "Third-party event rules: allow, refuse or rewrite events and room settings. Synapse's `register_third_party_rules_callbacks`.",
         callbacks: &[
-            callback!("Every event a local user creates, memberships and `createRoom`'s included, with the room state before it. Deny → 403 `M_FORBIDDEN` \"This event is not allowed in this context\"; Replace → the replacement is authorised, stored and served."
+            callback!("Every event a local user creates, memberships, `createRoom`'s and encrypted ones (`m.room.encrypted`, as they are) included, with the room state before it. Deny → 403 `M_FORBIDDEN` \"This event is not allowed in this context\"; Replace → the replacement is authorised, stored and served."
                 check_event_allowed(event: "&Event", state: "&StateMap") -> "EventAllowed", FirstNonAllow, Propagate),
             callback!("`POST /createRoom`, before anything is checked or created; the module may change the request. `Err` → the module's error."
                 on_create_room(requester: "&Requester", request: "&mut JsonObject", is_requester_admin: "bool") -> "()", All,
