@@ -25,12 +25,25 @@ fn device_keys(user: &User, signing: &SigningKey) -> Value {
     keys
 }
 
+/// A one-time key in the spec's shape (the server does not check its
+/// signature: only the devices that claim it can).
+fn signed_key(text: &str) -> Value {
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD.encode(text);
+    json!({ "key": b64, "signatures": { "@someone:test.local": { "ed25519:DEVICE": "c2lnbmF0dXJl" } } })
+}
+
+fn fallback_key() -> Value {
+    let mut key = signed_key("fallback");
+    key["fallback"] = json!(true);
+    key
+}
+
 fn one_time_keys(n: usize, prefix: &str) -> Value {
     let keys: serde_json::Map<String, Value> = (0..n)
         .map(|i| {
             (
                 format!("signed_curve25519:{prefix}{i}"),
-                json!({ "key": format!("{prefix}key{i}") }),
+                signed_key(&format!("{prefix}key{i}")),
             )
         })
         .collect();
@@ -49,7 +62,7 @@ async fn uploaded_keys_are_queried_claimed_once_and_counted_in_sync() {
             "/keys/upload",
             &bob.token,
             json!({ "device_keys": keys, "one_time_keys": one_time_keys(2, "A"),
-                    "fallback_keys": { "signed_curve25519:F": { "key": "fallback", "fallback": true } } }),
+                    "fallback_keys": { "signed_curve25519:F": fallback_key() } }),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{counts}");
@@ -179,18 +192,49 @@ async fn bad_keys_are_refused_and_remote_users_are_failures() {
         400,
         "M_INVALID_SIGNATURE",
     );
+    // Keys not in the spec's shape (ruma's types decide).
+    assert_error(
+        &s.post(
+            "/keys/upload",
+            &bob.token,
+            json!({ "one_time_keys": { "signed_curve25519:Y": { "key": "not base64!" } } }),
+        )
+        .await,
+        400,
+        "M_BAD_JSON",
+    );
+    let mut no_algorithms = device_keys(&bob, &signing);
+    no_algorithms.as_object_mut().unwrap().remove("algorithms");
+    let no_algorithms = {
+        // Re-signed, so only the shape is wrong.
+        let mut keys = no_algorithms;
+        keys.as_object_mut().unwrap().remove("signatures");
+        let signature = signing.sign(serde_json::to_string(&keys).unwrap().as_bytes());
+        keys["signatures"] = json!({ bob.user_id.clone(): { format!("ed25519:{}", bob.device_id): base64::engine::general_purpose::STANDARD_NO_PAD.encode(signature.to_bytes()) } });
+        keys
+    };
+    assert_error(
+        &s.post(
+            "/keys/upload",
+            &bob.token,
+            json!({ "device_keys": no_algorithms }),
+        )
+        .await,
+        400,
+        "M_BAD_JSON",
+    );
     // A one-time key ID reused with other content.
     s.post(
         "/keys/upload",
         &bob.token,
-        json!({ "one_time_keys": { "signed_curve25519:X": { "key": "one" } } }),
+        json!({ "one_time_keys": { "signed_curve25519:X": signed_key("one") } }),
     )
     .await;
     assert_error(
         &s.post(
             "/keys/upload",
             &bob.token,
-            json!({ "one_time_keys": { "signed_curve25519:X": { "key": "two" } } }),
+            json!({ "one_time_keys": { "signed_curve25519:X": signed_key("two") } }),
         )
         .await,
         400,

@@ -98,6 +98,13 @@ fn cross_signing_key(
     usage: &str,
 ) -> Result<(String, String), MatrixError> {
     let invalid = || MatrixError::new(400, ErrCode::InvalidParam, format!("Invalid {usage} key"));
+    serde_json::from_value::<ruma::encryption::CrossSigningKey>(key.clone()).map_err(|e| {
+        MatrixError::new(
+            400,
+            ErrCode::BadJson,
+            format!("the {usage} key is malformed: {e}"),
+        )
+    })?;
     let object = key.as_object().ok_or_else(invalid)?;
     let used_for = object
         .get("usage")
@@ -189,9 +196,9 @@ fn parse_keys(keys: Option<&Value>, field: &str) -> Result<Vec<UploadedKey>, Mat
             let (algorithm, id) = name
                 .split_once(':')
                 .ok_or_else(|| bad(format!("{field}: key name {name:?} is not algorithm:id")))?;
-            if !(key.is_object() || key.is_string()) {
-                return Err(bad(format!("{field}.{name} must be a key")));
-            }
+            // The spec's shape, by ruma's type: a signed key or a bare one.
+            serde_json::from_value::<ruma::encryption::OneTimeKey>(key.clone())
+                .map_err(|e| bad(format!("{field}.{name} is not a key: {e}")))?;
             Ok((algorithm.to_string(), id.to_string(), key.to_string()))
         })
         .collect()
@@ -212,7 +219,11 @@ impl Homeserver {
         let device_keys = match body.get("device_keys") {
             None | Some(Value::Null) => None,
             Some(Value::Object(keys)) => {
+                // Stored as sent (signatures cover the exact object), once
+                // verified and ruma's type accepts its shape.
                 check_device_keys(keys, &actor.user_id, device.as_str())?;
+                serde_json::from_value::<ruma::encryption::DeviceKeys>(Value::Object(keys.clone()))
+                    .map_err(|e| bad(format!("device_keys are malformed: {e}")))?;
                 Some(Value::Object(keys.clone()).to_string())
             }
             Some(_) => return Err(bad("device_keys must be an object")),
