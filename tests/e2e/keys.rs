@@ -249,6 +249,27 @@ async fn bad_keys_are_refused_and_remote_users_are_failures() {
         )
         .await;
     assert_eq!(queried["device_keys"][&bob.user_id], json!({}));
+    // A claim for a device that does not exist (or has no keys) gets no
+    // key for it, and no error: the claim goes on for the others.
+    let (status, claimed) = s
+        .post(
+            "/keys/claim",
+            &alice.token,
+            json!({ "one_time_keys": { bob.user_id.clone(): { "NOSUCHDEVICE": "signed_curve25519" } } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{claimed}");
+    assert_eq!(claimed, json!({ "one_time_keys": {}, "failures": {} }));
+    assert_error(
+        &s.post(
+            "/keys/claim",
+            &alice.token,
+            json!({ "one_time_keys": { bob.user_id.clone(): ["NOSUCHDEVICE"] } }),
+        )
+        .await,
+        400,
+        "M_BAD_JSON",
+    );
     // Remote users are failures, never silently absent.
     let (status, remote) = s
         .post(
