@@ -289,3 +289,40 @@ async fn room_keys_are_stored_better_key_wins_and_only_the_current_version_takes
     let (_, info) = s.get("/room_keys/version", &alice.token).await;
     assert_eq!(info["count"], 0, "nothing of the refused uploads was kept");
 }
+
+#[tokio::test]
+async fn a_deactivated_account_loses_its_key_backup() {
+    let s = TestServer::start().await;
+    let alice = s.register("alice").await;
+    let bob = s.register("bob").await;
+    let create =
+        json!({ "algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": auth_data() });
+    for user in [&alice, &bob] {
+        s.post("/room_keys/version", &user.token, create.clone())
+            .await;
+        let (status, _) = s
+            .put(
+                "/room_keys/keys/!r:localhost/s?version=1",
+                &user.token,
+                key(0, 0, false, "k"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let right = json!({ "auth": { "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": "correct horse" } });
+    let (status, body) = s.post("/account/deactivate", &alice.token, right).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let db = rusqlite::Connection::open(s.dir.path().join("homeserver.db")).unwrap();
+    let count = |table: &str, user: &str| -> i64 {
+        db.query_row(
+            &format!("SELECT COUNT(*) FROM {table} WHERE user_id = ?1"),
+            [user],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    for table in ["e2e_room_keys", "e2e_room_keys_versions"] {
+        assert_eq!(count(table, &alice.user_id), 0, "{table}");
+        assert_eq!(count(table, &bob.user_id), 1, "{table}: bob keeps his");
+    }
+}

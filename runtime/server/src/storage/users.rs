@@ -416,6 +416,13 @@ impl Storage {
         self.write_then(
             move |w| {
                 log_out_everywhere(w, &user_id)?;
+                // As Synapse: the key backup goes with the account.
+                for table in ["e2e_room_keys", "e2e_room_keys_versions"] {
+                    w.conn.execute(
+                        &format!("DELETE FROM {table} WHERE user_id = ?1"),
+                        [&user_id],
+                    )?;
+                }
                 if erase {
                     w.conn.execute(
                         "INSERT OR IGNORE INTO erased_users (user_id) VALUES (?1)",
