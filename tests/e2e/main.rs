@@ -49,6 +49,7 @@ mod room_versions;
 mod rooms;
 mod search;
 mod security;
+mod server_keys;
 mod services;
 mod spaces;
 mod status_page;

@@ -43,6 +43,8 @@ pub struct Homeserver {
     pub client_ips: crate::service::ClientIps,
     /// The pushers this process runs.
     pub pushers: crate::service::pushers::Pushers,
+    /// This server's signing key, and the old ones it publishes.
+    pub server_keys: crate::service::server_keys::ServerKeys,
 }
 
 impl Homeserver {
@@ -117,11 +119,17 @@ impl RunningServer {
                 config.media_store_path.display()
             ))
         })?;
+        let server_keys = crate::service::server_keys::ServerKeys::load_or_generate(
+            &config.signing_key_path(),
+            &config.old_signing_keys,
+        )
+        .map_err(|e| StartError::Config(vec![format!("signing_key_path: {e}")]))?;
         let pushers = crate::service::pushers::Pushers::new(
             storage.clone(),
             crate::outbound::OutboundClient::new(&config),
         );
         let state = Arc::new(Homeserver {
+            server_keys,
             server_name: config.server_name.clone(),
             callbacks: modules.callbacks.clone(),
             storage,

@@ -96,6 +96,16 @@ pub fn router(
         .layer(axum::middleware::from_fn(cors)))
 }
 
+/// `GET /_matrix/key/v2/server`: this server's keys, signed.
+async fn server_keys(
+    axum::extract::State(hs): axum::extract::State<Arc<Homeserver>>,
+) -> axum::Json<serde_json::Value> {
+    axum::Json(
+        hs.server_keys
+            .key_response(hs.server_name.as_str(), axon::time::now_ms() as u64),
+    )
+}
+
 /// What one listener serves: the client API (with the metrics resource if
 /// named), or only metrics.
 pub(crate) fn listener_router(
@@ -110,6 +120,15 @@ pub(crate) fn listener_router(
         (false, _) => metrics
             .route("/metrics", get(render_metrics))
             .with_state(state.clone()),
+    };
+    let router = if listener.serves_keys() {
+        router.merge(
+            Router::new()
+                .route("/_matrix/key/v2/server", get(server_keys))
+                .with_state(state.clone()),
+        )
+    } else {
+        router
     };
     let router = if listener.serves_openid() {
         router.merge(integrations::openid_routes().with_state(state.clone()))

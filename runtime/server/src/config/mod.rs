@@ -73,6 +73,15 @@ pub struct HomeserverConfig {
     /// Synapse's `email:` section: the SMTP server modules send mail through.
     #[serde(default)]
     pub email: Option<EmailConfig>,
+    /// This server's ed25519 signing key, in Synapse's key-file format
+    /// (`ed25519 <version> <base64 seed>`); made at start if absent.
+    /// Default: `<server_name>.signing.key` beside the database.
+    #[serde(default)]
+    pub signing_key_path: Option<PathBuf>,
+    /// Keys this server signed with before, still published so that old
+    /// events verify (Synapse's key): `{"ed25519:id": {key, expired_ts}}`.
+    #[serde(default)]
+    pub old_signing_keys: std::collections::BTreeMap<String, OldSigningKey>,
     /// Limits of the HTTP listeners (Axon's keys; Synapse has none).
     #[serde(default)]
     pub http: HttpLimits,
@@ -155,6 +164,16 @@ impl ListenerConfig {
         self.kind == "http"
     }
 
+    /// Whether it serves `keys` (which `federation` implies): the server's
+    /// signing keys, which other servers fetch.
+    pub fn serves_keys(&self) -> bool {
+        self.kind == "http"
+            && self
+                .resources
+                .iter()
+                .any(|r| r.names.iter().any(|n| n == "keys" || n == "federation"))
+    }
+
     /// Whether it serves `openid`: the userinfo endpoint integration
     /// managers ask with a client's OpenID token.
     pub fn serves_openid(&self) -> bool {
@@ -204,6 +223,32 @@ impl Default for DatabaseArgs {
         DatabaseArgs {
             database: default_database_path(),
         }
+    }
+}
+
+/// A signing key no longer in use (`old_signing_keys`).
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OldSigningKey {
+    /// The public key, unpadded base64.
+    pub key: String,
+    /// When it stopped being used, in ms since the epoch.
+    pub expired_ts: u64,
+}
+
+impl HomeserverConfig {
+    /// Where the signing key is read from (or written to, when absent).
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.signing_key_path.clone().unwrap_or_else(|| {
+            let dir = self
+                .database
+                .args
+                .database
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            dir.join(format!("{}.signing.key", self.server_name))
+        })
     }
 }
 
@@ -797,7 +842,11 @@ impl HomeserverConfig {
             }
             for (j, resource) in listener.resources.iter().enumerate() {
                 for name in &resource.names {
-                    if !["client", "metrics", "openid"].contains(&name.as_str()) {
+                    if name == "federation" {
+                        warnings.push(format!(
+                            "listeners[{i}].resources[{j}]: resource `federation` serves only the server's keys and OpenID userinfo: Axon does not federate yet"
+                        ));
+                    } else if !["client", "metrics", "openid", "keys"].contains(&name.as_str()) {
                         warnings.push(format!(
                             "listeners[{i}].resources[{j}]: resource `{name}` is not supported by Axon and is ignored"
                         ));

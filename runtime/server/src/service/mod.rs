@@ -28,6 +28,7 @@ pub mod receipts;
 mod reports;
 mod rooms;
 pub mod search;
+pub mod server_keys;
 mod sessions;
 pub mod spaces;
 pub mod thumbnails;
