@@ -313,42 +313,33 @@ async fn device_lists_follow_key_changes_and_shared_rooms() {
 
     // Bob, who shares the room, uploads keys while alice long-polls; dave,
     // who shares nothing with her, does too.
-    let waiting = {
-        let (base, token, from) = (s.base.clone(), alice.token.clone(), from.clone());
-        tokio::spawn(async move {
-            let started = std::time::Instant::now();
-            let body: Value = reqwest::Client::new()
-                .get(format!(
-                    "{base}/_matrix/client/v3/sync?since={from}&timeout=30000"
-                ))
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            (body, started.elapsed())
-        })
+    let long_poll = async {
+        let started = std::time::Instant::now();
+        let (_, body) = s
+            .get(&format!("/sync?since={from}&timeout=30000"), &alice.token)
+            .await;
+        (body, started.elapsed())
     };
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let dave_keys = device_keys(&dave, &SigningKey::from_bytes(&[4u8; 32]));
-    s.post(
-        "/keys/upload",
-        &dave.token,
-        json!({ "device_keys": dave_keys }),
-    )
-    .await;
     let bob_keys = device_keys(&bob, &SigningKey::from_bytes(&[2u8; 32]));
-    let (status, _) = s
-        .post(
+    let uploads = async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let dave_keys = device_keys(&dave, &SigningKey::from_bytes(&[4u8; 32]));
+        s.post(
+            "/keys/upload",
+            &dave.token,
+            json!({ "device_keys": dave_keys }),
+        )
+        .await;
+        s.post(
             "/keys/upload",
             &bob.token,
             json!({ "device_keys": bob_keys }),
         )
-        .await;
+        .await
+        .0
+    };
+    let ((woken, waited), status) = tokio::join!(long_poll, uploads);
     assert_eq!(status, StatusCode::OK);
-    let (woken, waited) = waiting.await.unwrap();
     assert!(
         waited.as_secs() < 20,
         "the key upload did not wake the sync"

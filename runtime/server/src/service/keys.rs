@@ -98,29 +98,22 @@ fn cross_signing_key(
     usage: &str,
 ) -> Result<(String, String), MatrixError> {
     let invalid = || MatrixError::new(400, ErrCode::InvalidParam, format!("Invalid {usage} key"));
-    serde_json::from_value::<ruma::encryption::CrossSigningKey>(key.clone()).map_err(|e| {
-        MatrixError::new(
-            400,
-            ErrCode::BadJson,
-            format!("the {usage} key is malformed: {e}"),
-        )
-    })?;
-    let object = key.as_object().ok_or_else(invalid)?;
-    let used_for = object
-        .get("usage")
-        .and_then(Value::as_array)
-        .is_some_and(|u| u.iter().any(|u| u == usage));
-    let keys = object.get("keys").and_then(Value::as_object);
-    if object.get("user_id").and_then(Value::as_str) != Some(user.as_str())
-        || !used_for
-        || keys.map_or(0, Map::len) != 1
-    {
+    let parsed: ruma::encryption::CrossSigningKey =
+        serde_json::from_value(key.clone()).map_err(|e| {
+            MatrixError::new(
+                400,
+                ErrCode::BadJson,
+                format!("the {usage} key is malformed: {e}"),
+            )
+        })?;
+    let used_for = parsed.usage.iter().any(|u| u.as_str() == usage);
+    if parsed.user_id != user || !used_for || parsed.keys.len() != 1 {
         return Err(invalid());
     }
-    let (key_id, public) = keys.and_then(|k| k.iter().next()).ok_or_else(invalid)?;
-    match (key_id.strip_prefix("ed25519:"), public.as_str()) {
-        (Some(_), Some(public)) => Ok((key_id.clone(), public.to_string())),
-        _ => Err(invalid()),
+    let (key_id, public) = parsed.keys.into_iter().next().ok_or_else(invalid)?;
+    match key_id.as_str().strip_prefix("ed25519:") {
+        Some(_) => Ok((key_id.to_string(), public)),
+        None => Err(invalid()),
     }
 }
 
