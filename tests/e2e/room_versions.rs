@@ -222,3 +222,63 @@ async fn versions_1_and_2_reference_events_with_their_hashes() {
     let event = s.send_text(&alice, &room, "x").await;
     assert!(pdu(&s, &event)["prev_events"][0].is_string());
 }
+
+#[tokio::test]
+async fn every_event_is_hashed_and_signed_with_the_published_key() {
+    let s = TestServer::start_with(
+        "listeners:
+  - port: 0
+    bind_addresses: ['127.0.0.1']
+    resources: [{names: [client, keys]}]",
+    )
+    .await;
+    let (status, keys) = s
+        .request(Method::GET, "/_matrix/key/v2/server", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{keys}");
+    let mut key_set = ruma::signatures::PublicKeySet::new();
+    for (id, key) in keys["verify_keys"].as_object().unwrap() {
+        key_set.insert(
+            id.clone(),
+            ruma::serde::Base64::parse(key["key"].as_str().unwrap()).unwrap(),
+        );
+    }
+    let mut key_map = ruma::signatures::PublicKeyMap::new();
+    key_map.insert("test.local".to_string(), key_set);
+    let alice = s.register("alice").await;
+    for (version, rules) in [
+        ("1", ruma::room_version_rules::RoomVersionRules::V1),
+        ("3", ruma::room_version_rules::RoomVersionRules::V3),
+        ("10", ruma::room_version_rules::RoomVersionRules::V10),
+        ("11", ruma::room_version_rules::RoomVersionRules::V11),
+    ] {
+        let room = s
+            .create_room(&alice, json!({ "room_version": version, "name": "signed" }))
+            .await;
+        let message = s.send_text(&alice, &room, "signed too").await;
+        let (status, state) = s
+            .get(&format!("/rooms/{}/state", enc(&room)), &alice.token)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{state}");
+        let mut ids: Vec<String> = state
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event_id"].as_str().unwrap().to_string())
+            .collect();
+        ids.push(message);
+        for id in ids {
+            let event = pdu(&s, &id);
+            let object: ruma::CanonicalJsonObject = serde_json::from_value(event.clone()).unwrap();
+            let verified = ruma::signatures::verify_event(&key_map, &object, &rules);
+            assert!(
+                matches!(verified, Ok(ruma::signatures::Verified::All)),
+                "version {version}, {id}: {verified:?} {event}"
+            );
+            if version != "1" {
+                let reference = ruma::signatures::reference_hash(&object, &rules).unwrap();
+                assert_eq!(id, format!("${reference}"), "the ID is the reference hash");
+            }
+        }
+    }
+}

@@ -120,6 +120,7 @@ impl RunningServer {
             ))
         })?;
         let server_keys = crate::service::server_keys::ServerKeys::load_or_generate(
+            config.server_name.as_str(),
             &config.signing_key_path(),
             &config.old_signing_keys,
         )

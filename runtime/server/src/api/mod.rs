@@ -100,10 +100,7 @@ pub fn router(
 async fn server_keys(
     axum::extract::State(hs): axum::extract::State<Arc<Homeserver>>,
 ) -> axum::Json<serde_json::Value> {
-    axum::Json(
-        hs.server_keys
-            .key_response(hs.server_name.as_str(), axon::time::now_ms() as u64),
-    )
+    axum::Json(hs.server_keys.key_response(axon::time::now_ms() as u64))
 }
 
 /// What one listener serves: the client API (with the metrics resource if

@@ -1,14 +1,12 @@
-//! Turning a draft into an event: prev/auth events, depth, content hash and
-//! the reference hash that is its ID (room versions 4 and later).
+//! Turning a draft into an event: prev/auth events, depth, then hashed and
+//! signed with this server's key by ruma's signatures, and named by its
+//! reference hash (room versions 3 and later).
 
 use crate::storage::{NewEvent, RoomSnapshot};
 use axon::{ErrCode, ModuleError};
-use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
-use base64::Engine;
-use ruma::canonical_json::{redact, CanonicalJsonObject, CanonicalJsonValue};
+use ruma::canonical_json::CanonicalJsonObject;
 use ruma::room_version_rules::RoomVersionRules;
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 
 /// The room versions this server creates and serves: every stable one.
 pub const SUPPORTED_ROOM_VERSIONS: &[&str] =
@@ -73,10 +71,6 @@ fn canonical(value: Map<String, Value>) -> Result<CanonicalJsonObject, ModuleErr
     })
 }
 
-fn sha256(bytes: &[u8]) -> Vec<u8> {
-    Sha256::digest(bytes).to_vec()
-}
-
 /// Builds the next event of the room in `snapshot` (or the first events of
 /// a new room, whose snapshot grows as they are built).
 pub fn build_event(
@@ -84,6 +78,7 @@ pub fn build_event(
     draft: &EventDraft,
     now: i64,
     hashes: &ReferenceHashes,
+    signer: &crate::service::server_keys::ServerKeys,
 ) -> Result<BuiltEvent, ModuleError> {
     // Format rules hold for every event, those a new room starts with too.
     let rules = room_version_rules(&snapshot.room_version);
@@ -131,52 +126,33 @@ pub fn build_event(
             pdu.insert("redacts".into(), target.clone());
         }
     }
-    // Content hash: over everything but `unsigned`, `signatures` and `hashes`.
-    let content_hash = sha256(
-        CanonicalJsonValue::Object(canonical(pdu.clone())?)
+    // Versions 1 and 2 name an event `$random:server`, in the PDU (and so
+    // under its hashes and signature); later ones by its reference hash.
+    let v1_ids = rules.event_id_format == ruma::room_version_rules::EventIdFormatVersion::V1;
+    if v1_ids {
+        let local = crate::service::random_string(18);
+        let server = draft.sender.server_name();
+        pdu.insert("event_id".into(), json!(format!("${local}:{server}")));
+    }
+    let mut object = canonical(pdu)?;
+    signer.hash_and_sign_event(&mut object, &rules)?;
+    let event_id = if v1_ids {
+        object
+            .get("event_id")
+            .and_then(|id| id.as_str())
+            .unwrap_or_default()
             .to_string()
-            .as_bytes(),
-    );
-    pdu.insert(
-        "hashes".into(),
-        json!({ "sha256": STANDARD_NO_PAD.encode(content_hash) }),
-    );
-    // Reference hash: over the redacted event without `signatures`/`unsigned`.
-    let redacted = redact(
-        canonical(pdu.clone())?,
-        &room_version_rules(&snapshot.room_version).redaction,
-        None,
-    )
-    .map_err(|e| {
-        ModuleError::new(
-            400,
-            ErrCode::BadJson,
-            format!("event cannot be redacted: {e}"),
-        )
-    })?;
-    let mut redacted = redacted;
-    redacted.remove("signatures");
-    redacted.remove("unsigned");
-    let reference = sha256(CanonicalJsonValue::Object(redacted).to_string().as_bytes());
-    // Versions 1 and 2 name an event `$random:server`, in the PDU; 3 wrote
-    // the reference hash in standard base64; 4 and later URL-safe.
-    let event_id = match rules.event_id_format {
-        ruma::room_version_rules::EventIdFormatVersion::V1 => {
-            let local = crate::service::random_string(18);
-            let server = draft.sender.server_name();
-            format!("${local}:{server}")
-        }
-        ruma::room_version_rules::EventIdFormatVersion::V2 => {
-            format!("${}", STANDARD_NO_PAD.encode(reference))
-        }
-        _ => format!("${}", URL_SAFE_NO_PAD.encode(reference)),
+    } else {
+        let reference = ruma::signatures::reference_hash(&object, &rules)
+            .map_err(|e| ModuleError::new(413, ErrCode::TooLarge, e.to_string()))?;
+        format!("${reference}")
     };
     let event_id = ruma::OwnedEventId::try_from(event_id)
         .map_err(|e| ModuleError::internal(format!("event ID: {e}")))?;
-    if rules.event_id_format == ruma::room_version_rules::EventIdFormatVersion::V1 {
-        pdu.insert("event_id".into(), json!(event_id));
-    }
-    pdu.insert("signatures".into(), json!({}));
+    let pdu: Map<String, Value> = match serde_json::to_value(object) {
+        Ok(Value::Object(map)) => map,
+        _ => return Err(ModuleError::internal("a signed event is a JSON object")),
+    };
     let pdu_text = serde_json::to_string(&pdu).map_err(|e| ModuleError::internal(e.to_string()))?;
     if pdu_text.len() > MAX_PDU_SIZE {
         return Err(ModuleError::new(413, ErrCode::TooLarge, "event too large"));

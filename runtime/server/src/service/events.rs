@@ -367,7 +367,13 @@ impl Homeserver {
             .ok_or_else(|| not_in_room(&draft.sender, room))?;
         check_auth(&snapshot, &draft)?;
         let hashes = self.reference_hashes(&snapshot, &draft).await?;
-        let built = build_event(&snapshot, &draft, axon::time::now_ms(), &hashes)?;
+        let built = build_event(
+            &snapshot,
+            &draft,
+            axon::time::now_ms(),
+            &hashes,
+            &self.server_keys,
+        )?;
         let built = self.allow_event(&snapshot, built, draft, &hashes).await?;
         let spam = &self.callbacks.spam_checker;
         if spam_check && !spam.check_event_for_spam.is_empty() {
@@ -441,7 +447,13 @@ impl Homeserver {
                 // yet: `known` has their hashes.
                 let mut hashes = self.reference_hashes(base, &draft).await?;
                 hashes.extend(known.iter().map(|(k, v)| (k.clone(), v.clone())));
-                build_event(base, &draft, built.new.origin_server_ts, &hashes)
+                build_event(
+                    base,
+                    &draft,
+                    built.new.origin_server_ts,
+                    &hashes,
+                    &self.server_keys,
+                )
             }
         }
     }

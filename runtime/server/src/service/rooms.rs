@@ -434,7 +434,7 @@ impl Homeserver {
             if i >= trusted {
                 check_auth(&snapshot, &draft)?;
             }
-            let built = build_event(&snapshot, &draft, now, &hashes)?;
+            let built = build_event(&snapshot, &draft, now, &hashes, &self.server_keys)?;
             let built = self.allow_event(&snapshot, built, draft, &hashes).await?;
             if let Some(hash) = built.pdu.get("hashes").and_then(|h| h["sha256"].as_str()) {
                 hashes.insert(built.new.event_id.clone(), hash.to_string());

@@ -20,6 +20,8 @@ const PKCS8_ED25519_PREFIX: [u8; 16] = [
 ];
 
 pub struct ServerKeys {
+    /// The name the keys sign for.
+    server_name: String,
     pair: Ed25519KeyPair,
     /// `ed25519:<version>`.
     pub key_id: String,
@@ -37,6 +39,7 @@ impl ServerKeys {
     /// Reads the key file at `path`, or makes one there (mode 0600) with a
     /// new key, as Synapse does at first start.
     pub fn load_or_generate(
+        server_name: &str,
         path: &Path,
         old: &std::collections::BTreeMap<String, crate::config::OldSigningKey>,
     ) -> Result<ServerKeys, String> {
@@ -95,6 +98,7 @@ impl ServerKeys {
             old_keys.push((id.clone(), key.key.clone(), key.expired_ts));
         }
         Ok(ServerKeys {
+            server_name: server_name.to_string(),
             key_id: format!("ed25519:{version}"),
             public_key,
             pair,
@@ -102,8 +106,33 @@ impl ServerKeys {
         })
     }
 
+    /// Adds the content hash and this server's signature to a new event.
+    pub fn hash_and_sign_event(
+        &self,
+        event: &mut ruma::CanonicalJsonObject,
+        rules: &ruma::room_version_rules::RoomVersionRules,
+    ) -> Result<(), axon::ModuleError> {
+        ruma::signatures::hash_and_sign_event(
+            &self.server_name,
+            &self.pair,
+            event,
+            &rules.redaction,
+        )
+        .map_err(|e| match e {
+            ruma::signatures::JsonError::PduTooLarge => {
+                axon::ModuleError::new(413, axon::ErrCode::TooLarge, "event too large")
+            }
+            other => axon::ModuleError::new(
+                400,
+                axon::ErrCode::BadJson,
+                format!("event cannot be signed: {other}"),
+            ),
+        })
+    }
+
     /// The signed body of `GET /_matrix/key/v2/server`.
-    pub fn key_response(&self, server_name: &str, now_ms: u64) -> Value {
+    pub fn key_response(&self, now_ms: u64) -> Value {
+        let server_name = self.server_name.as_str();
         let old: Map<String, Value> = self
             .old
             .iter()
