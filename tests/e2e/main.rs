@@ -26,6 +26,7 @@ mod context;
 mod cross_signing;
 mod devices;
 mod directory_profile_media;
+mod federation;
 mod fuzz;
 mod guests;
 mod ignored_users;

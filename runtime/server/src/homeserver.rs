@@ -125,6 +125,13 @@ impl RunningServer {
             &config.old_signing_keys,
         )
         .map_err(|e| StartError::Config(vec![format!("signing_key_path: {e}")]))?;
+        let tls = match (&config.tls_certificate_path, &config.tls_private_key_path) {
+            (Some(certificate), Some(key)) if config.listeners.iter().any(|l| l.tls) => Some(
+                crate::http::tls_acceptor(certificate, key)
+                    .map_err(|e| StartError::Config(vec![e]))?,
+            ),
+            _ => None,
+        };
         let pushers = crate::service::pushers::Pushers::new(
             storage.clone(),
             crate::outbound::OutboundClient::new(&config),
@@ -214,13 +221,15 @@ impl RunningServer {
                 let local = socket
                     .local_addr()
                     .map_err(|e| StartError::Listen(e.to_string()))?;
-                tracing::info!("listening on http://{local}");
+                let scheme = if listener.tls { "https" } else { "http" };
+                tracing::info!("listening on {scheme}://{local}");
                 addrs.push(local);
                 tasks.push(tokio::spawn(crate::http::serve(
                     socket,
                     app.clone(),
                     limits,
                     connections.clone(),
+                    listener.tls.then(|| tls.clone()).flatten(),
                     shutdown_rx.clone(),
                 )));
             }

@@ -40,13 +40,47 @@ fn descriptor_limit() -> Option<u64> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-/// Serves `app` on `listener` until `shutdown` turns true, then lets the
-/// requests in flight finish.
+/// The TLS side of `tls: true` listeners: the certificate chain and key of
+/// `tls_certificate_path` and `tls_private_key_path` (PEM, as Synapse
+/// reads them), HTTP/1.1 only.
+pub fn tls_acceptor(
+    certificate: &std::path::Path,
+    private_key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(certificate)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("tls_certificate_path: {}: {e}", certificate.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "tls_certificate_path: {} holds no PEM certificate",
+            certificate.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(private_key)
+        .map_err(|e| format!("tls_private_key_path: {}: {e}", private_key.display()))?;
+    let mut config = tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| {
+            format!(
+                "tls_private_key_path: {} does not go with tls_certificate_path: {e}",
+                private_key.display()
+            )
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves `app` on `listener` (through TLS when `tls` is given) until
+/// `shutdown` turns true, then lets the requests in flight finish.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
     connections: Arc<Semaphore>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let (closed_tx, closed_rx) = watch::channel(());
@@ -80,21 +114,21 @@ pub async fn serve(
             .map_request(|request: hyper::Request<Incoming>| request.map(Body::new))
             .service(app.clone());
         let service = TowerToHyperService::new(service);
-        let mut shutdown = shutdown.clone();
+        let shutdown = shutdown.clone();
         let closed_rx = closed_rx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout.0)
-                .keep_alive(true);
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            let mut connection = std::pin::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
+            match tls {
+                None => serve_connection(stream, service, limits, shutdown).await,
+                // The handshake is part of the request head's time.
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_timeout.0, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(stream)) => serve_connection(stream, service, limits, shutdown).await,
+                        Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
+                        Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
+                    }
                 }
             }
             drop(permit);
@@ -105,4 +139,35 @@ pub async fn serve(
     // In-flight connections end (their requests answered) before this returns.
     closed_tx.closed().await;
     Ok(())
+}
+
+/// Serves one connection's requests until it closes or the server stops.
+async fn serve_connection<S, T>(
+    stream: S,
+    service: TowerToHyperService<T>,
+    limits: HttpLimits,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tower::Service<hyper::Request<Incoming>, Response = axum::response::Response>
+        + Clone
+        + Send
+        + 'static,
+    T::Future: Send + 'static,
+    T::Error: std::error::Error + Send + Sync + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout.0)
+        .keep_alive(true);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
 }

@@ -13,6 +13,7 @@
 //! - [`scripted`]: `test.Scripted`, `test.Hooked` and `test.Bare`, for the
 //!   loader and the dispatchers without a server.
 //! - [`smtp_sink`]: a loopback SMTP server that keeps what it receives.
+//! - [`tls`]: a test certificate authority, for servers that federate.
 //!
 //! A test binary that uses a module crate must name it (`use my_module as
 //! _;`), or the linker drops the module's registration.
@@ -23,6 +24,7 @@ pub mod rules;
 pub mod scripted;
 mod server;
 pub mod smtp_sink;
+pub mod tls;
 
 pub use log::{calls, only, record, wait_for_call};
 pub use reqwest::{Method, StatusCode};

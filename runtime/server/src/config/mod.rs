@@ -82,6 +82,12 @@ pub struct HomeserverConfig {
     /// events verify (Synapse's key): `{"ed25519:id": {key, expired_ts}}`.
     #[serde(default)]
     pub old_signing_keys: std::collections::BTreeMap<String, OldSigningKey>,
+    /// The certificate chain (PEM) `tls: true` listeners present.
+    #[serde(default)]
+    pub tls_certificate_path: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[serde(default)]
+    pub tls_private_key_path: Option<PathBuf>,
     /// Limits of the HTTP listeners (Axon's keys; Synapse has none).
     #[serde(default)]
     pub http: HttpLimits,
@@ -835,10 +841,19 @@ impl HomeserverConfig {
                 );
             }
             if listener.tls {
-                problem(
-                    &format!("listeners[{i}].tls"),
-                    "TLS listeners are not supported; put a reverse proxy in front".into(),
-                );
+                for (key, value) in [
+                    ("tls_certificate_path", &self.tls_certificate_path),
+                    ("tls_private_key_path", &self.tls_private_key_path),
+                ] {
+                    if value.is_none() {
+                        problem(
+                            key,
+                            format!(
+                                "listeners[{i}] has `tls: true`, which needs `{key}` (a PEM file)"
+                            ),
+                        );
+                    }
+                }
             }
             for (j, resource) in listener.resources.iter().enumerate() {
                 for name in &resource.names {
