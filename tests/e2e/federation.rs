@@ -99,3 +99,303 @@ async fn a_tls_listener_without_its_certificate_or_with_a_broken_one_stops_start
         "{error}"
     );
 }
+
+use axon_testkit::federation::Federation;
+
+/// A request to a server's federation listener, unsigned.
+async fn federation_request(
+    fed: &Federation,
+    s: &TestServer,
+    method: Method,
+    path: &str,
+    authorization: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = fed
+        .ca
+        .client()
+        .request(method, format!("https://{}{path}", s.server_name()));
+    if let Some(authorization) = authorization {
+        request = request.header("authorization", authorization);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The key a server publishes: `(key_id, public_key)`.
+async fn published_key(fed: &Federation, s: &TestServer) -> (String, String) {
+    let (status, body) =
+        federation_request(fed, s, Method::GET, "/_matrix/key/v2/server", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (id, key) = body["verify_keys"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .next()
+        .unwrap();
+    (id.clone(), key["key"].as_str().unwrap().to_string())
+}
+
+/// Whether `object` is signed by `server`'s key.
+fn signed_by(object: &Value, server: &str, key: &(String, String)) -> bool {
+    let mut set = ruma::signatures::PublicKeySet::new();
+    set.insert(key.0.clone(), ruma::serde::Base64::parse(&key.1).unwrap());
+    let mut map = ruma::signatures::PublicKeyMap::new();
+    map.insert(server.to_string(), set);
+    let mut only = object.clone();
+    let signature = object["signatures"][server].clone();
+    only["signatures"] = json!({ server: signature });
+    let canonical: ruma::CanonicalJsonObject = serde_json::from_value(only).unwrap();
+    ruma::signatures::verify_json(&map, &canonical).is_ok()
+}
+
+#[tokio::test]
+async fn a_remote_users_profile_is_asked_of_their_server_in_a_signed_request() {
+    let fed = Federation::new();
+    let a = fed.axon("").await;
+    let b = fed.axon("").await;
+    let alice = a.register("alice").await;
+    let (status, body) = a
+        .put(
+            &format!("/profile/{}/displayname", enc(&alice.user_id)),
+            &alice.token,
+            json!({ "displayname": "Alice of A" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let bob = b.register("bob").await;
+    let (status, body) = b
+        .get(&format!("/profile/{}", enc(&alice.user_id)), &bob.token)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({ "displayname": "Alice of A" }));
+    let (status, body) = b
+        .get(
+            &format!("/profile/{}/displayname", enc(&alice.user_id)),
+            &bob.token,
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({ "displayname": "Alice of A" }))
+    );
+    // A's own answer for a user it does not have comes through as is.
+    let nobody = format!("@nobody:{}", a.server_name());
+    assert_error(
+        &b.get(&format!("/profile/{}", enc(&nobody)), &bob.token)
+            .await,
+        404,
+        "M_NOT_FOUND",
+    );
+    // A server that is not there: 502.
+    let gone = format!("@ghost:127.0.0.1:{}", axon_testkit::tls::free_port());
+    assert_error(
+        &b.get(&format!("/profile/{}", enc(&gone)), &bob.token).await,
+        502,
+        "M_UNKNOWN",
+    );
+    // A checked B's signature with B's key, fetched from B and kept.
+    let b_key = published_key(&fed, &b).await;
+    let db = rusqlite::Connection::open(a.dir.path().join("homeserver.db")).unwrap();
+    let (key_id, public_key): (String, String) = db
+        .query_row(
+            "SELECT key_id, public_key FROM server_signing_keys WHERE server_name = ?1",
+            [b.server_name()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((key_id, public_key), b_key);
+}
+
+#[tokio::test]
+async fn a_server_request_without_a_valid_x_matrix_signature_is_401() {
+    let fed = Federation::new();
+    let a = fed.axon("").await;
+    let b = fed.axon("").await;
+    let alice = a.register("alice").await;
+    let path = format!(
+        "/_matrix/federation/v1/query/profile?user_id={}",
+        enc(&alice.user_id)
+    );
+    let b_key = published_key(&fed, &b).await;
+    let cases = [
+        None,
+        Some("Bearer some-token".to_string()),
+        Some("X-Matrix origin=nowhere".to_string()),
+        // For another server.
+        Some(format!(
+            "X-Matrix origin=\"{}\",destination=\"example.org\",key=\"{}\",sig=\"AAAA\"",
+            b.server_name(),
+            b_key.0
+        )),
+        // B's real key, a signature that is not B's.
+        Some(format!(
+            "X-Matrix origin=\"{}\",destination=\"{}\",key=\"{}\",sig=\"{}\"",
+            b.server_name(),
+            a.server_name(),
+            b_key.0,
+            "A".repeat(86)
+        )),
+        // A key B does not have.
+        Some(format!(
+            "X-Matrix origin=\"{}\",destination=\"{}\",key=\"ed25519:nope\",sig=\"{}\"",
+            b.server_name(),
+            a.server_name(),
+            "A".repeat(86)
+        )),
+    ];
+    for authorization in cases {
+        let answer =
+            federation_request(&fed, &a, Method::GET, &path, authorization.as_deref(), None).await;
+        assert_error(&answer, 401, "M_UNAUTHORIZED");
+    }
+    // Unsigned endpoints answer anyone.
+    let (status, body) = federation_request(
+        &fed,
+        &a,
+        Method::GET,
+        "/_matrix/federation/v1/version",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["server"]["name"], "Axon");
+}
+
+#[tokio::test]
+async fn a_notary_hands_on_keys_signed_by_their_server_and_by_itself() {
+    let fed = Federation::new();
+    let a = fed.axon("").await;
+    let b = fed.axon("").await;
+    let a_key = published_key(&fed, &a).await;
+    let b_key = published_key(&fed, &b).await;
+    let (status, body) = federation_request(
+        &fed,
+        &b,
+        Method::POST,
+        "/_matrix/key/v2/query",
+        None,
+        Some(json!({ "server_keys": { a.server_name(): { a_key.0.clone(): {} } } })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answers = body["server_keys"].as_array().unwrap();
+    assert_eq!(answers.len(), 1, "{body}");
+    let answer = &answers[0];
+    assert_eq!(answer["server_name"], json!(a.server_name()));
+    assert_eq!(answer["verify_keys"][&a_key.0]["key"], json!(a_key.1));
+    assert!(signed_by(answer, &a.server_name(), &a_key), "{answer}");
+    assert!(signed_by(answer, &b.server_name(), &b_key), "{answer}");
+    // The GET form, for all of a server's keys; and the notary's own.
+    let (status, body) = federation_request(
+        &fed,
+        &b,
+        Method::GET,
+        &format!("/_matrix/key/v2/query/{}", a.server_name()),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["server_keys"][0]["verify_keys"][&a_key.0]["key"],
+        json!(a_key.1)
+    );
+    let (_, body) = federation_request(
+        &fed,
+        &b,
+        Method::GET,
+        &format!("/_matrix/key/v2/query/{}", b.server_name()),
+        None,
+        None,
+    )
+    .await;
+    assert!(
+        signed_by(&body["server_keys"][0], &b.server_name(), &b_key),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn keys_of_a_server_that_is_down_come_from_a_trusted_key_server() {
+    let fed = Federation::new();
+    let notary = fed.axon("").await;
+    let mut down = fed.axon("").await;
+    let notary_key = published_key(&fed, &notary).await;
+    let down_key = published_key(&fed, &down).await;
+    // The notary learns the keys while their server is up.
+    let (status, body) = federation_request(
+        &fed,
+        &notary,
+        Method::GET,
+        &format!("/_matrix/key/v2/query/{}", down.server_name()),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let down_name = down.server_name();
+    down.stop().await;
+    let asking = fed
+        .axon(&format!(
+            "trusted_key_servers:
+  - server_name: '{}'
+    verify_keys: {{'{}': '{}'}}",
+            notary.server_name(),
+            notary_key.0,
+            notary_key.1
+        ))
+        .await;
+    let (status, body) = federation_request(
+        &fed,
+        &asking,
+        Method::POST,
+        "/_matrix/key/v2/query",
+        None,
+        Some(json!({ "server_keys": { &down_name: { down_key.0.clone(): {} } } })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer = &body["server_keys"][0];
+    assert_eq!(
+        answer["verify_keys"][&down_key.0]["key"],
+        json!(down_key.1),
+        "{body}"
+    );
+    assert!(signed_by(answer, &down_name, &down_key), "{answer}");
+    // Without a trusted key server there is nobody to ask.
+    let alone = fed.axon("").await;
+    let (status, body) = federation_request(
+        &fed,
+        &alone,
+        Method::POST,
+        "/_matrix/key/v2/query",
+        None,
+        Some(json!({ "server_keys": { &down_name: { down_key.0.clone(): {} } } })),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({ "server_keys": [] }))
+    );
+}
+
+#[tokio::test]
+async fn a_trusted_key_server_without_verify_keys_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = merged(
+        &test_config(dir.path(), ""),
+        "trusted_key_servers: [{server_name: matrix.org}]",
+    );
+    let problems = axon_server::config::HomeserverConfig::parse(&yaml).unwrap_err();
+    let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        text,
+        ["at `trusted_key_servers[0]`: `matrix.org` has no `verify_keys`: name its keys (`{\"ed25519:id\": \"base64\"}`) so its answers can be checked, or set `accept_keys_insecurely: true`"]
+    );
+}

@@ -416,8 +416,12 @@ async fn generated_requests_never_get_a_server_error() {
         let text = response.text().await.unwrap_or_default();
         sent += 1;
         *by_status.entry(status.as_u16()).or_default() += 1;
+        // A 502 with a Matrix error is the answer about another server
+        // that is not there (a fuzzed user ID names one), as in Synapse.
+        let remote_failure = status == reqwest::StatusCode::BAD_GATEWAY
+            && serde_json::from_str::<Value>(&text).is_ok_and(|e| e["errcode"].is_string());
         assert!(
-            !status.is_server_error(),
+            !status.is_server_error() || remote_failure,
             "{status} {text}\nfor {}",
             replay()
         );

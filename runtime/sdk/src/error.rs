@@ -37,6 +37,8 @@ pub enum ErrCode {
     Unavailable,
     /// A key backup upload to a version that is not the current one.
     WrongRoomKeysVersion,
+    /// A request from another server without a valid signature.
+    Unauthorized,
     /// Any other code, such as a module's own `ORG_EXAMPLE_...`.
     Custom(String),
 }
@@ -71,6 +73,7 @@ impl ErrCode {
             ErrCode::InvalidSignature => "M_INVALID_SIGNATURE",
             ErrCode::Unavailable => "M_UNAVAILABLE",
             ErrCode::WrongRoomKeysVersion => "M_WRONG_ROOM_KEYS_VERSION",
+            ErrCode::Unauthorized => "M_UNAUTHORIZED",
             ErrCode::Custom(code) => code,
         }
     }
@@ -105,6 +108,7 @@ impl ErrCode {
             ErrCode::InvalidSignature,
             ErrCode::Unavailable,
             ErrCode::WrongRoomKeysVersion,
+            ErrCode::Unauthorized,
         ];
         KNOWN
             .iter()

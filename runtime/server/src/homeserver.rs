@@ -45,6 +45,10 @@ pub struct Homeserver {
     pub pushers: crate::service::pushers::Pushers,
     /// This server's signing key, and the old ones it publishes.
     pub server_keys: crate::service::server_keys::ServerKeys,
+    /// Requests to other servers.
+    pub federation: crate::federation::FederationClient,
+    /// Other servers' keys being fetched.
+    pub key_fetches: crate::service::server_keys::KeyFetches,
 }
 
 impl Homeserver {
@@ -136,8 +140,12 @@ impl RunningServer {
             storage.clone(),
             crate::outbound::OutboundClient::new(&config),
         );
+        let federation = crate::federation::FederationClient::new(&config)
+            .map_err(|e| StartError::Config(vec![e]))?;
         let state = Arc::new(Homeserver {
             server_keys,
+            federation,
+            key_fetches: Default::default(),
             server_name: config.server_name.clone(),
             callbacks: modules.callbacks.clone(),
             storage,

@@ -14,6 +14,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod federation;
 mod homeserver;
 mod host;
 pub mod http;

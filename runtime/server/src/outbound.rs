@@ -1,20 +1,23 @@
-//! Requests the server makes on a user's behalf (to push gateways now, to
-//! other servers later): never to the addresses `ip_range_blacklist`
-//! names, whatever the URL says, since a user chooses the URL.
+//! Requests the server makes on a user's behalf (to push gateways): never
+//! to the addresses `ip_range_blacklist` names, whatever the URL says,
+//! since a user chooses the URL. Federation (`crate::federation`) filters
+//! its addresses the same way.
 
 use crate::config::{HomeserverConfig, IpRange};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+/// The addresses a kind of request may go to: all but the blocked ones,
+/// with exceptions.
 #[derive(Clone)]
-struct Ranges {
-    blocked: Vec<IpRange>,
-    allowed: Vec<IpRange>,
+pub(crate) struct Ranges {
+    pub blocked: Vec<IpRange>,
+    pub allowed: Vec<IpRange>,
 }
 
 impl Ranges {
-    fn permits(&self, ip: IpAddr) -> bool {
+    pub fn permits(&self, ip: IpAddr) -> bool {
         !ip.is_unspecified()
             && (self.allowed.iter().any(|r| r.contains(ip))
                 || !self.blocked.iter().any(|r| r.contains(ip)))
@@ -23,7 +26,7 @@ impl Ranges {
 
 /// Resolves names, then drops the addresses the server must not contact;
 /// a name with none left fails to resolve.
-struct FilteringResolver(Arc<Ranges>);
+pub(crate) struct FilteringResolver(pub Arc<Ranges>);
 
 impl Resolve for FilteringResolver {
     fn resolve(&self, name: Name) -> Resolving {

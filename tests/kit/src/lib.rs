@@ -14,10 +14,12 @@
 //!   loader and the dispatchers without a server.
 //! - [`smtp_sink`]: a loopback SMTP server that keeps what it receives.
 //! - [`tls`]: a test certificate authority, for servers that federate.
+//! - [`federation`]: servers named `127.0.0.1:PORT` that federate over TLS.
 //!
 //! A test binary that uses a module crate must name it (`use my_module as
 //! _;`), or the linker drops the module's registration.
 
+pub mod federation;
 pub mod log;
 pub mod operator;
 pub mod rules;

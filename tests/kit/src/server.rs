@@ -114,6 +114,17 @@ impl TestServer {
         }
     }
 
+    /// The server's name (`test.local`, or `127.0.0.1:PORT` for one that
+    /// federates).
+    pub fn server_name(&self) -> String {
+        self.server
+            .as_ref()
+            .expect("the server runs")
+            .homeserver
+            .server_name()
+            .to_string()
+    }
+
     /// Stops the server and starts it again on the same data directory.
     pub async fn restart(&mut self) {
         self.stop().await;

@@ -9,6 +9,7 @@ mod devices;
 mod directory;
 pub mod discovery;
 mod extract;
+pub mod federation;
 mod integrations;
 mod key_backup;
 mod keys;
@@ -96,13 +97,6 @@ pub fn router(
         .layer(axum::middleware::from_fn(cors)))
 }
 
-/// `GET /_matrix/key/v2/server`: this server's keys, signed.
-async fn server_keys(
-    axum::extract::State(hs): axum::extract::State<Arc<Homeserver>>,
-) -> axum::Json<serde_json::Value> {
-    axum::Json(hs.server_keys.key_response(axon::time::now_ms() as u64))
-}
-
 /// What one listener serves: the client API (with the metrics resource if
 /// named), or only metrics.
 pub(crate) fn listener_router(
@@ -119,11 +113,12 @@ pub(crate) fn listener_router(
             .with_state(state.clone()),
     };
     let router = if listener.serves_keys() {
-        router.merge(
-            Router::new()
-                .route("/_matrix/key/v2/server", get(server_keys))
-                .with_state(state.clone()),
-        )
+        router.merge(federation::key_routes().with_state(state.clone()))
+    } else {
+        router
+    };
+    let router = if listener.serves_federation() {
+        router.merge(federation::routes().with_state(state.clone()))
     } else {
         router
     };

@@ -76,31 +76,23 @@ async fn get_profile(
     State(hs): State<Arc<Homeserver>>,
     ApiPath(user): ApiPath<String>,
 ) -> ApiResult {
-    let row = profile_of(&hs, &user).await?;
-    let mut body = Map::new();
-    if let Some(name) = row.displayname {
-        body.insert("displayname".into(), json!(name));
-    }
-    if let Some(url) = row.avatar_url {
-        body.insert("avatar_url".into(), json!(url));
-    }
-    Ok(Json(Value::Object(body)))
+    Ok(Json(Value::Object(hs.profile(&user_id(&user)?).await?)))
 }
 
 async fn get_displayname(
     State(hs): State<Arc<Homeserver>>,
     ApiPath(user): ApiPath<String>,
 ) -> ApiResult {
-    let row = profile_of(&hs, &user).await?;
-    Ok(Json(json!({ "displayname": row.displayname })))
+    let profile = hs.profile(&user_id(&user)?).await?;
+    Ok(Json(json!({ "displayname": profile.get("displayname") })))
 }
 
 async fn get_avatar_url(
     State(hs): State<Arc<Homeserver>>,
     ApiPath(user): ApiPath<String>,
 ) -> ApiResult {
-    let row = profile_of(&hs, &user).await?;
-    Ok(Json(json!({ "avatar_url": row.avatar_url })))
+    let profile = hs.profile(&user_id(&user)?).await?;
+    Ok(Json(json!({ "avatar_url": profile.get("avatar_url") })))
 }
 
 #[derive(Deserialize)]

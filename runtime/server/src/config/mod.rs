@@ -112,6 +112,25 @@ pub struct HomeserverConfig {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub ip_range_whitelist: Vec<IpRange>,
+    /// Addresses other servers may not be reached at. When set, it alone
+    /// applies to federation (as in Synapse: `federation_ip_range_blacklist:
+    /// []` lets a loopback peer in); otherwise `ip_range_blacklist` and
+    /// `ip_range_whitelist` do.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub federation_ip_range_blacklist: Option<Vec<IpRange>>,
+    /// Whether other servers' TLS certificates are checked (Synapse's key).
+    #[serde(default = "yes")]
+    pub federation_verify_certificates: bool,
+    /// CA certificates (PEM files) that replace the system's roots for
+    /// federation, for a private federation (Synapse's key).
+    #[serde(default)]
+    pub federation_custom_ca_list: Vec<PathBuf>,
+    /// Servers asked for another server's keys when that server cannot be
+    /// (Synapse's key). Axon's default is none, where Synapse's is
+    /// matrix.org: no third party is trusted unless the operator says so.
+    #[serde(default)]
+    pub trusted_key_servers: Vec<TrustedKeyServer>,
     /// TURN servers handed to clients by `GET /voip/turnServer` (Synapse's
     /// keys): with a shared secret, time-limited credentials (the TURN REST
     /// API coturn implements), or a fixed user name and password.
@@ -180,6 +199,15 @@ impl ListenerConfig {
                 .any(|r| r.names.iter().any(|n| n == "keys" || n == "federation"))
     }
 
+    /// Whether it serves `federation`: the server-server API.
+    pub fn serves_federation(&self) -> bool {
+        self.kind == "http"
+            && self
+                .resources
+                .iter()
+                .any(|r| r.names.iter().any(|n| n == "federation"))
+    }
+
     /// Whether it serves `openid`: the userinfo endpoint integration
     /// managers ask with a client's OpenID token.
     pub fn serves_openid(&self) -> bool {
@@ -230,6 +258,20 @@ impl Default for DatabaseArgs {
             database: default_database_path(),
         }
     }
+}
+
+/// A notary (`trusted_key_servers`).
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedKeyServer {
+    pub server_name: String,
+    /// Its keys, `{"ed25519:id": "base64"}`: its answers must be signed by
+    /// one of them. Without them its answers are not trusted, unless
+    /// `accept_keys_insecurely`.
+    #[serde(default)]
+    pub verify_keys: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    pub accept_keys_insecurely: bool,
 }
 
 /// A signing key no longer in use (`old_signing_keys`).
@@ -824,6 +866,17 @@ impl HomeserverConfig {
         if self.listeners.is_empty() {
             problem("listeners", "at least one listener is needed".into());
         }
+        for (i, notary) in self.trusted_key_servers.iter().enumerate() {
+            if notary.verify_keys.is_none() && !notary.accept_keys_insecurely {
+                problem(
+                    &format!("trusted_key_servers[{i}]"),
+                    format!(
+                        "`{}` has no `verify_keys`: name its keys (`{{\"ed25519:id\": \"base64\"}}`) so its answers can be checked, or set `accept_keys_insecurely: true`",
+                        notary.server_name
+                    ),
+                );
+            }
+        }
         for (i, listener) in self.listeners.iter().enumerate() {
             if listener.kind != "http" && listener.kind != "metrics" {
                 problem(
@@ -857,11 +910,9 @@ impl HomeserverConfig {
             }
             for (j, resource) in listener.resources.iter().enumerate() {
                 for name in &resource.names {
-                    if name == "federation" {
-                        warnings.push(format!(
-                            "listeners[{i}].resources[{j}]: resource `federation` serves only the server's keys and OpenID userinfo: Axon does not federate yet"
-                        ));
-                    } else if !["client", "metrics", "openid", "keys"].contains(&name.as_str()) {
+                    if !["client", "metrics", "openid", "keys", "federation"]
+                        .contains(&name.as_str())
+                    {
                         warnings.push(format!(
                             "listeners[{i}].resources[{j}]: resource `{name}` is not supported by Axon and is ignored"
                         ));

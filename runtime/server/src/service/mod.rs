@@ -171,6 +171,47 @@ fn denial(message: &str, errcode: ErrCode, extra_fields: JsonObject) -> MatrixEr
 }
 
 /// A user ID the client sent; `M_INVALID_PARAM` if it is not one.
+/// What a client is told when another server could not do what was
+/// asked: that server's own Matrix error when it sent one (a 404 stays a
+/// 404), else 502 with `message`.
+pub(crate) fn federation_failure(
+    error: crate::federation::FederationError,
+    message: &str,
+) -> MatrixError {
+    use crate::federation::FederationError;
+    tracing::info!("{message}: {error}");
+    match error {
+        FederationError::Status { status, body } if (400..500).contains(&status) => {
+            match body.get("errcode").and_then(|c| c.as_str()) {
+                Some(code) => MatrixError::new(
+                    status,
+                    ErrCode::from_code(code),
+                    body.get("error")
+                        .and_then(|e| e.as_str())
+                        .unwrap_or(message)
+                        .to_string(),
+                ),
+                None => MatrixError::new(502, ErrCode::Unknown, message),
+            }
+        }
+        _ => MatrixError::new(502, ErrCode::Unknown, message),
+    }
+}
+
+/// A string for a URL's path or query, every byte but the unreserved ones
+/// escaped.
+pub(crate) fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 pub(crate) fn user_id_param(user: &str) -> Result<OwnedUserId, MatrixError> {
     UserId::parse(user).map_err(|e| {
         MatrixError::new(

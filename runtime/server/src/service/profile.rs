@@ -17,6 +17,10 @@ pub struct ProfileChange {
     pub avatar_url: Option<Option<String>>,
 }
 
+/// A user's profile as others see it: `displayname` and `avatar_url`,
+/// each present only when set.
+pub type PublicProfile = Map<String, serde_json::Value>;
+
 impl ProfileChange {
     pub fn is_empty(&self) -> bool {
         self.displayname.is_none() && self.avatar_url.is_none()
@@ -47,6 +51,50 @@ pub(crate) fn check_avatar_url(url: &str) -> Result<(), MatrixError> {
 }
 
 impl Homeserver {
+    /// A user's profile: read here for this server's users, asked of
+    /// their server (`/query/profile`) for others. 404 `M_NOT_FOUND` when
+    /// there is none; 502 when the other server cannot be asked.
+    pub async fn profile(&self, user: &UserId) -> Result<PublicProfile, MatrixError> {
+        if user.server_name() == self.server_name {
+            let row =
+                self.storage.get_user(user).await?.ok_or_else(|| {
+                    MatrixError::new(404, ErrCode::NotFound, "Profile was not found")
+                })?;
+            let mut profile = Map::new();
+            if let Some(name) = row.displayname {
+                profile.insert("displayname".into(), json!(name));
+            }
+            if let Some(url) = row.avatar_url {
+                profile.insert("avatar_url".into(), json!(url));
+            }
+            return Ok(profile);
+        }
+        let path = format!(
+            "/_matrix/federation/v1/query/profile?user_id={}",
+            crate::service::percent_encode(user.as_str())
+        );
+        let answer = self
+            .federation
+            .send(
+                &self.server_keys,
+                user.server_name(),
+                reqwest::Method::GET,
+                &path,
+                None,
+            )
+            .await
+            .map_err(|e| super::federation_failure(e, "Failed to fetch profile"))?;
+        // Only the two fields, and only strings: the answer is another
+        // server's word.
+        let mut profile = Map::new();
+        for field in ["displayname", "avatar_url"] {
+            if let Some(value) = answer.get(field).and_then(|v| v.as_str()) {
+                profile.insert(field.into(), json!(value));
+            }
+        }
+        Ok(profile)
+    }
+
     /// Changes a user's display name and/or avatar, whoever asks: a client
     /// for itself, an admin or a module for anyone (`by_admin` to modules).
     /// The change shows in every room the user is in (as in Synapse), and

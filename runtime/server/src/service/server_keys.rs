@@ -3,11 +3,18 @@
 //! key, the old ones, all signed with the current one by ruma's
 //! signatures.
 
+use crate::homeserver::Homeserver;
+use crate::service::MatrixError;
+use crate::storage::RemoteKey;
+use axon::ErrCode;
 use base64::Engine;
 use rand::Rng;
+use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
 use ruma::signatures::Ed25519KeyPair;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// How long other servers may cache the key (Synapse's default
 /// `key_refresh_interval`, one day).
@@ -130,6 +137,61 @@ impl ServerKeys {
         })
     }
 
+    /// The `Authorization` header of a request this server sends to
+    /// `destination`: ruma's `X-Matrix` signature over method, URI, origin,
+    /// destination and body.
+    pub fn authorization(
+        &self,
+        destination: &ruma::ServerName,
+        method: &str,
+        path_and_query: &str,
+        body: Option<&[u8]>,
+    ) -> Result<String, String> {
+        use ruma::api::federation::authentication::{ServerSignaturesInput, XMatrix};
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .body(body.unwrap_or_default().to_vec())
+            .map_err(|e| format!("not a request: {e}"))?;
+        let origin = ruma::OwnedServerName::try_from(self.server_name.as_str())
+            .map_err(|e| e.to_string())?;
+        let input = ServerSignaturesInput::new(origin, destination.to_owned(), &self.pair);
+        XMatrix::try_from_http_request(&request, input)
+            .map(|header| header.to_string())
+            .map_err(|e| e.to_string())
+    }
+
+    /// This server's own keys, as a verifier reads them: the current one,
+    /// and the old ones until they expired.
+    pub fn own_keys(&self) -> Vec<crate::storage::RemoteKey> {
+        let mut keys = vec![crate::storage::RemoteKey {
+            key_id: self.key_id.clone(),
+            public_key: self.public_key.clone(),
+            valid_until_ts: i64::MAX,
+            expired_ts: None,
+            key_json: String::new(),
+        }];
+        keys.extend(
+            self.old
+                .iter()
+                .map(|(id, key, expired)| crate::storage::RemoteKey {
+                    key_id: id.clone(),
+                    public_key: key.clone(),
+                    valid_until_ts: *expired as i64,
+                    expired_ts: Some(*expired as i64),
+                    key_json: String::new(),
+                }),
+        );
+        keys
+    }
+
+    /// Adds this server's signature to a JSON object (a notary's answer).
+    pub fn sign_json(&self, object: &mut ruma::CanonicalJsonObject) {
+        // Only an object whose `signatures` is no object fails, and the
+        // caller checked the shape already.
+        let _ = ruma::signatures::sign_json(&self.server_name, &self.pair, object);
+    }
+
     /// The signed body of `GET /_matrix/key/v2/server`.
     pub fn key_response(&self, now_ms: u64) -> Value {
         let server_name = self.server_name.as_str();
@@ -171,4 +233,359 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::write(path, text)
+}
+
+/// How long a key fetched from its server may be used at most, whatever
+/// the server says (the spec's seven days, for room versions 5 and later).
+const MAX_VALIDITY_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+/// A server whose keys were just fetched is not asked again for this long
+/// (a request naming an unknown key must not make this server hammer the
+/// origin, or be used to).
+const REFETCH_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Key fetches per server: one at a time, and when the last one was.
+#[derive(Default)]
+pub struct KeyFetches {
+    servers: std::sync::Mutex<
+        std::collections::HashMap<String, Arc<tokio::sync::Mutex<Option<std::time::Instant>>>>,
+    >,
+}
+
+impl KeyFetches {
+    fn slot(&self, server: &str) -> Arc<tokio::sync::Mutex<Option<std::time::Instant>>> {
+        let mut servers = self.servers.lock().unwrap();
+        if servers.len() > 10_000 {
+            servers.retain(|_, slot| Arc::strong_count(slot) > 1);
+        }
+        servers.entry(server.to_string()).or_default().clone()
+    }
+}
+
+/// Whether `object` carries a valid signature of `entity` by `key_id`.
+fn signed_by(object: &CanonicalJsonObject, entity: &str, key_id: &str, public_key: &str) -> bool {
+    let Some(signature) = object
+        .get("signatures")
+        .and_then(|s| match s {
+            CanonicalJsonValue::Object(map) => map.get(entity),
+            _ => None,
+        })
+        .and_then(|s| match s {
+            CanonicalJsonValue::Object(map) => map.get(key_id),
+            _ => None,
+        })
+        .cloned()
+    else {
+        return false;
+    };
+    let Ok(key) = ruma::serde::Base64::parse(public_key) else {
+        return false;
+    };
+    let mut only = object.clone();
+    let mut one = CanonicalJsonObject::new();
+    one.insert(key_id.to_string(), signature);
+    let mut signatures = CanonicalJsonObject::new();
+    signatures.insert(entity.to_string(), CanonicalJsonValue::Object(one));
+    only.insert("signatures".into(), CanonicalJsonValue::Object(signatures));
+    let mut set = ruma::signatures::PublicKeySet::new();
+    set.insert(key_id.to_string(), key);
+    let mut map = ruma::signatures::PublicKeyMap::new();
+    map.insert(entity.to_string(), set);
+    ruma::signatures::verify_json(&map, &only).is_ok()
+}
+
+/// The keys in a key response of `server` (from it or from a notary),
+/// which must be signed by each of its current keys; validity capped at
+/// seven days from `now`.
+fn parse_key_response(server: &str, value: &Value, now: i64) -> Result<Vec<RemoteKey>, String> {
+    let Value::Object(map) = value else {
+        return Err("the key response is not a JSON object".into());
+    };
+    let object = ruma::canonical_json::try_from_json_map(map.clone())
+        .map_err(|e| format!("the key response is not canonical JSON: {e}"))?;
+    if value["server_name"].as_str() != Some(server) {
+        return Err(format!(
+            "the key response is for {}, not {server}",
+            value["server_name"]
+        ));
+    }
+    let valid_until = value["valid_until_ts"]
+        .as_i64()
+        .ok_or("the key response has no valid_until_ts")?
+        .min(now + MAX_VALIDITY_MS);
+    let verify_keys = value["verify_keys"]
+        .as_object()
+        .filter(|keys| !keys.is_empty())
+        .ok_or("the key response has no verify_keys")?;
+    let key_json = value.to_string();
+    let mut keys = Vec::new();
+    for (key_id, key) in verify_keys {
+        let public_key = key["key"]
+            .as_str()
+            .ok_or_else(|| format!("verify_keys.{key_id} has no key"))?;
+        if !signed_by(&object, server, key_id, public_key) {
+            return Err(format!(
+                "the key response is not signed by {server}'s key {key_id}"
+            ));
+        }
+        keys.push(RemoteKey {
+            key_id: key_id.clone(),
+            public_key: public_key.to_string(),
+            valid_until_ts: valid_until,
+            expired_ts: None,
+            key_json: key_json.clone(),
+        });
+    }
+    if let Some(old) = value["old_verify_keys"].as_object() {
+        for (key_id, key) in old {
+            if let (Some(public_key), Some(expired)) =
+                (key["key"].as_str(), key["expired_ts"].as_i64())
+            {
+                keys.push(RemoteKey {
+                    key_id: key_id.clone(),
+                    public_key: public_key.to_string(),
+                    valid_until_ts: expired,
+                    expired_ts: Some(expired),
+                    key_json: key_json.clone(),
+                });
+            }
+        }
+    }
+    Ok(keys)
+}
+
+impl Homeserver {
+    /// The keys of `server` among `wanted` that may verify a signature made
+    /// at `ts`, `{key_id: public key}`: from the cache, else fetched from
+    /// the server itself, else from the trusted key servers. Empty when
+    /// none can be had.
+    pub async fn verify_keys_of(
+        &self,
+        server: &ruma::ServerName,
+        wanted: &[String],
+        ts: i64,
+    ) -> Result<BTreeMap<String, String>, MatrixError> {
+        let usable = |keys: &[RemoteKey]| -> BTreeMap<String, String> {
+            keys.iter()
+                .filter(|k| wanted.contains(&k.key_id) && k.valid_at(ts))
+                .map(|k| (k.key_id.clone(), k.public_key.clone()))
+                .collect()
+        };
+        if server == self.server_name {
+            return Ok(usable(&self.server_keys.own_keys()));
+        }
+        let found = usable(&self.storage.remote_keys(server.as_str()).await?);
+        if found.len() == wanted.len() {
+            return Ok(found);
+        }
+        let slot = self.key_fetches.slot(server.as_str());
+        let mut last_fetch = slot.lock().await;
+        // Another request may have fetched them while this one waited.
+        let found = usable(&self.storage.remote_keys(server.as_str()).await?);
+        if found.len() == wanted.len() || last_fetch.is_some_and(|at| at.elapsed() < REFETCH_AFTER)
+        {
+            return Ok(found);
+        }
+        *last_fetch = Some(std::time::Instant::now());
+        let now = axon::time::now_ms();
+        match self
+            .federation
+            .get_unsigned(server, "/_matrix/key/v2/server")
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|answer| parse_key_response(server.as_str(), &answer, now))
+        {
+            Ok(keys) => {
+                self.storage
+                    .store_remote_keys(server.as_str(), keys, now)
+                    .await?
+            }
+            Err(e) => tracing::info!("cannot fetch the keys of {server} from it: {e}"),
+        }
+        let found = usable(&self.storage.remote_keys(server.as_str()).await?);
+        if found.len() == wanted.len() {
+            return Ok(found);
+        }
+        for notary in &self.config.trusted_key_servers {
+            match self.keys_from_notary(notary, server, wanted, ts).await {
+                Ok(keys) => {
+                    self.storage
+                        .store_remote_keys(server.as_str(), keys, now)
+                        .await?
+                }
+                Err(e) => tracing::info!(
+                    "cannot fetch the keys of {server} from {}: {e}",
+                    notary.server_name
+                ),
+            }
+            let found = usable(&self.storage.remote_keys(server.as_str()).await?);
+            if found.len() == wanted.len() {
+                return Ok(found);
+            }
+        }
+        Ok(usable(&self.storage.remote_keys(server.as_str()).await?))
+    }
+
+    /// Asks a trusted key server for `server`'s keys; its answers must be
+    /// signed by it (unless `accept_keys_insecurely`) and by `server`.
+    async fn keys_from_notary(
+        &self,
+        notary: &crate::config::TrustedKeyServer,
+        server: &ruma::ServerName,
+        wanted: &[String],
+        ts: i64,
+    ) -> Result<Vec<RemoteKey>, String> {
+        let notary_name =
+            ruma::ServerName::parse(&notary.server_name).map_err(|e| e.to_string())?;
+        let criteria: Map<String, Value> = wanted
+            .iter()
+            .map(|id| (id.clone(), json!({ "minimum_valid_until_ts": ts })))
+            .collect();
+        let answer = self
+            .federation
+            .send(
+                &self.server_keys,
+                &notary_name,
+                reqwest::Method::POST,
+                "/_matrix/key/v2/query",
+                Some(&json!({ "server_keys": { server.as_str(): criteria } })),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let now = axon::time::now_ms();
+        let mut keys = Vec::new();
+        for response in answer["server_keys"].as_array().into_iter().flatten() {
+            if response["server_name"].as_str() != Some(server.as_str()) {
+                continue;
+            }
+            if let Some(notary_keys) = &notary.verify_keys {
+                let Value::Object(map) = response else {
+                    continue;
+                };
+                let Ok(object) = ruma::canonical_json::try_from_json_map(map.clone()) else {
+                    continue;
+                };
+                if !notary_keys
+                    .iter()
+                    .any(|(id, key)| signed_by(&object, &notary.server_name, id, key))
+                {
+                    return Err("an answer is not signed by the notary's verify_keys".into());
+                }
+            }
+            keys.extend(parse_key_response(server.as_str(), response, now)?);
+        }
+        Ok(keys)
+    }
+
+    /// Answers a notary query (`/_matrix/key/v2/query`): for each server,
+    /// its key responses this server holds (fetched now if none is valid
+    /// until `minimum_valid_until_ts`), each countersigned by this server.
+    pub async fn notary_answer(
+        &self,
+        query: BTreeMap<ruma::OwnedServerName, BTreeMap<String, i64>>,
+    ) -> Result<Vec<Value>, MatrixError> {
+        let now = axon::time::now_ms();
+        let mut answers = Vec::new();
+        for (server, criteria) in query {
+            if server == self.server_name {
+                answers.push(self.server_keys.key_response(now as u64));
+                continue;
+            }
+            let minimum = criteria.values().copied().max().unwrap_or(now);
+            let mut wanted: Vec<String> = criteria.keys().cloned().collect();
+            let cached = self.storage.remote_keys(server.as_str()).await?;
+            if wanted.is_empty() {
+                // All its keys: the ones it has now.
+                wanted = cached
+                    .iter()
+                    .filter(|k| k.expired_ts.is_none())
+                    .map(|k| k.key_id.clone())
+                    .collect();
+                if wanted.is_empty() {
+                    wanted.push(String::new());
+                }
+            }
+            self.verify_keys_of(&server, &wanted, minimum).await?;
+            let mut seen = std::collections::HashSet::new();
+            for key in self.storage.remote_keys(server.as_str()).await? {
+                if !seen.insert(key.key_json.clone()) {
+                    continue;
+                }
+                let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&key.key_json) else {
+                    continue;
+                };
+                let Ok(mut object) = ruma::canonical_json::try_from_json_map(map) else {
+                    continue;
+                };
+                self.server_keys.sign_json(&mut object);
+                if let Ok(value) = serde_json::to_value(object) {
+                    answers.push(value);
+                }
+            }
+        }
+        Ok(answers)
+    }
+
+    /// Checks a request from another server: its `X-Matrix` header names
+    /// this server as destination (or none), and is signed over the
+    /// request by a key of the origin valid now. The origin, or 401
+    /// `M_UNAUTHORIZED`.
+    pub async fn authenticate_server(
+        &self,
+        request: &axum::http::Request<Vec<u8>>,
+    ) -> Result<ruma::OwnedServerName, MatrixError> {
+        use ruma::api::federation::authentication::XMatrix;
+        let unauthorized = |why: String| MatrixError::new(401, ErrCode::Unauthorized, why);
+        let header = request
+            .headers()
+            .get_all(axum::http::header::AUTHORIZATION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.trim_start().starts_with("X-Matrix"))
+            .ok_or_else(|| unauthorized("Missing X-Matrix Authorization header".into()))?;
+        let x_matrix = XMatrix::parse(header)
+            .map_err(|e| unauthorized(format!("Invalid X-Matrix Authorization header: {e}")))?;
+        if x_matrix
+            .destination
+            .as_ref()
+            .is_some_and(|d| *d != self.server_name)
+        {
+            return Err(unauthorized(format!(
+                "The request is for {}, not this server",
+                x_matrix
+                    .destination
+                    .as_ref()
+                    .map(|d| d.as_str())
+                    .unwrap_or("")
+            )));
+        }
+        let key_id = x_matrix.key.to_string();
+        let keys = self
+            .verify_keys_of(
+                &x_matrix.origin,
+                std::slice::from_ref(&key_id),
+                axon::time::now_ms(),
+            )
+            .await?;
+        let Some(public_key) = keys.get(&key_id) else {
+            return Err(unauthorized(format!(
+                "Failed to find any key to satisfy: {} {key_id}",
+                x_matrix.origin
+            )));
+        };
+        let key = ruma::serde::Base64::parse(public_key)
+            .map_err(|_| unauthorized(format!("{key_id} of {} is no key", x_matrix.origin)))?;
+        let mut set = ruma::signatures::PublicKeySet::new();
+        set.insert(key_id.clone(), key);
+        let mut map = ruma::signatures::PublicKeyMap::new();
+        map.insert(x_matrix.origin.to_string(), set);
+        x_matrix
+            .verify_request(request, &self.server_name, &map)
+            .map_err(|e| {
+                unauthorized(format!(
+                    "Invalid signature for server {}: {e}",
+                    x_matrix.origin
+                ))
+            })?;
+        Ok(x_matrix.origin)
+    }
 }

@@ -19,6 +19,7 @@ mod pushers;
 mod receipts;
 mod room_keys;
 mod schema;
+mod server_keys;
 mod to_device;
 mod users;
 
@@ -30,6 +31,7 @@ pub use notify::{Listener, WakeKey};
 pub use pushers::{NotificationRow, PusherRow};
 pub use receipts::{NewReceipt, ReceiptRow};
 pub use room_keys::{BackupVersion, RoomKeyBackup, RoomKeyUpload};
+pub use server_keys::RemoteKey;
 pub use to_device::{DeviceTarget, ToDeviceMessage};
 pub use users::*;
 

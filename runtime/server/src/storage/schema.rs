@@ -442,6 +442,23 @@ CREATE TABLE e2e_room_keys (
 ) WITHOUT ROWID;
 "#,
     ),
+    // Other servers' signing keys, as fetched (directly or through a
+    // notary): each key with how long it may be used, and the signed
+    // response it came in, which this server hands on as a notary.
+    M::up(
+        r#"
+CREATE TABLE server_signing_keys (
+    server_name TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    valid_until_ts INTEGER NOT NULL,
+    expired_ts INTEGER,
+    key_json TEXT NOT NULL,
+    fetched_ts INTEGER NOT NULL,
+    PRIMARY KEY (server_name, key_id)
+) WITHOUT ROWID;
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {
