@@ -61,3 +61,4 @@ mod to_device;
 mod typing;
 mod upgrade;
 mod visibility;
+mod with_synapse;

@@ -15,6 +15,7 @@
 //! - [`smtp_sink`]: a loopback SMTP server that keeps what it receives.
 //! - [`tls`]: a test certificate authority, for servers that federate.
 //! - [`federation`]: servers named `127.0.0.1:PORT` that federate over TLS.
+//! - [`synapse`]: Synapse from PyPI as the federation peer.
 //!
 //! A test binary that uses a module crate must name it (`use my_module as
 //! _;`), or the linker drops the module's registration.
@@ -26,6 +27,7 @@ pub mod rules;
 pub mod scripted;
 mod server;
 pub mod smtp_sink;
+pub mod synapse;
 pub mod tls;
 
 pub use log::{calls, only, record, wait_for_call};

@@ -34,6 +34,8 @@ pub struct TestServer {
     pub http: reqwest::Client,
     pub server: Option<RunningServer>,
     pub dir: tempfile::TempDir,
+    /// The server's name, for a server this process does not run (Synapse).
+    pub remote_name: Option<String>,
 }
 
 /// A registered user.
@@ -111,12 +113,28 @@ impl TestServer {
             http: reqwest::Client::new(),
             server: Some(server),
             dir,
+            remote_name: None,
+        }
+    }
+
+    /// A client of a homeserver that runs elsewhere (Synapse), at `base`.
+    pub fn remote(base: String, name: String) -> TestServer {
+        TestServer {
+            base,
+            yaml: String::new(),
+            http: reqwest::Client::new(),
+            server: None,
+            dir: tempfile::tempdir().expect("temporary directory"),
+            remote_name: Some(name),
         }
     }
 
     /// The server's name (`test.local`, or `127.0.0.1:PORT` for one that
     /// federates).
     pub fn server_name(&self) -> String {
+        if let Some(name) = &self.remote_name {
+            return name.clone();
+        }
         self.server
             .as_ref()
             .expect("the server runs")
