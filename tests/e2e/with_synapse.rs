@@ -44,3 +44,144 @@ async fn profiles_are_read_across_axon_and_synapse_both_ways() {
     assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
     assert_eq!(body["displayname"], "Alice on Axon");
 }
+
+/// Waits until `user` on `s` sees a message with `body` in `room`; the
+/// bodies of the room's messages, oldest first, at that moment.
+async fn wait_for_message(s: &TestServer, user: &User, room: &str, body: &str) -> Vec<String> {
+    let path = format!("/rooms/{}/messages?dir=b&limit=100", enc(room));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, page) = s.get(&path, &user.token).await;
+        let mut bodies: Vec<String> = page["chunk"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["type"] == "m.room.message")
+            .filter_map(|e| e["content"]["body"].as_str().map(str::to_string))
+            .collect();
+        bodies.reverse();
+        if status == StatusCode::OK && bodies.iter().any(|b| b == body) {
+            return bodies;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never saw {body:?} in {room} ({status} {page})\n{}",
+            user.user_id,
+            shared().1.log_tail()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until `user` on `s` reads `event_type` state in `room` as `expected`.
+async fn wait_for_state(
+    s: &TestServer,
+    user: &User,
+    room: &str,
+    event_type: &str,
+    key: &str,
+    expected: &Value,
+) {
+    let path = format!("/rooms/{}/state/{event_type}/{}", enc(room), enc(key));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, content) = s.get(&path, &user.token).await;
+        if status == StatusCode::OK && content == *expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never read {event_type} as {expected} in {room} ({status} {content})\n{}",
+            user.user_id,
+            shared().1.log_tail()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_synapse_user_invited_to_an_axon_room_joins_and_both_sides_talk() {
+    let (fed, synapse) = shared();
+    let axon = fed.axon("").await;
+    let alice = axon.register("alice").await;
+    let bob = synapse_user("bob").await;
+    let room = axon
+        .create_room(
+            &alice,
+            json!({ "preset": "private_chat", "name": "Across" }),
+        )
+        .await;
+    let (status, body) = axon.invite(&alice, &room, &bob.user_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
+    let (status, body) = synapse.client.join(&bob, &room).await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
+    assert_eq!(
+        axon.member(&alice, &room, &bob.user_id).await["membership"],
+        "join"
+    );
+
+    axon.send_text(&alice, &room, "hello from Axon").await;
+    let seen = wait_for_message(&synapse.client, &bob, &room, "hello from Axon").await;
+    assert_eq!(seen, ["hello from Axon"]);
+    synapse
+        .client
+        .send_text(&bob, &room, "hello from Synapse")
+        .await;
+    let seen = wait_for_message(&axon, &alice, &room, "hello from Synapse").await;
+    assert_eq!(seen, ["hello from Axon", "hello from Synapse"]);
+    for n in 0..5 {
+        axon.send_text(&alice, &room, &format!("a{n}")).await;
+    }
+    let seen = wait_for_message(&synapse.client, &bob, &room, "a4").await;
+    assert_eq!(
+        seen,
+        [
+            "hello from Axon",
+            "hello from Synapse",
+            "a0",
+            "a1",
+            "a2",
+            "a3",
+            "a4"
+        ]
+    );
+
+    // State set on either side applies on both.
+    let name = json!({ "name": "Renamed on Axon" });
+    let (status, _) = axon
+        .put(
+            &format!("/rooms/{}/state/m.room.name/", enc(&room)),
+            &alice.token,
+            name.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    wait_for_state(&synapse.client, &bob, &room, "m.room.name", "", &name).await;
+    let levels_path = format!("/rooms/{}/state/m.room.power_levels/", enc(&room));
+    let (_, mut levels) = axon.get(&levels_path, &alice.token).await;
+    levels["users"][&bob.user_id] = json!(50);
+    levels["events"]["m.room.topic"] = json!(50);
+    let (status, body) = axon.put(&levels_path, &alice.token, levels.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for_state(
+        &synapse.client,
+        &bob,
+        &room,
+        "m.room.power_levels",
+        "",
+        &levels,
+    )
+    .await;
+    // Bob's new power lets him set the topic, which Axon accepts.
+    let topic = json!({ "topic": "set on Synapse" });
+    let (status, body) = synapse
+        .client
+        .put(
+            &format!("/rooms/{}/state/m.room.topic/", enc(&room)),
+            &bob.token,
+            topic.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for_state(&axon, &alice, &room, "m.room.topic", "", &topic).await;
+}

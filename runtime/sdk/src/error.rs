@@ -39,6 +39,8 @@ pub enum ErrCode {
     WrongRoomKeysVersion,
     /// A request from another server without a valid signature.
     Unauthorized,
+    /// The room's version is one the user's server does not support.
+    IncompatibleRoomVersion,
     /// Any other code, such as a module's own `ORG_EXAMPLE_...`.
     Custom(String),
 }
@@ -74,6 +76,7 @@ impl ErrCode {
             ErrCode::Unavailable => "M_UNAVAILABLE",
             ErrCode::WrongRoomKeysVersion => "M_WRONG_ROOM_KEYS_VERSION",
             ErrCode::Unauthorized => "M_UNAUTHORIZED",
+            ErrCode::IncompatibleRoomVersion => "M_INCOMPATIBLE_ROOM_VERSION",
             ErrCode::Custom(code) => code,
         }
     }
@@ -109,6 +112,7 @@ impl ErrCode {
             ErrCode::Unavailable,
             ErrCode::WrongRoomKeysVersion,
             ErrCode::Unauthorized,
+            ErrCode::IncompatibleRoomVersion,
         ];
         KNOWN
             .iter()

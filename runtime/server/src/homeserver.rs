@@ -49,6 +49,8 @@ pub struct Homeserver {
     pub federation: crate::federation::FederationClient,
     /// Other servers' keys being fetched.
     pub key_fetches: crate::service::server_keys::KeyFetches,
+    /// The outbound federation queue's sender.
+    pub outbox: crate::service::outbox::Outbox,
 }
 
 impl Homeserver {
@@ -146,6 +148,7 @@ impl RunningServer {
             server_keys,
             federation,
             key_fetches: Default::default(),
+            outbox: Default::default(),
             server_name: config.server_name.clone(),
             callbacks: modules.callbacks.clone(),
             storage,
@@ -198,6 +201,7 @@ impl RunningServer {
             .start_all()
             .await
             .map_err(StartError::Storage)?;
+        state.outbox.start(Arc::downgrade(&state));
         // Modules may use the server from their start hooks on.
         let host: Arc<dyn axon::module::Host> = state.clone();
         modules.bind(Arc::downgrade(&host));
@@ -261,6 +265,7 @@ impl RunningServer {
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         self.homeserver.pushers.stop();
+        self.homeserver.outbox.stop();
         for task in self.tasks.drain(..) {
             let _ = task.await;
         }

@@ -6,8 +6,8 @@ use super::extract::{body_timeout, read_body, ApiPath, ApiQuery};
 use super::{ApiResult, MatrixError};
 use crate::homeserver::Homeserver;
 use axon::ErrCode;
-use axum::extract::{FromRequest, Request, State};
-use axum::routing::{get, post};
+use axum::extract::{FromRequest, RawQuery, Request, State};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -46,6 +46,7 @@ impl<T: DeserializeOwned> FromRequest<Arc<Homeserver>> for ServerAuth<T> {
             .map_err(|e| MatrixError::new(400, ErrCode::Unknown, e.to_string()))?;
         *request.headers_mut() = parts.headers;
         let origin = hs.authenticate_server(&request).await?;
+        hs.heard_from(&origin).await;
         let bytes = request.into_body();
         let value = if bytes.iter().all(u8::is_ascii_whitespace) {
             Value::Null
@@ -71,6 +72,203 @@ pub fn routes() -> Router<Arc<Homeserver>> {
     Router::new()
         .route("/_matrix/federation/v1/version", get(version))
         .route("/_matrix/federation/v1/query/profile", get(query_profile))
+        .route(
+            "/_matrix/federation/v1/make_join/{room}/{user}",
+            get(make_join),
+        )
+        .route(
+            "/_matrix/federation/v2/send_join/{room}/{event}",
+            put(send_join),
+        )
+        .route("/_matrix/federation/v2/invite/{room}/{event}", put(invite))
+        .route("/_matrix/federation/v1/send/{txn}", put(send_transaction))
+        .route("/_matrix/federation/v1/event/{event}", get(event))
+        .route(
+            "/_matrix/federation/v1/get_missing_events/{room}",
+            post(missing_events),
+        )
+        .route("/_matrix/federation/v1/state_ids/{room}", get(state_ids))
+        .route("/_matrix/federation/v1/state/{room}", get(state))
+}
+
+fn room_param(room: &str) -> Result<ruma::OwnedRoomId, MatrixError> {
+    ruma::OwnedRoomId::try_from(room)
+        .map_err(|e| MatrixError::new(400, ErrCode::InvalidParam, format!("room ID: {e}")))
+}
+
+fn event_param(event: &str) -> Result<ruma::OwnedEventId, MatrixError> {
+    ruma::OwnedEventId::try_from(event)
+        .map_err(|e| MatrixError::new(400, ErrCode::InvalidParam, format!("event ID: {e}")))
+}
+
+/// The values of a repeated query parameter (`ver=10&ver=11`).
+fn repeated(query: Option<&str>, name: &str) -> Vec<String> {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(key, _)| *key == name)
+        .filter_map(|(_, value)| percent_decode(value))
+        .collect()
+}
+
+fn percent_decode(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `GET /v1/make_join/{room}/{user}?ver=…`.
+async fn make_join(
+    State(hs): State<Arc<Homeserver>>,
+    ApiPath((room, user)): ApiPath<(String, String)>,
+    RawQuery(query): RawQuery,
+    auth: ServerAuth,
+) -> ApiResult {
+    let room = room_param(&room)?;
+    let user = crate::service::user_id_param(&user)?;
+    let versions = repeated(query.as_deref(), "ver");
+    Ok(Json(
+        hs.make_join(&auth.origin, &room, &user, &versions).await?,
+    ))
+}
+
+/// `PUT /v2/send_join/{room}/{event}`.
+async fn send_join(
+    State(hs): State<Arc<Homeserver>>,
+    ApiPath((room, event)): ApiPath<(String, String)>,
+    auth: ServerAuth<Value>,
+) -> ApiResult {
+    let room = room_param(&room)?;
+    let event = event_param(&event)?;
+    Ok(Json(
+        hs.send_join(&auth.origin, &room, &event, auth.body).await?,
+    ))
+}
+
+/// `PUT /v2/invite/{room}/{event}`.
+async fn invite(
+    State(hs): State<Arc<Homeserver>>,
+    ApiPath((room, event)): ApiPath<(String, String)>,
+    auth: ServerAuth<Value>,
+) -> ApiResult {
+    let room = room_param(&room)?;
+    let event = event_param(&event)?;
+    Ok(Json(
+        hs.receive_invite(&auth.origin, &room, &event, auth.body)
+            .await?,
+    ))
+}
+
+/// `PUT /v1/send/{txnId}`.
+async fn send_transaction(
+    State(hs): State<Arc<Homeserver>>,
+    ApiPath(_txn): ApiPath<String>,
+    auth: ServerAuth<Value>,
+) -> ApiResult {
+    if !auth.body.is_object() {
+        return Err(MatrixError::new(
+            400,
+            ErrCode::BadJson,
+            "A transaction is a JSON object",
+        ));
+    }
+    Ok(Json(hs.receive_transaction(&auth.origin, auth.body).await?))
+}
+
+/// `GET /v1/event/{event}`.
+async fn event(
+    State(hs): State<Arc<Homeserver>>,
+    ApiPath(event): ApiPath<String>,
+    auth: ServerAuth,
+) -> ApiResult {
+    let event = event_param(&event)?;
+    Ok(Json(hs.serve_event(&auth.origin, &event).await?))
+}
+
+#[derive(Deserialize)]
+struct MissingEventsBody {
+    #[serde(default)]
+    earliest_events: Vec<String>,
+    latest_events: Vec<String>,
+    #[serde(default = "ten")]
+    limit: usize,
+}
+
+fn ten() -> usize {
+    10
+}
+
+/// `POST /v1/get_missing_events/{room}`.
+async fn missing_events(
+    State(hs): State<Arc<Homeserver>>,
+    ApiPath(room): ApiPath<String>,
+    auth: ServerAuth<MissingEventsBody>,
+) -> ApiResult {
+    let room = room_param(&room)?;
+    let body = auth.body;
+    Ok(Json(
+        hs.missing_events(
+            &auth.origin,
+            &room,
+            body.earliest_events,
+            body.latest_events,
+            body.limit,
+        )
+        .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct AtEvent {
+    event_id: String,
+}
+
+/// `GET /v1/state_ids/{room}?event_id=`.
+async fn state_ids(
+    State(hs): State<Arc<Homeserver>>,
+    ApiPath(room): ApiPath<String>,
+    ApiQuery(at): ApiQuery<AtEvent>,
+    auth: ServerAuth,
+) -> ApiResult {
+    let room = room_param(&room)?;
+    let event = event_param(&at.event_id)?;
+    Ok(Json(
+        hs.state_at_event(&auth.origin, &room, &event, true).await?,
+    ))
+}
+
+/// `GET /v1/state/{room}?event_id=`.
+async fn state(
+    State(hs): State<Arc<Homeserver>>,
+    ApiPath(room): ApiPath<String>,
+    ApiQuery(at): ApiQuery<AtEvent>,
+    auth: ServerAuth,
+) -> ApiResult {
+    let room = room_param(&room)?;
+    let event = event_param(&at.event_id)?;
+    Ok(Json(
+        hs.state_at_event(&auth.origin, &room, &event, false)
+            .await?,
+    ))
 }
 
 /// `GET /_matrix/key/v2/server`: this server's keys, signed.

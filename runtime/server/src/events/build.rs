@@ -174,6 +174,7 @@ pub fn build_event(
             device_id: None,
             txn_id: None,
             notifies: Vec::new(),
+            destinations: Vec::new(),
         },
         pdu,
     })

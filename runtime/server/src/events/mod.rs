@@ -6,6 +6,7 @@ mod auth;
 mod build;
 mod client;
 mod module;
+mod pdu;
 
 pub use auth::{check_auth, membership_of, recheck_auth, PowerLevels};
 pub(crate) use build::auth_event_ids;
@@ -15,3 +16,4 @@ pub use build::{
 };
 pub use client::{client_event, ClientEvent, Unsigned};
 pub use module::module_event;
+pub use pdu::Pdu;

@@ -33,6 +33,17 @@ pub(crate) fn shadow_event_id() -> OwnedEventId {
         .unwrap_or_else(|_| unreachable!("a `$` and letters make an event ID"))
 }
 
+/// An invite of a user of another server, which their server must accept.
+fn is_remote_invite(new: &NewEvent, own: &ruma::ServerName) -> bool {
+    new.event_type == "m.room.member"
+        && new
+            .state_key
+            .as_deref()
+            .and_then(|k| UserId::parse(k).ok())
+            .is_some_and(|u| u.server_name() != own)
+        && serde_json::from_str::<Value>(&new.content).is_ok_and(|c| c["membership"] == "invite")
+}
+
 fn not_in_room(user: &UserId, room: &RoomId) -> MatrixError {
     MatrixError::forbidden(format!("User {user} not in room {room}"))
 }
@@ -306,7 +317,14 @@ impl Homeserver {
                     return Err(e);
                 }
             };
+            let built = if is_remote_invite(&built.new, &self.server_name) {
+                self.invite_remote(&snapshot, built).await?
+            } else {
+                built
+            };
             let mut new = built.new;
+            new.destinations = self.destinations_for(&snapshot, &new);
+            let queued = !new.destinations.is_empty();
             if let Some((device, txn_id)) = &txn {
                 new.device_id = Some(device.clone());
                 new.txn_id = Some(txn_id.clone());
@@ -343,6 +361,9 @@ impl Homeserver {
                 .next()
                 .ok_or_else(|| MatrixError::internal("the event was not stored"))?;
             if let Persisted::New { .. } = persisted {
+                if queued {
+                    self.outbox.wake();
+                }
                 self.announce_new_events(work);
                 let pushed: Vec<&UserId> = pushed.iter().map(|u| u.as_ref()).collect();
                 self.pushers.wake(&pushed);
@@ -396,7 +417,7 @@ impl Homeserver {
 
     /// The content hashes of what a draft would refer to, in room versions
     /// that write them (1 and 2); empty otherwise.
-    async fn reference_hashes(
+    pub(crate) async fn reference_hashes(
         &self,
         snapshot: &RoomSnapshot,
         draft: &EventDraft,

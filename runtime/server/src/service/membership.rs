@@ -69,11 +69,14 @@ impl Homeserver {
             ratelimit,
         } = change;
         let sender = &actor.user_id;
-        let snapshot = self
-            .storage
-            .room_snapshot(&room)
-            .await?
-            .ok_or_else(not_found_room)?;
+        let known = self.storage.room_snapshot(&room).await?;
+        let resident = known.as_deref().is_some_and(|s| self.is_resident(s));
+        if !resident && membership == Membership::Join && *sender == target {
+            return self
+                .join_remotely(actor, &room, known.as_deref(), reason, extra)
+                .await;
+        }
+        let snapshot = known.ok_or_else(not_found_room)?;
         let current = membership_of(&snapshot, target.as_str());
         if actor.guest {
             let own =
@@ -175,6 +178,58 @@ impl Homeserver {
             self.carry_over_from_predecessor(&snapshot, &target).await;
         }
         Ok(joined)
+    }
+
+    /// A local user's join of a room no local user is in: through the
+    /// server of the room's ID and the server that invited them, after
+    /// `user_may_join_room` (no admin exemption: the room is elsewhere).
+    async fn join_remotely(
+        &self,
+        actor: &Actor,
+        room: &RoomId,
+        known: Option<&crate::storage::RoomSnapshot>,
+        reason: Option<String>,
+        extra: JsonObject,
+    ) -> Result<OwnedEventId, MatrixError> {
+        let user = &actor.user_id;
+        let invite = known.and_then(|s| {
+            s.state
+                .get(&("m.room.member".to_string(), user.to_string()))
+                .filter(|m| m.content.get("membership").and_then(|v| v.as_str()) == Some("invite"))
+                .map(|m| m.sender.server_name().to_owned())
+        });
+        let mut servers: Vec<ruma::OwnedServerName> = invite.iter().cloned().collect();
+        if let Some(server) = room.server_name() {
+            if !servers.iter().any(|s| s == server) {
+                servers.push(server.to_owned());
+            }
+        }
+        if servers.iter().all(|s| *s == self.server_name) {
+            return Err(not_found_room());
+        }
+        if actor.is_ratelimited() {
+            self.ratelimit_user("rc_joins.local", user, self.config.rc_joins.local)
+                .await?;
+        }
+        let verdict = self
+            .callbacks
+            .spam_checker
+            .user_may_join_room(user, room, invite.is_some())
+            .await?;
+        refused(verdict, "Not allowed to join this room")?;
+        let mut content = extra;
+        if let Some(reason) = reason {
+            content.insert("reason".into(), json!(reason));
+        }
+        if let Some(profile) = self.storage.get_user(user).await? {
+            if let Some(name) = profile.displayname {
+                content.insert("displayname".into(), json!(name));
+            }
+            if let Some(avatar) = profile.avatar_url {
+                content.insert("avatar_url".into(), json!(avatar));
+            }
+        }
+        self.join_remote_room(user, room, &servers, content).await
     }
 
     /// For a join to a restricted room the user may not join otherwise: a

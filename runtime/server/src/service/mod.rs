@@ -12,12 +12,14 @@ mod client_ips;
 mod devices;
 mod directory;
 mod events;
+mod federated;
 pub mod filters;
 pub mod guests;
 pub mod key_backup;
 mod keys;
 mod media;
 mod membership;
+pub mod outbox;
 mod passwords;
 mod presence;
 mod profile;
@@ -170,7 +172,6 @@ fn denial(message: &str, errcode: ErrCode, extra_fields: JsonObject) -> MatrixEr
     error
 }
 
-/// A user ID the client sent; `M_INVALID_PARAM` if it is not one.
 /// What a client is told when another server could not do what was
 /// asked: that server's own Matrix error when it sent one (a 404 stays a
 /// 404), else 502 with `message`.
@@ -212,6 +213,7 @@ pub(crate) fn percent_encode(text: &str) -> String {
     out
 }
 
+/// A user ID the client sent; `M_INVALID_PARAM` if it is not one.
 pub(crate) fn user_id_param(user: &str) -> Result<OwnedUserId, MatrixError> {
     UserId::parse(user).map_err(|e| {
         MatrixError::new(

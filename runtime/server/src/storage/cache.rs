@@ -179,6 +179,14 @@ impl Caches {
         }
     }
 
+    /// After a commit that changed a room's state other than by events
+    /// applied in order (the state another server handed over on a join).
+    pub fn forget_room(&self, room_id: &str) {
+        let mut cache = lock(&self.rooms);
+        *cache.generations.entry(room_id.to_string()).or_default() += 1;
+        cache.snapshots.remove(room_id);
+    }
+
     /// After a commit that changed a room's directory visibility.
     pub fn set_room_public(&self, room_id: &str, public: bool) {
         let mut cache = lock(&self.rooms);

@@ -277,6 +277,8 @@ pub struct NewEvent {
     /// The local members this event notifies, as their push rules say:
     /// stored with it, so unread counts are one indexed count.
     pub notifies: Vec<Notify>,
+    /// The other servers it is to be sent to, queued in the same commit.
+    pub destinations: Vec<ruma::OwnedServerName>,
 }
 
 /// What an event's content adds to the tables beside `events`, read from
@@ -456,7 +458,8 @@ impl Storage {
                     }
                 }
                 let stream = w.next_position();
-                insert_event(w.conn, event, stream)?;
+                insert_event(w.conn, event, stream, Placement::Timeline)?;
+                super::federation::queue_pdu(w.conn, event)?;
                 if !event.notifies.is_empty() {
                     super::receipts::insert_notifications(w.conn, event, stream)?;
                 }
@@ -1246,7 +1249,24 @@ fn state_at(c: &Connection, room_id: &str, at: i64) -> StorageResult<Vec<StoredE
     Ok(events)
 }
 
-fn insert_event(c: &Connection, event: &NewEvent, stream: i64) -> StorageResult<()> {
+/// Where a stored event goes besides the `events` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Placement {
+    /// The room's timeline: its state, memberships and latest events.
+    Timeline,
+    /// The room's current state, not its timeline (the state another
+    /// server hands over with a join).
+    State,
+    /// Only known (auth events, history before this server joined).
+    Outlier,
+}
+
+pub(super) fn insert_event(
+    c: &Connection,
+    event: &NewEvent,
+    stream: i64,
+    placement: Placement,
+) -> StorageResult<()> {
     let prev_content: Option<String> = match &event.state_key {
         Some(state_key) => c
             .prepare_cached(
@@ -1286,6 +1306,9 @@ fn insert_event(c: &Connection, event: &NewEvent, stream: i64) -> StorageResult<
         }
         other => other.into(),
     })?;
+    if placement == Placement::Outlier {
+        return Ok(());
+    }
     if let Some(state_key) = &event.state_key {
         c.prepare_cached(
             "INSERT INTO current_state (room_id, type, state_key, event_id, stream_ordering) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -1307,6 +1330,9 @@ fn insert_event(c: &Connection, event: &NewEvent, stream: i64) -> StorageResult<
             )?
             .execute(params![state_key, event.room_id.as_str(), membership, event.event_id.as_str(), stream])?;
         }
+    }
+    if placement == Placement::State {
+        return Ok(());
     }
     for prev in &event.prev_events {
         c.prepare_cached("DELETE FROM forward_extremities WHERE room_id = ?1 AND event_id = ?2")?

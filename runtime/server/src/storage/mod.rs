@@ -13,6 +13,7 @@ mod account;
 mod cache;
 mod e2e_keys;
 mod events;
+mod federation;
 mod modules;
 mod notify;
 mod pushers;
@@ -26,6 +27,7 @@ mod users;
 pub use account::*;
 pub use e2e_keys::{ClaimedKey, DeviceListChanges, KeySignature, UploadedKey, UserKeys};
 pub use events::*;
+pub use federation::{OutboundBatch, MAX_EDUS_PER_TXN, MAX_PDUS_PER_TXN};
 
 pub use notify::{Listener, WakeKey};
 pub use pushers::{NotificationRow, PusherRow};

@@ -459,6 +459,25 @@ CREATE TABLE server_signing_keys (
 ) WITHOUT ROWID;
 "#,
     ),
+    // Federation's outbound queue: PDUs by event ID (served as stored),
+    // EDUs as JSON, in order per destination; and the destinations in
+    // backoff after failures.
+    M::up(
+        r#"
+CREATE TABLE federation_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    destination TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX federation_outbox_by_destination ON federation_outbox (destination, kind, id);
+CREATE TABLE federation_destinations (
+    destination TEXT PRIMARY KEY NOT NULL,
+    failures INTEGER NOT NULL,
+    retry_after_ts INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {

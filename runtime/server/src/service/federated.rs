@@ -1,0 +1,1168 @@
+//! Rooms shared with other servers. A remote server is one more actor of
+//! the same services: its events are checked as the spec's "checks on
+//! receipt of a PDU" say (format, signatures, hashes, auth against the
+//! event's auth events, then against the room's current state), go through
+//! the modules' callbacks as Synapse fires them, and are stored as local
+//! ones are; joins and invites cross over with `make_join`/`send_join` and
+//! `invite`; local events leave through the durable outbound queue
+//! ([`super::outbox`]).
+
+use super::MatrixError;
+use crate::events::{module_event, room_version_rules, Pdu, SUPPORTED_ROOM_VERSIONS};
+use crate::homeserver::Homeserver;
+use crate::storage::{NewEvent, NewRoom, Persisted, RoomSnapshot};
+use axon::callbacks::{EventAllowed, SpamCheck};
+use axon::ErrCode;
+use ruma::canonical_json::CanonicalJsonValue;
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::{OwnedEventId, OwnedServerName, RoomId, ServerName, UserId};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+
+/// The servers other than `own` with a member joined in `snapshot`.
+pub(crate) fn remote_servers(snapshot: &RoomSnapshot, own: &ServerName) -> Vec<OwnedServerName> {
+    let mut servers: Vec<OwnedServerName> = Vec::new();
+    for member in snapshot.state.of_type("m.room.member") {
+        if member.content.get("membership").and_then(Value::as_str) != Some("join") {
+            continue;
+        }
+        let Some(user) = member
+            .state_key
+            .as_deref()
+            .and_then(|k| UserId::parse(k).ok())
+        else {
+            continue;
+        };
+        let server = user.server_name();
+        if server != own && !servers.iter().any(|s| s == server) {
+            servers.push(server.to_owned());
+        }
+    }
+    servers
+}
+
+fn bad_request(message: impl Into<String>) -> MatrixError {
+    MatrixError::new(400, ErrCode::BadJson, message)
+}
+
+/// The state a check reads, by type and state key, from events at hand.
+fn state_of<'a>(events: impl Iterator<Item = &'a Pdu>) -> HashMap<(String, String), Pdu> {
+    events
+        .filter_map(|e| {
+            let key = e.state_key.clone()?;
+            Some(((e.event_type.clone(), key), e.clone()))
+        })
+        .collect()
+}
+
+/// ruma's auth rules for `pdu` against `state`.
+fn check_against(
+    rules: &RoomVersionRules,
+    pdu: &Pdu,
+    state: &HashMap<(String, String), Pdu>,
+) -> Result<(), String> {
+    ruma::state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, |kind, key| {
+        state.get(&(kind.to_string(), key.to_string())).cloned()
+    })
+}
+
+impl Homeserver {
+    /// Checks the signatures a PDU needs (its sender's server, and in room
+    /// versions 1 and 2 its event ID's) with keys fetched as needed, then
+    /// its content hash: a PDU whose hash fails is redacted before use, as
+    /// the spec says.
+    pub(crate) async fn verify_pdu(&self, pdu: Pdu, room_version: &str) -> Result<Pdu, String> {
+        let rules = room_version_rules(room_version);
+        let servers = ruma::signatures::required_server_signatures_to_verify_event(
+            &pdu.object,
+            &rules.signatures,
+        )
+        .map_err(|e| e.to_string())?;
+        let signatures = match pdu.object.get("signatures") {
+            Some(CanonicalJsonValue::Object(map)) => map.clone(),
+            _ => return Err("the PDU is not signed".into()),
+        };
+        let mut public_keys = ruma::signatures::PublicKeyMap::new();
+        for server in servers {
+            let wanted: Vec<String> = match signatures.get(server.as_str()) {
+                Some(CanonicalJsonValue::Object(keys)) => keys.keys().cloned().collect(),
+                _ => return Err(format!("the PDU is not signed by {server}")),
+            };
+            let keys = self
+                .verify_keys_of(&server, &wanted, pdu.origin_server_ts)
+                .await
+                .map_err(|e| e.message.clone())?;
+            if keys.is_empty() {
+                return Err(format!("no key of {server} can verify the PDU"));
+            }
+            let set = keys
+                .into_iter()
+                .filter_map(|(id, key)| Some((id, ruma::serde::Base64::parse(key).ok()?)))
+                .collect();
+            public_keys.insert(server.to_string(), set);
+        }
+        match ruma::signatures::verify_event(&public_keys, &pdu.object, &rules) {
+            Ok(ruma::signatures::Verified::All) => Ok(pdu),
+            Ok(ruma::signatures::Verified::Signatures) => {
+                tracing::info!("{} fails its content hash: redacted", pdu.event_id);
+                let redacted = ruma::canonical_json::redact(pdu.object, &rules.redaction, None)
+                    .map_err(|e| e.to_string())?;
+                let text = serde_json::to_string(&redacted).map_err(|e| e.to_string())?;
+                Pdu::from_stored(&text, room_version)
+            }
+            Err(e) => Err(format!("bad signature: {e}")),
+        }
+    }
+
+    /// The auth events a PDU names, from storage, else fetched from
+    /// `origin` (checked, and kept as outliers).
+    async fn auth_events_of(
+        &self,
+        origin: &ServerName,
+        pdu: &Pdu,
+        room_version: &str,
+    ) -> Result<HashMap<OwnedEventId, Pdu>, String> {
+        let ids: Vec<String> = pdu.auth_events.iter().map(|id| id.to_string()).collect();
+        let stored = self.storage.pdus(ids).await.map_err(|e| e.to_string())?;
+        let mut found = HashMap::new();
+        for (_, text) in stored {
+            let event = Pdu::from_stored(&text, room_version)?;
+            found.insert(event.event_id.clone(), event);
+        }
+        let mut fetched = Vec::new();
+        for id in &pdu.auth_events {
+            if found.contains_key(id) {
+                continue;
+            }
+            let event = self.fetch_event(origin, id, room_version).await?;
+            fetched.push(event.to_new_event());
+            found.insert(id.clone(), event);
+        }
+        if !fetched.is_empty() {
+            self.storage
+                .persist_outliers(fetched)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(found)
+    }
+
+    /// `GET /event/{id}` of `origin`, checked.
+    async fn fetch_event(
+        &self,
+        origin: &ServerName,
+        id: &ruma::EventId,
+        room_version: &str,
+    ) -> Result<Pdu, String> {
+        let path = format!(
+            "/_matrix/federation/v1/event/{}",
+            super::percent_encode(id.as_str())
+        );
+        let answer = self
+            .federation
+            .send(&self.server_keys, origin, reqwest::Method::GET, &path, None)
+            .await
+            .map_err(|e| format!("cannot fetch {id} from {origin}: {e}"))?;
+        let value = answer["pdus"]
+            .get(0)
+            .cloned()
+            .ok_or_else(|| format!("{origin} sent no PDU for {id}"))?;
+        let event = Pdu::parse(value, room_version)?;
+        if event.event_id != *id {
+            return Err(format!("{origin} sent {} for {id}", event.event_id));
+        }
+        self.verify_pdu(event, room_version).await
+    }
+
+    /// The checks on receipt of a PDU, then the modules: `Ok(None)` when a
+    /// module drops it (`should_drop_federated_event`) or it is already
+    /// stored; the event to store otherwise. An event that fails auth
+    /// against the room's current state, or that `check_event_for_spam`
+    /// denies, is refused (Axon does not yet keep soft-failed events).
+    async fn check_received_pdu(
+        &self,
+        origin: &ServerName,
+        pdu: Pdu,
+        room_version: &str,
+        snapshot: &RoomSnapshot,
+    ) -> Result<Option<Pdu>, String> {
+        let rules = room_version_rules(room_version);
+        if self
+            .storage
+            .pdus(vec![pdu.event_id.to_string()])
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .next()
+            .is_some()
+        {
+            return Ok(None);
+        }
+        let pdu = self.verify_pdu(pdu, room_version).await?;
+        let auth_events = self.auth_events_of(origin, &pdu, room_version).await?;
+        ruma::state_res::check_state_independent_auth_rules(&rules.authorization, &pdu, |id| {
+            auth_events.get(id).cloned()
+        })?;
+        check_against(&rules, &pdu, &state_of(auth_events.values()))?;
+        let current = state_of(
+            snapshot
+                .state
+                .iter()
+                .map(|(_, e)| e)
+                .map(Pdu::of_state)
+                .collect::<Vec<_>>()
+                .iter(),
+        );
+        check_against(&rules, &pdu, &current)
+            .map_err(|e| format!("not allowed by the room's current state: {e}"))?;
+        let event = module_event(&pdu.to_new_event()).map_err(|e| e.message.clone())?;
+        let modules = &self.callbacks;
+        if modules
+            .spam_checker
+            .should_drop_federated_event(&event)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(None);
+        }
+        if !modules.third_party_rules.check_event_allowed.is_empty() {
+            match modules
+                .third_party_rules
+                .check_event_allowed(&event, &snapshot.state)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                EventAllowed::Allow => {}
+                // Another server's event cannot be rewritten here.
+                EventAllowed::Deny | EventAllowed::Replace(_) => {
+                    return Err("This event is not allowed in this context".into())
+                }
+            }
+        }
+        if let SpamCheck::Deny { .. } = modules
+            .spam_checker
+            .check_event_for_spam(&event)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Err("This event has been rejected as probable spam".into());
+        }
+        Ok(Some(pdu))
+    }
+
+    /// Stores a checked PDU of another server in the room's timeline, with
+    /// the local members' notifications, then `on_new_event`.
+    async fn store_received(
+        &self,
+        snapshot: &RoomSnapshot,
+        pdu: &Pdu,
+        destinations: Vec<OwnedServerName>,
+    ) -> Result<(), MatrixError> {
+        let mut new: NewEvent = pdu.to_new_event();
+        new.notifies = self.notifications_for(snapshot, &new).await?;
+        new.destinations = destinations;
+        let queued = !new.destinations.is_empty();
+        let pushed: Vec<ruma::OwnedUserId> =
+            new.notifies.iter().map(|n| n.user_id.clone()).collect();
+        let work = self.new_event_work(snapshot, std::slice::from_ref(&new));
+        let persisted = self.storage.persist_events(None, vec![new], None).await?;
+        if let Some(Persisted::New { .. }) = persisted.first() {
+            self.announce_new_events(work);
+            let pushed: Vec<&UserId> = pushed.iter().map(|u| u.as_ref()).collect();
+            self.pushers.wake(&pushed);
+            if queued {
+                self.outbox.wake();
+            }
+        }
+        Ok(())
+    }
+
+    /// `PUT /send/{txnId}`: each PDU checked and stored on its own (one
+    /// that fails gets its error in the answer and fails no other), EDUs
+    /// applied. More than 50 PDUs or 100 EDUs is a 400.
+    pub async fn receive_transaction(
+        &self,
+        origin: &ServerName,
+        body: Value,
+    ) -> Result<Value, MatrixError> {
+        let pdus = match body.get("pdus") {
+            None => Vec::new(),
+            Some(Value::Array(pdus)) => pdus.clone(),
+            Some(_) => return Err(bad_request("`pdus` must be a list")),
+        };
+        let edus = match body.get("edus") {
+            None => Vec::new(),
+            Some(Value::Array(edus)) => edus.clone(),
+            Some(_) => return Err(bad_request("`edus` must be a list")),
+        };
+        if pdus.len() > crate::storage::MAX_PDUS_PER_TXN
+            || edus.len() > crate::storage::MAX_EDUS_PER_TXN
+        {
+            return Err(bad_request(
+                "A transaction holds at most 50 PDUs and 100 EDUs",
+            ));
+        }
+        let mut results = Map::new();
+        for value in pdus {
+            let (id, outcome) = self.receive_pdu(origin, value).await;
+            let answer = match outcome {
+                Ok(()) => json!({}),
+                Err(error) => {
+                    tracing::info!("PDU {id} from {origin} refused: {error}");
+                    json!({ "error": error })
+                }
+            };
+            results.insert(id, answer);
+        }
+        for edu in edus {
+            self.receive_edu(origin, edu).await;
+        }
+        Ok(json!({ "pdus": results }))
+    }
+
+    /// One PDU of a transaction: its event ID (as well as it can be named)
+    /// and what became of it.
+    async fn receive_pdu(&self, origin: &ServerName, value: Value) -> (String, Result<(), String>) {
+        let room = value
+            .get("room_id")
+            .and_then(Value::as_str)
+            .and_then(|r| ruma::OwnedRoomId::try_from(r).ok());
+        let Some(room) = room else {
+            let id = value["event_id"].as_str().unwrap_or("").to_string();
+            return (id, Err("the PDU has no valid room_id".into()));
+        };
+        let version = match self.storage.room_version(&room).await {
+            Ok(Some(version)) => version,
+            Ok(None) => {
+                let id = value["event_id"].as_str().unwrap_or("").to_string();
+                return (id, Err(format!("this server is not in {room}")));
+            }
+            Err(e) => return (String::new(), Err(e.to_string())),
+        };
+        let pdu = match Pdu::parse(value, &version) {
+            Ok(pdu) => pdu,
+            Err(e) => return (String::new(), Err(e)),
+        };
+        let id = pdu.event_id.to_string();
+        (id, self.accept_pdu(origin, pdu, &version).await)
+    }
+
+    /// Checks and stores a PDU of a room this server is in, fetching the
+    /// events it follows that are missing (`get_missing_events`) first.
+    async fn accept_pdu(&self, origin: &ServerName, pdu: Pdu, version: &str) -> Result<(), String> {
+        self.fill_gap(origin, &pdu, version).await;
+        let snapshot = self
+            .storage
+            .room_snapshot(&pdu.room_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("unknown room")?;
+        let Some(pdu) = self
+            .check_received_pdu(origin, pdu, version, &snapshot)
+            .await?
+        else {
+            return Ok(());
+        };
+        self.store_received(&snapshot, &pdu, Vec::new())
+            .await
+            .map_err(|e| e.message.clone())
+    }
+
+    /// When a PDU follows events this server does not have, asks `origin`
+    /// for them (`get_missing_events`, up to 20) and accepts them oldest
+    /// first; what cannot be had is left (the PDU is then checked against
+    /// the current state).
+    async fn fill_gap(&self, origin: &ServerName, pdu: &Pdu, version: &str) {
+        let prevs: Vec<String> = pdu.prev_events.iter().map(|id| id.to_string()).collect();
+        let known = match self.storage.pdus(prevs.clone()).await {
+            Ok(known) => known,
+            Err(_) => return,
+        };
+        if known.len() == prevs.len() {
+            return;
+        }
+        let Ok(Some(snapshot)) = self.storage.room_snapshot(&pdu.room_id).await else {
+            return;
+        };
+        let path = format!(
+            "/_matrix/federation/v1/get_missing_events/{}",
+            super::percent_encode(pdu.room_id.as_str())
+        );
+        let body = json!({
+            "earliest_events": snapshot.extremities,
+            "latest_events": [pdu.event_id],
+            "limit": 20,
+            "min_depth": 0,
+        });
+        let answer = match self
+            .federation
+            .send(
+                &self.server_keys,
+                origin,
+                reqwest::Method::POST,
+                &path,
+                Some(&body),
+            )
+            .await
+        {
+            Ok(answer) => answer,
+            Err(e) => {
+                tracing::info!("get_missing_events from {origin}: {e}");
+                return;
+            }
+        };
+        let mut missing: Vec<Pdu> = answer["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| Pdu::parse(v.clone(), version).ok())
+            .filter(|e| e.room_id == pdu.room_id)
+            .collect();
+        missing.sort_by_key(|e| e.depth);
+        for event in missing {
+            let Ok(Some(snapshot)) = self.storage.room_snapshot(&pdu.room_id).await else {
+                return;
+            };
+            let id = event.event_id.clone();
+            match self
+                .check_received_pdu(origin, event, version, &snapshot)
+                .await
+            {
+                Ok(Some(event)) => {
+                    if let Err(e) = self.store_received(&snapshot, &event, Vec::new()).await {
+                        tracing::info!("missing event {id}: {}", e.message);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::info!("missing event {id} refused: {e}"),
+            }
+        }
+    }
+
+    /// An EDU another server sent. Typing and receipts apply to the rooms
+    /// both servers are in; the rest (presence, device lists, to-device)
+    /// are not handled yet and are ignored, as the spec lets a server do.
+    async fn receive_edu(&self, origin: &ServerName, edu: Value) {
+        let kind = edu["edu_type"].as_str().unwrap_or_default();
+        tracing::debug!("EDU {kind} from {origin} ignored");
+    }
+
+    /// `GET /make_join/{room}/{user}`: the join event for a user of `origin`
+    /// to sign, if the room's version is one their server supports (`ver`)
+    /// and the room would let them join.
+    pub async fn make_join(
+        &self,
+        origin: &ServerName,
+        room: &RoomId,
+        user: &UserId,
+        supported: &[String],
+    ) -> Result<Value, MatrixError> {
+        if user.server_name() != origin {
+            return Err(MatrixError::forbidden(format!(
+                "{origin} cannot make a join for {user}"
+            )));
+        }
+        let snapshot = self
+            .storage
+            .room_snapshot(room)
+            .await?
+            .ok_or_else(|| MatrixError::new(404, ErrCode::NotFound, "Unknown room"))?;
+        let version = snapshot.room_version.clone();
+        let supports = if supported.is_empty() {
+            version == "1"
+        } else {
+            supported.contains(&version)
+        };
+        if !supports {
+            let mut error = MatrixError::new(
+                400,
+                ErrCode::IncompatibleRoomVersion,
+                format!("Your homeserver does not support the features required to join this room (version {version})"),
+            );
+            error
+                .extra_fields
+                .insert("room_version".into(), json!(version));
+            return Err(error);
+        }
+        let draft = crate::events::EventDraft {
+            sender: user.to_owned(),
+            event_type: "m.room.member".into(),
+            state_key: Some(user.to_string()),
+            content: serde_json::from_value(json!({ "membership": "join" })).unwrap_or_default(),
+        };
+        crate::events::check_auth(&snapshot, &draft)?;
+        let template = self.event_template(&snapshot, &draft).await?;
+        Ok(json!({ "room_version": version, "event": template }))
+    }
+
+    /// The unsigned event another server completes and signs: what
+    /// `build_event` writes, without hashes and signatures.
+    async fn event_template(
+        &self,
+        snapshot: &RoomSnapshot,
+        draft: &crate::events::EventDraft,
+    ) -> Result<Value, MatrixError> {
+        let hashes = self.reference_hashes(snapshot, draft).await?;
+        let built = crate::events::build_event(
+            snapshot,
+            draft,
+            axon::time::now_ms(),
+            &hashes,
+            &self.server_keys,
+        )?;
+        let mut template = built.pdu;
+        template.remove("hashes");
+        template.remove("signatures");
+        if !crate::events::references_with_hashes(&snapshot.room_version) {
+            template.remove("event_id");
+        }
+        template.insert("origin".into(), json!(draft.sender.server_name()));
+        Ok(Value::Object(template))
+    }
+
+    /// `PUT /v2/send_join/{room}/{event}`: a remote user's join, signed by
+    /// their server, checked and stored; the answer is the room's state
+    /// before it and the auth chain, as PDUs. The join then goes to the
+    /// other servers in the room.
+    pub async fn send_join(
+        &self,
+        origin: &ServerName,
+        room: &RoomId,
+        event_id: &ruma::EventId,
+        body: Value,
+    ) -> Result<Value, MatrixError> {
+        let snapshot = self
+            .storage
+            .room_snapshot(room)
+            .await?
+            .ok_or_else(|| MatrixError::new(404, ErrCode::NotFound, "Unknown room"))?;
+        let version = snapshot.room_version.clone();
+        let pdu = Pdu::parse(body, &version).map_err(bad_request)?;
+        if pdu.event_id != event_id || pdu.room_id != room {
+            return Err(bad_request("The event does not match the URL"));
+        }
+        let is_own_join = pdu.event_type == "m.room.member"
+            && pdu.state_key.as_deref() == Some(pdu.sender.as_str())
+            && pdu.membership().as_deref() == Some("join");
+        if !is_own_join {
+            return Err(bad_request("send_join takes a user's own join"));
+        }
+        if pdu.sender.server_name() != origin {
+            return Err(MatrixError::forbidden(format!(
+                "{origin} cannot send a join for {}",
+                pdu.sender
+            )));
+        }
+        let state_before: Vec<String> = snapshot
+            .state
+            .iter()
+            .map(|(_, e)| e.event_id.to_string())
+            .collect();
+        let pdu = self
+            .check_received_pdu(origin, pdu, &version, &snapshot)
+            .await
+            .map_err(MatrixError::forbidden)?;
+        if let Some(pdu) = &pdu {
+            // The other servers hear of the join from this one.
+            let destinations = remote_servers(&snapshot, &self.server_name)
+                .into_iter()
+                .filter(|s| s != origin)
+                .collect();
+            self.store_received(&snapshot, pdu, destinations).await?;
+        }
+        let state: Vec<Value> = self
+            .storage
+            .pdus(state_before.clone())
+            .await?
+            .into_iter()
+            .filter_map(|(_, text)| serde_json::from_str(&text).ok())
+            .collect();
+        let auth_chain: Vec<Value> = self
+            .storage
+            .auth_chain(
+                state_before
+                    .into_iter()
+                    .chain([event_id.to_string()])
+                    .collect(),
+            )
+            .await?
+            .into_iter()
+            .filter_map(|(_, text)| serde_json::from_str(&text).ok())
+            .collect();
+        let event: Value = match self.storage.pdus(vec![event_id.to_string()]).await?.pop() {
+            Some((_, text)) => serde_json::from_str(&text).unwrap_or(Value::Null),
+            None => Value::Null,
+        };
+        let mut servers: Vec<String> = remote_servers(&snapshot, &self.server_name)
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        servers.push(self.server_name.to_string());
+        Ok(json!({
+            "origin": self.server_name,
+            "state": state,
+            "auth_chain": auth_chain,
+            "event": event,
+            "members_omitted": false,
+            "servers_in_room": servers,
+        }))
+    }
+
+    /// A local user's join of a room this server is not in, through one of
+    /// `servers` that is: `make_join`, sign, `send_join`, then the room's
+    /// state and auth chain are checked and stored and the join becomes
+    /// the first event of its timeline here.
+    pub(crate) async fn join_remote_room(
+        &self,
+        user: &UserId,
+        room: &RoomId,
+        servers: &[OwnedServerName],
+        content: Map<String, Value>,
+    ) -> Result<OwnedEventId, MatrixError> {
+        let mut last_error = MatrixError::new(404, ErrCode::NotFound, "No known servers");
+        for server in servers.iter().filter(|s| **s != self.server_name) {
+            match self.join_through(user, room, server, content.clone()).await {
+                Ok(id) => return Ok(id),
+                Err(e) => {
+                    tracing::info!("joining {room} through {server}: {}", e.message);
+                    last_error = e;
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    async fn join_through(
+        &self,
+        user: &UserId,
+        room: &RoomId,
+        server: &ServerName,
+        content: Map<String, Value>,
+    ) -> Result<OwnedEventId, MatrixError> {
+        let versions: String = SUPPORTED_ROOM_VERSIONS
+            .iter()
+            .map(|v| format!("ver={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let path = format!(
+            "/_matrix/federation/v1/make_join/{}/{}?{versions}",
+            super::percent_encode(room.as_str()),
+            super::percent_encode(user.as_str())
+        );
+        let answer = self
+            .federation
+            .send(&self.server_keys, server, reqwest::Method::GET, &path, None)
+            .await
+            .map_err(|e| super::federation_failure(e, "Failed to make_join"))?;
+        let version = answer["room_version"].as_str().unwrap_or("1").to_string();
+        if !SUPPORTED_ROOM_VERSIONS.contains(&version.as_str()) {
+            return Err(MatrixError::new(
+                400,
+                ErrCode::UnsupportedRoomVersion,
+                format!("Room version {version} is not supported by this server"),
+            ));
+        }
+        let rules = room_version_rules(&version);
+        let Some(Value::Object(mut event)) = answer.get("event").cloned() else {
+            return Err(MatrixError::new(
+                502,
+                ErrCode::Unknown,
+                "make_join sent no event",
+            ));
+        };
+        let is_join = event.get("type").and_then(Value::as_str) == Some("m.room.member")
+            && event.get("state_key").and_then(Value::as_str) == Some(user.as_str())
+            && event.get("sender").and_then(Value::as_str) == Some(user.as_str());
+        if !is_join {
+            return Err(MatrixError::new(
+                502,
+                ErrCode::Unknown,
+                "make_join sent another event",
+            ));
+        }
+        let mut join_content = content;
+        join_content.insert("membership".into(), json!("join"));
+        if let Some(voucher) = event
+            .get("content")
+            .and_then(|c| c.get("join_authorised_via_users_server"))
+        {
+            join_content.insert("join_authorised_via_users_server".into(), voucher.clone());
+        }
+        event.insert("content".into(), Value::Object(join_content));
+        event.insert("origin".into(), json!(self.server_name));
+        event.insert("origin_server_ts".into(), json!(axon::time::now_ms()));
+        event.remove("hashes");
+        event.remove("signatures");
+        event.remove("unsigned");
+        if rules.event_id_format == ruma::room_version_rules::EventIdFormatVersion::V1 {
+            let id = format!("${}:{}", super::random_string(18), self.server_name);
+            event.insert("event_id".into(), json!(id));
+        }
+        let mut object = ruma::canonical_json::try_from_json_map(event)
+            .map_err(|e| MatrixError::new(502, ErrCode::Unknown, format!("make_join: {e}")))?;
+        self.server_keys.hash_and_sign_event(&mut object, &rules)?;
+        let signed =
+            serde_json::to_value(&object).map_err(|e| MatrixError::internal(e.to_string()))?;
+        let join = Pdu::parse(signed.clone(), &version).map_err(MatrixError::internal)?;
+        let path = format!(
+            "/_matrix/federation/v2/send_join/{}/{}",
+            super::percent_encode(room.as_str()),
+            super::percent_encode(join.event_id.as_str())
+        );
+        let answer = self
+            .federation
+            .send(
+                &self.server_keys,
+                server,
+                reqwest::Method::PUT,
+                &path,
+                Some(&signed),
+            )
+            .await
+            .map_err(|e| super::federation_failure(e, "Failed to send_join"))?;
+        // The resident server may have countersigned it (restricted rooms).
+        let join = match answer.get("event").filter(|e| e.is_object()) {
+            Some(event) => {
+                let countersigned = Pdu::parse(event.clone(), &version)
+                    .map_err(|e| MatrixError::new(502, ErrCode::Unknown, e))?;
+                if countersigned.event_id != join.event_id {
+                    return Err(MatrixError::new(
+                        502,
+                        ErrCode::Unknown,
+                        "send_join sent another event",
+                    ));
+                }
+                countersigned
+            }
+            None => join,
+        };
+        self.adopt_room_state(server, room, &version, &answer, &join)
+            .await?;
+        Ok(join.event_id)
+    }
+
+    /// Stores the state and auth chain of a room joined through `server`:
+    /// each event's signatures and hashes checked, the state's events
+    /// authorised by ruma's rules against their auth events; then the room
+    /// exists here with that state, and `join` starts its timeline.
+    async fn adopt_room_state(
+        &self,
+        server: &ServerName,
+        room: &RoomId,
+        version: &str,
+        answer: &Value,
+        join: &Pdu,
+    ) -> Result<(), MatrixError> {
+        let rules = room_version_rules(version);
+        let bad = |m: String| {
+            MatrixError::new(
+                502,
+                ErrCode::Unknown,
+                format!("send_join from {server}: {m}"),
+            )
+        };
+        let mut events: HashMap<OwnedEventId, Pdu> = HashMap::new();
+        let mut state_ids = Vec::new();
+        for (list, is_state) in [("auth_chain", false), ("state", true)] {
+            for value in answer[list].as_array().into_iter().flatten() {
+                let pdu = Pdu::parse(value.clone(), version).map_err(bad)?;
+                if pdu.room_id != room {
+                    return Err(bad(format!("{} is of another room", pdu.event_id)));
+                }
+                if is_state {
+                    state_ids.push(pdu.event_id.clone());
+                }
+                if events.contains_key(&pdu.event_id) {
+                    continue;
+                }
+                let pdu = self.verify_pdu(pdu, version).await.map_err(bad)?;
+                events.insert(pdu.event_id.clone(), pdu);
+            }
+        }
+        for id in &state_ids {
+            let pdu = &events[id];
+            let auth: Vec<&Pdu> = pdu
+                .auth_events
+                .iter()
+                .filter_map(|a| events.get(a))
+                .collect();
+            ruma::state_res::check_state_independent_auth_rules(&rules.authorization, pdu, |id| {
+                events.get(id).cloned()
+            })
+            .map_err(|e| bad(format!("{id}: {e}")))?;
+            check_against(&rules, pdu, &state_of(auth.into_iter()))
+                .map_err(|e| bad(format!("{id}: {e}")))?;
+        }
+        let create = state_ids
+            .iter()
+            .map(|id| &events[id])
+            .find(|e| e.event_type == "m.room.create")
+            .ok_or_else(|| bad("the state has no m.room.create".into()))?;
+        let new_room = NewRoom {
+            room_id: room.to_owned(),
+            room_version: version.to_string(),
+            creator: create.sender.clone(),
+            is_public: false,
+            created_ts: create.origin_server_ts,
+        };
+        let state: Vec<NewEvent> = state_ids
+            .iter()
+            .map(|id| events[id].to_new_event())
+            .collect();
+        let outliers: Vec<NewEvent> = events
+            .values()
+            .filter(|e| !state_ids.contains(&e.event_id))
+            .map(Pdu::to_new_event)
+            .collect();
+        self.storage
+            .persist_room_state(Some(new_room), room.to_owned(), state, outliers)
+            .await?;
+        let snapshot = self
+            .storage
+            .room_snapshot(room)
+            .await?
+            .ok_or_else(|| MatrixError::internal("the joined room was not stored"))?;
+        // The join's parents are the resident server's latest events, which
+        // this server has only as state or not at all: they become its
+        // predecessors here.
+        self.store_received(&snapshot, join, Vec::new()).await
+    }
+
+    /// An invite of a user of another server: their server must accept it
+    /// (`PUT /v2/invite`), and countersigns it; the countersigned event is
+    /// what is stored. Their server's refusal reaches the inviter as it is.
+    pub(crate) async fn invite_remote(
+        &self,
+        snapshot: &RoomSnapshot,
+        mut built: crate::events::BuiltEvent,
+    ) -> Result<crate::events::BuiltEvent, MatrixError> {
+        let target = built
+            .new
+            .state_key
+            .as_deref()
+            .and_then(|k| UserId::parse(k).ok())
+            .ok_or_else(|| MatrixError::internal("an invite names its target"))?;
+        let server = target.server_name().to_owned();
+        let stripped: Vec<Value> = snapshot
+            .state
+            .iter()
+            .map(|(_, e)| e)
+            .filter(|e| {
+                matches!(
+                    e.event_type.as_str(),
+                    "m.room.create"
+                        | "m.room.join_rules"
+                        | "m.room.name"
+                        | "m.room.avatar"
+                        | "m.room.canonical_alias"
+                        | "m.room.encryption"
+                        | "m.room.topic"
+                ) || (e.event_type == "m.room.member" && e.state_key.as_deref() == Some(built.new.sender.as_str()))
+            })
+            .map(|e| json!({ "type": e.event_type, "state_key": e.state_key, "sender": e.sender, "content": e.content }))
+            .collect();
+        let body = json!({
+            "event": built.pdu,
+            "room_version": snapshot.room_version,
+            "invite_room_state": stripped,
+        });
+        let path = format!(
+            "/_matrix/federation/v2/invite/{}/{}",
+            super::percent_encode(snapshot.room_id.as_str()),
+            super::percent_encode(built.new.event_id.as_str())
+        );
+        let answer = self
+            .federation
+            .send(
+                &self.server_keys,
+                &server,
+                reqwest::Method::PUT,
+                &path,
+                Some(&body),
+            )
+            .await
+            .map_err(|e| super::federation_failure(e, "Failed to invite the user"))?;
+        let returned = answer.get("event").cloned().ok_or_else(|| {
+            MatrixError::new(502, ErrCode::Unknown, "The invite was not returned")
+        })?;
+        let pdu = Pdu::parse(returned, &snapshot.room_version)
+            .map_err(|e| MatrixError::new(502, ErrCode::Unknown, e))?;
+        if pdu.event_id != built.new.event_id {
+            return Err(MatrixError::new(
+                502,
+                ErrCode::Unknown,
+                format!("{server} changed the invite"),
+            ));
+        }
+        let pdu = self
+            .verify_pdu(pdu, &snapshot.room_version)
+            .await
+            .map_err(|e| MatrixError::new(502, ErrCode::Unknown, e))?;
+        built.new.pdu = pdu.json();
+        Ok(built)
+    }
+
+    /// `PUT /v2/invite/{room}/{event}`: another server invites a local
+    /// user. `federated_user_may_invite`, then `user_may_invite`, may
+    /// refuse it; else it is countersigned, stored, and shown in the
+    /// user's sync.
+    pub async fn receive_invite(
+        &self,
+        origin: &ServerName,
+        room: &RoomId,
+        event_id: &ruma::EventId,
+        body: Value,
+    ) -> Result<Value, MatrixError> {
+        let version = body["room_version"].as_str().unwrap_or("1").to_string();
+        if !SUPPORTED_ROOM_VERSIONS.contains(&version.as_str()) {
+            let mut error = MatrixError::new(
+                400,
+                ErrCode::IncompatibleRoomVersion,
+                format!("Room version {version} is not supported by this server"),
+            );
+            error
+                .extra_fields
+                .insert("room_version".into(), json!(version));
+            return Err(error);
+        }
+        let pdu = Pdu::parse(body["event"].clone(), &version).map_err(bad_request)?;
+        if pdu.event_id != event_id || pdu.room_id != room {
+            return Err(bad_request("The event does not match the URL"));
+        }
+        if pdu.event_type != "m.room.member" || pdu.membership().as_deref() != Some("invite") {
+            return Err(bad_request("The event is not an invite"));
+        }
+        if pdu.sender.server_name() != origin {
+            return Err(MatrixError::forbidden(format!(
+                "{origin} cannot invite for {}",
+                pdu.sender
+            )));
+        }
+        let target = pdu
+            .state_key
+            .as_deref()
+            .and_then(|k| UserId::parse(k).ok())
+            .filter(|u| u.server_name() == self.server_name)
+            .ok_or_else(|| bad_request("The invite is not for a user of this server"))?;
+        if self.storage.get_user(&target).await?.is_none() {
+            return Err(MatrixError::new(
+                404,
+                ErrCode::NotFound,
+                format!("Unknown user {target}"),
+            ));
+        }
+        let pdu = self
+            .verify_pdu(pdu, &version)
+            .await
+            .map_err(MatrixError::forbidden)?;
+        let event = module_event(&pdu.to_new_event())?;
+        let spam = &self.callbacks.spam_checker;
+        super::refused(
+            spam.federated_user_may_invite(&event).await?,
+            "You are not permitted to invite this user",
+        )?;
+        super::refused(
+            spam.user_may_invite(&pdu.sender, &target, room).await?,
+            "You are not permitted to invite this user",
+        )?;
+        let rules = room_version_rules(&version);
+        let mut object = pdu.object.clone();
+        self.server_keys.hash_and_sign_event(&mut object, &rules)?;
+        let text =
+            serde_json::to_string(&object).map_err(|e| MatrixError::internal(e.to_string()))?;
+        let signed = Pdu::from_stored(&text, &version).map_err(MatrixError::internal)?;
+        let known = self.storage.room_snapshot(room).await?;
+        match known.filter(|s| self.is_resident(s)) {
+            // Already in the room: the invite is one more event of it.
+            Some(snapshot) => self.store_received(&snapshot, &signed, Vec::new()).await?,
+            None => {
+                let new_room = NewRoom {
+                    room_id: room.to_owned(),
+                    room_version: version.clone(),
+                    creator: signed.sender.clone(),
+                    is_public: false,
+                    created_ts: signed.origin_server_ts,
+                };
+                self.storage
+                    .persist_invite(Some(new_room), signed.to_new_event())
+                    .await?
+            }
+        }
+        Ok(json!({ "event": serde_json::from_str::<Value>(&text).unwrap_or_default() }))
+    }
+
+    /// Whether a member of this server is joined to the room, so that its
+    /// state here is the room's.
+    pub(crate) fn is_resident(&self, snapshot: &RoomSnapshot) -> bool {
+        snapshot.state.of_type("m.room.member").any(|m| {
+            m.content.get("membership").and_then(Value::as_str) == Some("join")
+                && m.state_key
+                    .as_deref()
+                    .and_then(|k| UserId::parse(k).ok())
+                    .is_some_and(|u| u.server_name() == self.server_name)
+        })
+    }
+
+    /// The servers a new local event goes to: those with members joined,
+    /// and the server of a remote user it kicks or bans.
+    pub(crate) fn destinations_for(
+        &self,
+        snapshot: &RoomSnapshot,
+        new: &NewEvent,
+    ) -> Vec<OwnedServerName> {
+        let mut servers = remote_servers(snapshot, &self.server_name);
+        if new.event_type == "m.room.member" {
+            let target = new.state_key.as_deref().and_then(|k| UserId::parse(k).ok());
+            let invite = serde_json::from_str::<Value>(&new.content)
+                .is_ok_and(|c| c["membership"] == "invite");
+            if let Some(target) = target.filter(|t| t.server_name() != self.server_name && !invite)
+            {
+                if !servers.iter().any(|s| s == target.server_name()) {
+                    servers.push(target.server_name().to_owned());
+                }
+            }
+        }
+        servers
+    }
+
+    /// Whether `origin` may read the room's events: it has a member there
+    /// (joined, invited or once joined).
+    async fn check_server_in_room(
+        &self,
+        origin: &ServerName,
+        room: &RoomId,
+    ) -> Result<RoomSnapshotArc, MatrixError> {
+        let snapshot = self
+            .storage
+            .room_snapshot(room)
+            .await?
+            .ok_or_else(|| MatrixError::new(404, ErrCode::NotFound, "Unknown room"))?;
+        let present = snapshot.state.of_type("m.room.member").any(|m| {
+            m.state_key
+                .as_deref()
+                .and_then(|k| UserId::parse(k).ok())
+                .is_some_and(|u| u.server_name() == origin)
+        });
+        if !present {
+            return Err(MatrixError::forbidden(format!(
+                "{origin} is not in room {room}"
+            )));
+        }
+        Ok(snapshot)
+    }
+
+    /// `GET /event/{id}`: one event, as a transaction of one PDU.
+    pub async fn serve_event(
+        &self,
+        origin: &ServerName,
+        id: &ruma::EventId,
+    ) -> Result<Value, MatrixError> {
+        let event = self
+            .storage
+            .get_event(id)
+            .await?
+            .ok_or_else(|| MatrixError::new(404, ErrCode::NotFound, "Event not found"))?;
+        self.check_server_in_room(origin, &event.room_id).await?;
+        let pdus = self.pdu_values(vec![id.to_string()]).await?;
+        Ok(json!({
+            "origin": self.server_name,
+            "origin_server_ts": axon::time::now_ms(),
+            "pdus": pdus,
+        }))
+    }
+
+    async fn pdu_values(&self, ids: Vec<String>) -> Result<Vec<Value>, MatrixError> {
+        Ok(self
+            .storage
+            .pdus(ids)
+            .await?
+            .into_iter()
+            .filter_map(|(_, text)| serde_json::from_str(&text).ok())
+            .collect())
+    }
+
+    /// `POST /get_missing_events/{room}`: the events before `latest` back
+    /// to `earliest`, newest first found, at most `limit` (capped at 20).
+    pub async fn missing_events(
+        &self,
+        origin: &ServerName,
+        room: &RoomId,
+        earliest: Vec<String>,
+        latest: Vec<String>,
+        limit: usize,
+    ) -> Result<Value, MatrixError> {
+        let snapshot = self.check_server_in_room(origin, room).await?;
+        let limit = limit.clamp(1, 20);
+        let mut seen: std::collections::HashSet<String> = earliest.iter().cloned().collect();
+        seen.extend(latest.iter().cloned());
+        let mut frontier: Vec<String> = Vec::new();
+        for (_, text) in self.storage.pdus(latest).await? {
+            if let Ok(pdu) = Pdu::from_stored(&text, &snapshot.room_version) {
+                frontier.extend(pdu.prev_events.iter().map(|e| e.to_string()));
+            }
+        }
+        let mut found: Vec<Value> = Vec::new();
+        while !frontier.is_empty() && found.len() < limit {
+            let batch: Vec<String> = frontier
+                .drain(..)
+                .filter(|id| seen.insert(id.clone()))
+                .collect();
+            for (_, text) in self.storage.pdus(batch).await? {
+                if found.len() >= limit {
+                    break;
+                }
+                let Ok(pdu) = Pdu::from_stored(&text, &snapshot.room_version) else {
+                    continue;
+                };
+                if pdu.room_id != room {
+                    continue;
+                }
+                frontier.extend(pdu.prev_events.iter().map(|e| e.to_string()));
+                if let Ok(value) = serde_json::from_str(&text) {
+                    found.push(value);
+                }
+            }
+        }
+        Ok(json!({ "events": found }))
+    }
+
+    /// `GET /state_ids/{room}?event_id=`: the state before an event and
+    /// its auth chain, by event ID (`/state`: as PDUs).
+    pub async fn state_at_event(
+        &self,
+        origin: &ServerName,
+        room: &RoomId,
+        event_id: &ruma::EventId,
+        as_ids: bool,
+    ) -> Result<Value, MatrixError> {
+        self.check_server_in_room(origin, room).await?;
+        let event = self
+            .storage
+            .get_event(event_id)
+            .await?
+            .filter(|e| e.room_id == room)
+            .ok_or_else(|| {
+                MatrixError::new(404, ErrCode::NotFound, "Event not found in the room")
+            })?;
+        let state: Vec<String> = self
+            .storage
+            .state_at(room, event.stream - 1)
+            .await?
+            .into_iter()
+            .map(|e| e.event_id.to_string())
+            .collect();
+        let chain = self.storage.auth_chain(state.clone()).await?;
+        if as_ids {
+            let chain_ids: Vec<String> = chain.into_iter().map(|(id, _)| id).collect();
+            return Ok(json!({ "pdu_ids": state, "auth_chain_ids": chain_ids }));
+        }
+        let pdus = self.pdu_values(state).await?;
+        let chain: Vec<Value> = chain
+            .iter()
+            .filter_map(|(_, text)| serde_json::from_str(text).ok())
+            .collect();
+        Ok(json!({ "pdus": pdus, "auth_chain": chain }))
+    }
+}
+
+type RoomSnapshotArc = std::sync::Arc<RoomSnapshot>;

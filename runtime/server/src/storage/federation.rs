@@ -1,0 +1,354 @@
+//! What federation keeps: the outbound queue of each destination (PDUs
+//! queued in the commit that stores them, so none is lost to a restart),
+//! each destination's backoff, and the events served to other servers as
+//! their PDUs.
+
+use super::events::{insert_event, NewEvent, NewRoom, Placement};
+use super::{Storage, StorageResult};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::{HashSet, VecDeque};
+
+/// At most this many PDUs and EDUs in one transaction, as the spec says.
+pub const MAX_PDUS_PER_TXN: usize = 50;
+pub const MAX_EDUS_PER_TXN: usize = 100;
+
+/// The next transaction for a destination: queue IDs with their JSON.
+#[derive(Debug, Default)]
+pub struct OutboundBatch {
+    pub pdus: Vec<(i64, String)>,
+    pub edus: Vec<(i64, String)>,
+}
+
+impl OutboundBatch {
+    pub fn is_empty(&self) -> bool {
+        self.pdus.is_empty() && self.edus.is_empty()
+    }
+
+    /// The last queue ID it holds, which names the transaction.
+    pub fn last_id(&self) -> i64 {
+        self.pdus
+            .iter()
+            .chain(&self.edus)
+            .map(|(id, _)| *id)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// Queues `event` for each of its destinations.
+pub(super) fn queue_pdu(c: &Connection, event: &NewEvent) -> StorageResult<()> {
+    for destination in &event.destinations {
+        c.prepare_cached(
+            "INSERT INTO federation_outbox (destination, kind, body) VALUES (?1, 'pdu', ?2)",
+        )?
+        .execute(params![destination.as_str(), event.event_id.as_str()])?;
+    }
+    Ok(())
+}
+
+/// A stream position below every other: events stored outside the
+/// timeline count down from -1, as Synapse numbers backfilled events.
+fn next_outlier_position(c: &Connection) -> StorageResult<i64> {
+    let lowest: Option<i64> = c
+        .prepare_cached("SELECT MIN(stream_ordering) FROM events")?
+        .query_row([], |r| r.get(0))?;
+    Ok(lowest.unwrap_or(0).min(0) - 1)
+}
+
+fn event_exists(c: &Connection, event_id: &str) -> StorageResult<bool> {
+    Ok(
+        c.prepare_cached("SELECT 1 FROM events WHERE event_id = ?1")?
+            .query_row([event_id], |_| Ok(()))
+            .optional()?
+            .is_some(),
+    )
+}
+
+impl Storage {
+    /// Stores what another server handed over: `state` becomes the room's
+    /// current state (the room is created first if `room` is given), and
+    /// `outliers` are kept as known events only (auth chains). Events
+    /// already stored are left as they are.
+    pub async fn persist_room_state(
+        &self,
+        room: Option<NewRoom>,
+        room_id: ruma::OwnedRoomId,
+        state: Vec<NewEvent>,
+        outliers: Vec<NewEvent>,
+    ) -> StorageResult<()> {
+        let room_key = room_id.to_string();
+        self.write_then(
+            move |w| {
+                if let Some(room) = &room {
+                    w.conn.execute(
+                        "INSERT OR IGNORE INTO rooms (room_id, room_version, creator, is_public, created_ts)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![
+                            room.room_id.as_str(),
+                            room.room_version,
+                            room.creator.as_str(),
+                            room.is_public,
+                            room.created_ts
+                        ],
+                    )?;
+                }
+                for (events, placement) in [(&state, Placement::State), (&outliers, Placement::Outlier)] {
+                    for event in events {
+                        if event_exists(w.conn, event.event_id.as_str())? {
+                            continue;
+                        }
+                        let position = next_outlier_position(w.conn)?;
+                        insert_event(w.conn, event, position, placement)?;
+                    }
+                }
+                Ok(())
+            },
+            move |caches, _| caches.forget_room(&room_key),
+        )
+        .await
+    }
+
+    /// Stores an invite of a local user to a room this server is not in
+    /// (the room is recorded first if new): the user's membership, at a
+    /// stream position of its own so that their next sync shows it.
+    pub async fn persist_invite(
+        &self,
+        room: Option<NewRoom>,
+        event: NewEvent,
+    ) -> StorageResult<()> {
+        let room_key = event.room_id.to_string();
+        let target = event
+            .state_key
+            .as_deref()
+            .and_then(|k| ruma::OwnedUserId::try_from(k).ok());
+        self.write_then(
+            move |w| {
+                if let Some(room) = &room {
+                    w.conn.execute(
+                        "INSERT OR IGNORE INTO rooms (room_id, room_version, creator, is_public, created_ts)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![
+                            room.room_id.as_str(),
+                            room.room_version,
+                            room.creator.as_str(),
+                            room.is_public,
+                            room.created_ts
+                        ],
+                    )?;
+                }
+                if !event_exists(w.conn, event.event_id.as_str())? {
+                    let position = w.next_position();
+                    insert_event(w.conn, &event, position, Placement::State)?;
+                }
+                Ok(())
+            },
+            move |caches, _| {
+                caches.forget_room(&room_key);
+                if let Some(target) = target {
+                    caches.wakes.wake(&[super::WakeKey::User(target)]);
+                }
+            },
+        )
+        .await
+    }
+
+    /// Stores events as known only, outside the timeline (auth events
+    /// fetched to check another event).
+    pub async fn persist_outliers(&self, events: Vec<NewEvent>) -> StorageResult<()> {
+        self.write(move |w| {
+            for event in &events {
+                if !event_exists(w.conn, event.event_id.as_str())? {
+                    let position = next_outlier_position(w.conn)?;
+                    insert_event(w.conn, event, position, Placement::Outlier)?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The stored PDUs of `ids` that are known, in no particular order.
+    pub async fn pdus(&self, ids: Vec<String>) -> StorageResult<Vec<(String, String)>> {
+        self.read(move |c| {
+            let mut statement = c.prepare_cached("SELECT pdu FROM events WHERE event_id = ?1")?;
+            let mut found = Vec::new();
+            for id in ids {
+                if let Some(pdu) = statement
+                    .query_row([&id], |r| r.get::<_, String>(0))
+                    .optional()?
+                {
+                    found.push((id, pdu));
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    /// The auth chain of `ids`: every event their `auth_events` name,
+    /// transitively, with their stored PDUs (the events themselves excluded).
+    pub async fn auth_chain(&self, ids: Vec<String>) -> StorageResult<Vec<(String, String)>> {
+        self.read(move |c| {
+            let mut statement = c.prepare_cached("SELECT pdu FROM events WHERE event_id = ?1")?;
+            let mut seen: HashSet<String> = ids.iter().cloned().collect();
+            let mut chain = Vec::new();
+            let mut queue: VecDeque<(String, bool)> =
+                ids.into_iter().map(|id| (id, false)).collect();
+            while let Some((id, include)) = queue.pop_front() {
+                let Some(pdu) = statement
+                    .query_row([&id], |r| r.get::<_, String>(0))
+                    .optional()?
+                else {
+                    continue;
+                };
+                let value: serde_json::Value = serde_json::from_str(&pdu)?;
+                for reference in value["auth_events"].as_array().into_iter().flatten() {
+                    let auth_id = reference
+                        .as_str()
+                        .or_else(|| reference.get(0).and_then(|v| v.as_str()));
+                    if let Some(auth_id) = auth_id {
+                        if seen.insert(auth_id.to_string()) {
+                            queue.push_back((auth_id.to_string(), true));
+                        }
+                    }
+                }
+                if include {
+                    chain.push((id, pdu));
+                }
+            }
+            Ok(chain)
+        })
+        .await
+    }
+
+    /// Queues an EDU for each of `destinations`.
+    pub async fn queue_edu(&self, destinations: Vec<String>, edu: String) -> StorageResult<()> {
+        self.write(move |w| {
+            for destination in &destinations {
+                w.conn
+                    .prepare_cached(
+                        "INSERT INTO federation_outbox (destination, kind, body) VALUES (?1, 'edu', ?2)",
+                    )?
+                    .execute(params![destination, edu])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The destinations with something queued, and when each may be tried
+    /// again (0: now).
+    pub async fn queued_destinations(&self) -> StorageResult<Vec<(String, i64)>> {
+        self.read(|c| {
+            let mut statement = c.prepare_cached(
+                "SELECT DISTINCT o.destination, COALESCE(d.retry_after_ts, 0)
+                 FROM federation_outbox o LEFT JOIN federation_destinations d ON d.destination = o.destination",
+            )?;
+            let rows = statement
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// The oldest queued PDUs and EDUs for `destination`, as many as a
+    /// transaction holds. A queued PDU is served as stored.
+    pub async fn outbound_batch(&self, destination: &str) -> StorageResult<OutboundBatch> {
+        let destination = destination.to_string();
+        self.read(move |c| {
+            let mut batch = OutboundBatch::default();
+            let mut statement = c.prepare_cached(
+                "SELECT o.id, e.pdu FROM federation_outbox o JOIN events e ON e.event_id = o.body
+                 WHERE o.destination = ?1 AND o.kind = 'pdu' ORDER BY o.id LIMIT ?2",
+            )?;
+            batch.pdus = statement
+                .query_map(params![destination, MAX_PDUS_PER_TXN as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            let mut statement = c.prepare_cached(
+                "SELECT id, body FROM federation_outbox
+                 WHERE destination = ?1 AND kind = 'edu' ORDER BY id LIMIT ?2",
+            )?;
+            batch.edus = statement
+                .query_map(params![destination, MAX_EDUS_PER_TXN as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(batch)
+        })
+        .await
+    }
+
+    /// A transaction was delivered: its entries leave the queue and the
+    /// destination's backoff ends.
+    pub async fn outbound_delivered(&self, destination: &str, ids: Vec<i64>) -> StorageResult<()> {
+        let destination = destination.to_string();
+        self.write(move |w| {
+            for id in ids {
+                w.conn
+                    .prepare_cached("DELETE FROM federation_outbox WHERE id = ?1")?
+                    .execute([id])?;
+            }
+            w.conn
+                .prepare_cached("DELETE FROM federation_destinations WHERE destination = ?1")?
+                .execute([&destination])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A transaction failed: the destination is tried again after a delay
+    /// that doubles with each failure in a row; how many there have been.
+    pub async fn outbound_failed(
+        &self,
+        destination: &str,
+        now_ms: i64,
+        delay: impl Fn(u32) -> i64 + Send + 'static,
+    ) -> StorageResult<u32> {
+        let destination = destination.to_string();
+        self.write(move |w| {
+            let failures: u32 = w
+                .conn
+                .prepare_cached("SELECT failures FROM federation_destinations WHERE destination = ?1")?
+                .query_row([&destination], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0)
+                + 1;
+            w.conn
+                .prepare_cached(
+                    "INSERT INTO federation_destinations (destination, failures, retry_after_ts) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (destination) DO UPDATE SET failures = excluded.failures, retry_after_ts = excluded.retry_after_ts",
+                )?
+                .execute(params![destination, failures, now_ms + delay(failures)])?;
+            Ok(failures)
+        })
+        .await
+    }
+
+    /// Another server was heard from: it is tried again at once.
+    pub async fn destination_alive(&self, destination: &str) -> StorageResult<bool> {
+        let destination = destination.to_string();
+        self.write(move |w| {
+            Ok(w.conn
+                .prepare_cached("DELETE FROM federation_destinations WHERE destination = ?1")?
+                .execute([&destination])?
+                > 0)
+        })
+        .await
+    }
+
+    /// The room's version, if this server knows the room.
+    pub async fn room_version(&self, room_id: &ruma::RoomId) -> StorageResult<Option<String>> {
+        let room_id = room_id.to_string();
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT room_version FROM rooms WHERE room_id = ?1")?
+                    .query_row([&room_id], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+        .await
+    }
+}
