@@ -7,9 +7,9 @@ use axon_testkit::*;
 
 /// A user of the shared Synapse with a name no other test uses.
 async fn synapse_user(name: &str) -> User {
-    let (_, synapse) = shared();
-    synapse
-        .client
+    shared()
+        .1
+        .client()
         .register(&format!("{name}{}", rand_suffix()))
         .await
 }
@@ -25,11 +25,12 @@ async fn set_displayname(s: &TestServer, user: &User, name: &str) {
 #[tokio::test]
 async fn profiles_are_read_across_axon_and_synapse_both_ways() {
     let (fed, synapse) = shared();
+    let synapse_client = synapse.client();
     let axon = fed.axon("").await;
     let alice = axon.register("alice").await;
     set_displayname(&axon, &alice, "Alice on Axon").await;
     let bob = synapse_user("bob").await;
-    set_displayname(&synapse.client, &bob, "Bob on Synapse").await;
+    set_displayname(&synapse_client, &bob, "Bob on Synapse").await;
 
     let (status, body) = axon
         .get(&format!("/profile/{}", enc(&bob.user_id)), &alice.token)
@@ -37,8 +38,7 @@ async fn profiles_are_read_across_axon_and_synapse_both_ways() {
     assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
     assert_eq!(body["displayname"], "Bob on Synapse");
 
-    let (status, body) = synapse
-        .client
+    let (status, body) = synapse_client
         .get(&format!("/profile/{}", enc(&alice.user_id)), &bob.token)
         .await;
     assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
@@ -102,6 +102,7 @@ async fn wait_for_state(
 #[tokio::test]
 async fn a_synapse_user_invited_to_an_axon_room_joins_and_both_sides_talk() {
     let (fed, synapse) = shared();
+    let synapse_client = synapse.client();
     let axon = fed.axon("").await;
     let alice = axon.register("alice").await;
     let bob = synapse_user("bob").await;
@@ -113,7 +114,7 @@ async fn a_synapse_user_invited_to_an_axon_room_joins_and_both_sides_talk() {
         .await;
     let (status, body) = axon.invite(&alice, &room, &bob.user_id).await;
     assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
-    let (status, body) = synapse.client.join(&bob, &room).await;
+    let (status, body) = synapse_client.join(&bob, &room).await;
     assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
     assert_eq!(
         axon.member(&alice, &room, &bob.user_id).await["membership"],
@@ -121,10 +122,9 @@ async fn a_synapse_user_invited_to_an_axon_room_joins_and_both_sides_talk() {
     );
 
     axon.send_text(&alice, &room, "hello from Axon").await;
-    let seen = wait_for_message(&synapse.client, &bob, &room, "hello from Axon").await;
+    let seen = wait_for_message(&synapse_client, &bob, &room, "hello from Axon").await;
     assert_eq!(seen, ["hello from Axon"]);
-    synapse
-        .client
+    synapse_client
         .send_text(&bob, &room, "hello from Synapse")
         .await;
     let seen = wait_for_message(&axon, &alice, &room, "hello from Synapse").await;
@@ -132,7 +132,7 @@ async fn a_synapse_user_invited_to_an_axon_room_joins_and_both_sides_talk() {
     for n in 0..5 {
         axon.send_text(&alice, &room, &format!("a{n}")).await;
     }
-    let seen = wait_for_message(&synapse.client, &bob, &room, "a4").await;
+    let seen = wait_for_message(&synapse_client, &bob, &room, "a4").await;
     assert_eq!(
         seen,
         [
@@ -156,7 +156,7 @@ async fn a_synapse_user_invited_to_an_axon_room_joins_and_both_sides_talk() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    wait_for_state(&synapse.client, &bob, &room, "m.room.name", "", &name).await;
+    wait_for_state(&synapse_client, &bob, &room, "m.room.name", "", &name).await;
     let levels_path = format!("/rooms/{}/state/m.room.power_levels/", enc(&room));
     let (_, mut levels) = axon.get(&levels_path, &alice.token).await;
     levels["users"][&bob.user_id] = json!(50);
@@ -164,7 +164,7 @@ async fn a_synapse_user_invited_to_an_axon_room_joins_and_both_sides_talk() {
     let (status, body) = axon.put(&levels_path, &alice.token, levels.clone()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     wait_for_state(
-        &synapse.client,
+        &synapse_client,
         &bob,
         &room,
         "m.room.power_levels",
@@ -174,8 +174,7 @@ async fn a_synapse_user_invited_to_an_axon_room_joins_and_both_sides_talk() {
     .await;
     // Bob's new power lets him set the topic, which Axon accepts.
     let topic = json!({ "topic": "set on Synapse" });
-    let (status, body) = synapse
-        .client
+    let (status, body) = synapse_client
         .put(
             &format!("/rooms/{}/state/m.room.topic/", enc(&room)),
             &bob.token,
@@ -184,4 +183,67 @@ async fn a_synapse_user_invited_to_an_axon_room_joins_and_both_sides_talk() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     wait_for_state(&axon, &alice, &room, "m.room.topic", "", &topic).await;
+}
+
+#[tokio::test]
+async fn an_axon_user_joins_a_synapse_room_by_alias_and_sees_its_shared_history() {
+    let (fed, synapse) = shared();
+    let synapse_client = synapse.client();
+    let axon = fed.axon("").await;
+    let alice = axon.register("alice").await;
+    let bob = synapse_user("bob").await;
+    let local = format!("lobby{}", rand_suffix());
+    let room = synapse_client
+        .create_room(
+            &bob,
+            json!({
+                "preset": "public_chat",
+                "room_alias_name": local,
+                "name": "Lobby",
+                "room_version": "11",
+            }),
+        )
+        .await;
+    synapse_client
+        .send_text(&bob, &room, "before you came")
+        .await;
+    synapse_client.send_text(&bob, &room, "still before").await;
+
+    let alias = format!("#{local}:{}", synapse.server_name());
+    let (status, body) = axon
+        .get(&format!("/directory/room/{}", enc(&alias)), &alice.token)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["room_id"], room.as_str());
+    let (status, body) = axon
+        .post(&format!("/join/{}", enc(&alias)), &alice.token, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
+    assert_eq!(body["room_id"], room.as_str());
+
+    // The room's state came with the join; its history, by backfill.
+    let (status, name) = axon
+        .get(
+            &format!("/rooms/{}/state/m.room.name/", enc(&room)),
+            &alice.token,
+        )
+        .await;
+    assert_eq!((status, name), (StatusCode::OK, json!({ "name": "Lobby" })));
+    let seen = wait_for_message(&axon, &alice, &room, "still before").await;
+    assert_eq!(seen, ["before you came", "still before"]);
+    assert_eq!(
+        synapse_client.member(&bob, &room, &alice.user_id).await["membership"],
+        "join"
+    );
+
+    // Then both ways, in order.
+    axon.send_text(&alice, &room, "I'm in").await;
+    let seen = wait_for_message(&synapse_client, &bob, &room, "I'm in").await;
+    assert_eq!(seen, ["before you came", "still before", "I'm in"]);
+    synapse_client.send_text(&bob, &room, "welcome").await;
+    let seen = wait_for_message(&axon, &alice, &room, "welcome").await;
+    assert_eq!(
+        seen,
+        ["before you came", "still before", "I'm in", "welcome"]
+    );
 }

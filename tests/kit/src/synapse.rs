@@ -51,9 +51,10 @@ pub fn python() -> PathBuf {
     python
 }
 
-/// A running Synapse; `client` talks to its client API over plain HTTP.
+/// A running Synapse.
 pub struct Synapse {
-    pub client: TestServer,
+    name: String,
+    base: String,
     pub dir: PathBuf,
 }
 
@@ -171,12 +172,9 @@ disable_existing_loggers: false
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        let client = TestServer::remote(
-            format!("http://127.0.0.1:{client_port}"),
-            format!("127.0.0.1:{port}"),
-        );
         let synapse = Synapse {
-            client,
+            name: format!("127.0.0.1:{port}"),
+            base: format!("http://127.0.0.1:{client_port}"),
             dir: dir.to_path_buf(),
         };
         (synapse, child)
@@ -184,7 +182,13 @@ disable_existing_loggers: false
 
     /// The server's name, `127.0.0.1:PORT`.
     pub fn server_name(&self) -> String {
-        self.client.server_name()
+        self.name.clone()
+    }
+
+    /// A client of its client API (plain HTTP), for the calling test: an
+    /// HTTP client's connections belong to the runtime that made them.
+    pub fn client(&self) -> TestServer {
+        TestServer::remote(self.base.clone(), self.name.clone())
     }
 
     /// The end of Synapse's log, for a failing test's message.

@@ -80,16 +80,8 @@ async fn get_alias(
     ApiPath(alias): ApiPath<String>,
 ) -> ApiResult {
     let alias = alias_id(&alias)?;
-    match hs.storage.get_alias(&alias).await? {
-        Some((room_id, _)) => Ok(Json(
-            json!({ "room_id": room_id, "servers": [hs.server_name()] }),
-        )),
-        None => Err(MatrixError::new(
-            404,
-            ErrCode::NotFound,
-            format!("Room alias {alias} not found"),
-        )),
-    }
+    let (room_id, servers) = hs.resolve_alias(&alias).await?;
+    Ok(Json(json!({ "room_id": room_id, "servers": servers })))
 }
 
 async fn delete_alias(

@@ -73,6 +73,10 @@ pub fn routes() -> Router<Arc<Homeserver>> {
         .route("/_matrix/federation/v1/version", get(version))
         .route("/_matrix/federation/v1/query/profile", get(query_profile))
         .route(
+            "/_matrix/federation/v1/query/directory",
+            get(query_directory),
+        )
+        .route(
             "/_matrix/federation/v1/make_join/{room}/{user}",
             get(make_join),
         )
@@ -88,6 +92,7 @@ pub fn routes() -> Router<Arc<Homeserver>> {
             post(missing_events),
         )
         .route("/_matrix/federation/v1/state_ids/{room}", get(state_ids))
+        .route("/_matrix/federation/v1/backfill/{room}", get(backfill))
         .route("/_matrix/federation/v1/state/{room}", get(state))
 }
 
@@ -102,7 +107,7 @@ fn event_param(event: &str) -> Result<ruma::OwnedEventId, MatrixError> {
 }
 
 /// The values of a repeated query parameter (`ver=10&ver=11`).
-fn repeated(query: Option<&str>, name: &str) -> Vec<String> {
+pub(crate) fn repeated(query: Option<&str>, name: &str) -> Vec<String> {
     query
         .unwrap_or_default()
         .split('&')
@@ -134,6 +139,39 @@ fn percent_decode(value: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+#[derive(Deserialize)]
+struct DirectoryQuery {
+    room_alias: String,
+}
+
+/// `GET /_matrix/federation/v1/query/directory`: one of this server's aliases.
+async fn query_directory(
+    State(hs): State<Arc<Homeserver>>,
+    ApiQuery(query): ApiQuery<DirectoryQuery>,
+    _auth: ServerAuth,
+) -> ApiResult {
+    let alias = ruma::OwnedRoomAliasId::try_from(query.room_alias.as_str())
+        .map_err(|e| MatrixError::new(400, ErrCode::InvalidParam, format!("room alias: {e}")))?;
+    if alias.server_name() != hs.server_name {
+        return Err(MatrixError::new(
+            400,
+            ErrCode::InvalidParam,
+            "Room alias is not hosted on this homeserver",
+        ));
+    }
+    let (room, _) = hs.resolve_alias(&alias).await?;
+    let snapshot = hs.storage.room_snapshot(&room).await?;
+    let mut servers: Vec<String> = vec![hs.server_name.to_string()];
+    if let Some(snapshot) = snapshot {
+        servers.extend(
+            crate::service::remote_servers(&snapshot, &hs.server_name)
+                .into_iter()
+                .map(|s| s.to_string()),
+        );
+    }
+    Ok(Json(json!({ "room_id": room, "servers": servers })))
 }
 
 /// `GET /v1/make_join/{room}/{user}?ver=…`.
@@ -235,6 +273,22 @@ async fn missing_events(
         )
         .await?,
     ))
+}
+
+/// `GET /v1/backfill/{room}?v=…&limit=`.
+async fn backfill(
+    State(hs): State<Arc<Homeserver>>,
+    ApiPath(room): ApiPath<String>,
+    RawQuery(query): RawQuery,
+    auth: ServerAuth,
+) -> ApiResult {
+    let room = room_param(&room)?;
+    let from = repeated(query.as_deref(), "v");
+    let limit = repeated(query.as_deref(), "limit")
+        .first()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(10);
+    Ok(Json(hs.backfill(&auth.origin, &room, from, limit).await?))
 }
 
 #[derive(Deserialize)]

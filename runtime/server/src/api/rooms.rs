@@ -97,18 +97,24 @@ async fn join_room(
     requester: &Requester,
     room: &RoomId,
     reason: Option<String>,
+    via: Vec<ruma::OwnedServerName>,
 ) -> ApiResult {
-    let change =
+    let mut change =
         MembershipChange::new(room, &requester.user_id, Membership::Join).with_reason(reason);
+    change.via = via;
     hs.change_membership(&Actor::client(requester), change)
         .await?;
     Ok(Json(json!({ "room_id": room })))
 }
 
-/// A room named by ID or by a local alias.
-async fn room_id_or_alias(hs: &Homeserver, room: &str) -> Result<ruma::OwnedRoomId, MatrixError> {
+/// A room named by ID or by alias (another server's is asked of it), and
+/// the servers to reach it through.
+async fn room_id_or_alias(
+    hs: &Homeserver,
+    room: &str,
+) -> Result<(ruma::OwnedRoomId, Vec<ruma::OwnedServerName>), MatrixError> {
     if !room.starts_with('#') {
-        return room_id(room);
+        return Ok((room_id(room)?, Vec::new()));
     }
     let alias = RoomAliasId::parse(room).map_err(|e| {
         MatrixError::new(
@@ -117,24 +123,29 @@ async fn room_id_or_alias(hs: &Homeserver, room: &str) -> Result<ruma::OwnedRoom
             format!("invalid room alias `{room}`: {e}"),
         )
     })?;
-    match hs.storage.get_alias(&alias).await? {
-        Some((room_id, _)) => Ok(room_id),
-        None => Err(MatrixError::new(
-            404,
-            ErrCode::NotFound,
-            format!("Room alias {room} not found"),
-        )),
-    }
+    hs.resolve_alias(&alias).await
+}
+
+/// The servers a client names to join through (`via`, and the older
+/// `server_name`), each repeatable.
+fn via_servers(query: Option<&str>) -> Vec<ruma::OwnedServerName> {
+    ["via", "server_name"]
+        .into_iter()
+        .flat_map(|name| super::federation::repeated(query, name))
+        .filter_map(|server| ruma::OwnedServerName::try_from(server).ok())
+        .collect()
 }
 
 async fn join_by_id_or_alias(
     State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath(room): ApiPath<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> ApiResult {
-    let room_id = room_id_or_alias(&hs, &room).await?;
-    join_room(&hs, &requester, &room_id, body.reason).await
+    let (room_id, mut servers) = room_id_or_alias(&hs, &room).await?;
+    servers.extend(via_servers(query.as_deref()));
+    join_room(&hs, &requester, &room_id, body.reason, servers).await
 }
 
 /// `POST /knock/{roomIdOrAlias}`: asks to be let into a room whose join
@@ -145,7 +156,7 @@ async fn knock(
     ApiPath(room): ApiPath<String>,
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> ApiResult {
-    let room_id = room_id_or_alias(&hs, &room).await?;
+    let (room_id, _) = room_id_or_alias(&hs, &room).await?;
     let change = MembershipChange::new(&room_id, &requester.user_id, Membership::Knock)
         .with_reason(body.reason);
     hs.change_membership(&Actor::client(&requester), change)
@@ -159,7 +170,7 @@ async fn join(
     ApiPath(room): ApiPath<String>,
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> ApiResult {
-    join_room(&hs, &requester, &room_id(&room)?, body.reason).await
+    join_room(&hs, &requester, &room_id(&room)?, body.reason, Vec::new()).await
 }
 
 #[derive(Deserialize)]

@@ -13,6 +13,56 @@ fn unknown_room() -> MatrixError {
 }
 
 impl Homeserver {
+    /// What an alias names: the room and servers to join it through. A
+    /// local alias is read here; another server's is asked of it
+    /// (`query/directory`).
+    pub async fn resolve_alias(
+        &self,
+        alias: &ruma::RoomAliasId,
+    ) -> Result<(ruma::OwnedRoomId, Vec<ruma::OwnedServerName>), MatrixError> {
+        let not_found = || {
+            MatrixError::new(
+                404,
+                ErrCode::NotFound,
+                format!("Room alias {alias} not found"),
+            )
+        };
+        if alias.server_name() == self.server_name {
+            let (room, _) = self.storage.get_alias(alias).await?.ok_or_else(not_found)?;
+            return Ok((room, vec![self.server_name.clone()]));
+        }
+        let path = format!(
+            "/_matrix/federation/v1/query/directory?room_alias={}",
+            super::percent_encode(alias.as_str())
+        );
+        let answer = self
+            .federation
+            .send(
+                &self.server_keys,
+                alias.server_name(),
+                reqwest::Method::GET,
+                &path,
+                None,
+            )
+            .await
+            .map_err(|e| super::federation_failure(e, "Failed to query the room alias"))?;
+        let room = answer["room_id"]
+            .as_str()
+            .and_then(|r| ruma::OwnedRoomId::try_from(r).ok())
+            .ok_or_else(not_found)?;
+        let mut servers: Vec<ruma::OwnedServerName> = answer["servers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str())
+            .filter_map(|s| ruma::OwnedServerName::try_from(s).ok())
+            .collect();
+        if !servers.iter().any(|s| s == alias.server_name()) {
+            servers.push(alias.server_name().to_owned());
+        }
+        Ok((room, servers))
+    }
+
     /// `PUT /directory/room/{alias}`: a local alias for a room the user is
     /// (or was) in; `user_may_create_room_alias` may refuse.
     pub async fn create_alias(

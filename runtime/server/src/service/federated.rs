@@ -822,9 +822,11 @@ impl Homeserver {
             .room_snapshot(room)
             .await?
             .ok_or_else(|| MatrixError::internal("the joined room was not stored"))?;
+        self.backfill_from(server, room, version, &join.prev_events, 50)
+            .await;
         // The join's parents are the resident server's latest events, which
-        // this server has only as state or not at all: they become its
-        // predecessors here.
+        // this server has only as state or history: the join starts the
+        // timeline here.
         self.store_received(&snapshot, join, Vec::new()).await
     }
 
@@ -1092,13 +1094,54 @@ impl Homeserver {
         limit: usize,
     ) -> Result<Value, MatrixError> {
         let snapshot = self.check_server_in_room(origin, room).await?;
-        let limit = limit.clamp(1, 20);
-        let mut seen: std::collections::HashSet<String> = earliest.iter().cloned().collect();
-        seen.extend(latest.iter().cloned());
+        let found = self
+            .walk_back(&snapshot, latest, earliest, limit.clamp(1, 20), false)
+            .await?;
+        Ok(json!({ "events": found }))
+    }
+
+    /// `GET /backfill/{room}?v=…&limit=`: the events `from` and before
+    /// them, newest first, at most `limit` (capped at 100).
+    pub async fn backfill(
+        &self,
+        origin: &ServerName,
+        room: &RoomId,
+        from: Vec<String>,
+        limit: usize,
+    ) -> Result<Value, MatrixError> {
+        let snapshot = self.check_server_in_room(origin, room).await?;
+        let pdus = self
+            .walk_back(&snapshot, from, Vec::new(), limit.clamp(1, 100), true)
+            .await?;
+        Ok(json!({
+            "origin": self.server_name,
+            "origin_server_ts": axon::time::now_ms(),
+            "pdus": pdus,
+        }))
+    }
+
+    /// The room's events reached by following `prev_events` back from
+    /// `start` (themselves too with `include_start`), not past `stop`,
+    /// breadth first, at most `limit`.
+    async fn walk_back(
+        &self,
+        snapshot: &RoomSnapshot,
+        start: Vec<String>,
+        stop: Vec<String>,
+        limit: usize,
+        include_start: bool,
+    ) -> Result<Vec<Value>, MatrixError> {
+        let room = &snapshot.room_id;
+        let mut seen: std::collections::HashSet<String> = stop.into_iter().collect();
         let mut frontier: Vec<String> = Vec::new();
-        for (_, text) in self.storage.pdus(latest).await? {
-            if let Ok(pdu) = Pdu::from_stored(&text, &snapshot.room_version) {
-                frontier.extend(pdu.prev_events.iter().map(|e| e.to_string()));
+        if include_start {
+            frontier = start;
+        } else {
+            seen.extend(start.iter().cloned());
+            for (_, text) in self.storage.pdus(start).await? {
+                if let Ok(pdu) = Pdu::from_stored(&text, &snapshot.room_version) {
+                    frontier.extend(pdu.prev_events.iter().map(|e| e.to_string()));
+                }
             }
         }
         let mut found: Vec<Value> = Vec::new();
@@ -1114,7 +1157,7 @@ impl Homeserver {
                 let Ok(pdu) = Pdu::from_stored(&text, &snapshot.room_version) else {
                     continue;
                 };
-                if pdu.room_id != room {
+                if pdu.room_id != *room {
                     continue;
                 }
                 frontier.extend(pdu.prev_events.iter().map(|e| e.to_string()));
@@ -1123,7 +1166,57 @@ impl Homeserver {
                 }
             }
         }
-        Ok(json!({ "events": found }))
+        Ok(found)
+    }
+
+    /// After joining through `server`: the history before the join, asked
+    /// of it (`/backfill`, up to `limit` events), each checked and kept
+    /// outside the timeline's stream, older below newer, where backward
+    /// pagination finds it.
+    async fn backfill_from(
+        &self,
+        server: &ServerName,
+        room: &RoomId,
+        version: &str,
+        from: &[OwnedEventId],
+        limit: usize,
+    ) {
+        let mut path = format!(
+            "/_matrix/federation/v1/backfill/{}?limit={limit}",
+            super::percent_encode(room.as_str())
+        );
+        for id in from {
+            path.push_str(&format!("&v={}", super::percent_encode(id.as_str())));
+        }
+        let answer = match self
+            .federation
+            .send(&self.server_keys, server, reqwest::Method::GET, &path, None)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(e) => {
+                tracing::info!("backfill of {room} from {server}: {e}");
+                return;
+            }
+        };
+        let mut events = Vec::new();
+        for value in answer["pdus"].as_array().into_iter().flatten() {
+            let Ok(pdu) = Pdu::parse(value.clone(), version) else {
+                continue;
+            };
+            if pdu.room_id != room {
+                continue;
+            }
+            match self.verify_pdu(pdu, version).await {
+                Ok(pdu) => events.push(pdu),
+                Err(e) => tracing::info!("backfilled event refused: {e}"),
+            }
+        }
+        events.sort_by_key(|e| std::cmp::Reverse(e.depth));
+        let new: Vec<NewEvent> = events.iter().map(Pdu::to_new_event).collect();
+        if let Err(e) = self.storage.persist_backfill(new).await {
+            tracing::info!("backfill of {room}: {e}");
+        }
     }
 
     /// `GET /state_ids/{room}?event_id=`: the state before an event and

@@ -24,6 +24,8 @@ pub struct MembershipChange {
     /// client's request; `createRoom`'s `invite` list is checked as a whole
     /// first, as Synapse does).
     pub ratelimit: bool,
+    /// Servers to join a room through that no local user is in.
+    pub via: Vec<ruma::OwnedServerName>,
 }
 
 impl MembershipChange {
@@ -35,6 +37,7 @@ impl MembershipChange {
             reason: None,
             extra: JsonObject::new(),
             ratelimit: true,
+            via: Vec::new(),
         }
     }
 
@@ -67,13 +70,14 @@ impl Homeserver {
             reason,
             extra,
             ratelimit,
+            via,
         } = change;
         let sender = &actor.user_id;
         let known = self.storage.room_snapshot(&room).await?;
         let resident = known.as_deref().is_some_and(|s| self.is_resident(s));
         if !resident && membership == Membership::Join && *sender == target {
             return self
-                .join_remotely(actor, &room, known.as_deref(), reason, extra)
+                .join_remotely(actor, &room, known.as_deref(), via, reason, extra)
                 .await;
         }
         let snapshot = known.ok_or_else(not_found_room)?;
@@ -188,6 +192,7 @@ impl Homeserver {
         actor: &Actor,
         room: &RoomId,
         known: Option<&crate::storage::RoomSnapshot>,
+        via: Vec<ruma::OwnedServerName>,
         reason: Option<String>,
         extra: JsonObject,
     ) -> Result<OwnedEventId, MatrixError> {
@@ -199,9 +204,12 @@ impl Homeserver {
                 .map(|m| m.sender.server_name().to_owned())
         });
         let mut servers: Vec<ruma::OwnedServerName> = invite.iter().cloned().collect();
-        if let Some(server) = room.server_name() {
-            if !servers.iter().any(|s| s == server) {
-                servers.push(server.to_owned());
+        for server in via
+            .into_iter()
+            .chain(room.server_name().map(ToOwned::to_owned))
+        {
+            if !servers.contains(&server) {
+                servers.push(server);
             }
         }
         if servers.iter().all(|s| *s == self.server_name) {

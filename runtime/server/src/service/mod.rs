@@ -13,6 +13,7 @@ mod devices;
 mod directory;
 mod events;
 mod federated;
+pub(crate) use federated::remote_servers;
 pub mod filters;
 pub mod guests;
 pub mod key_backup;

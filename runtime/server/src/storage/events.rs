@@ -844,7 +844,7 @@ impl Storage {
             };
             let bound = match (backwards, to) {
                 (true, Some(to)) => to,
-                (true, None) => 0,
+                (true, None) => super::OUTLIER_FLOOR,
                 (false, Some(to)) => to,
                 (false, None) => i64::MAX,
             };

@@ -46,12 +46,25 @@ pub(super) fn queue_pdu(c: &Connection, event: &NewEvent) -> StorageResult<()> {
     Ok(())
 }
 
-/// A stream position below every other: events stored outside the
-/// timeline count down from -1, as Synapse numbers backfilled events.
+/// Events known only (auth chains, the state a join hands over) are
+/// numbered down from here, below any timeline position; history fetched
+/// by backfill is numbered down from -1, above them, as Synapse numbers
+/// backfilled events: backward pagination reads down to this floor.
+pub const OUTLIER_FLOOR: i64 = -(1 << 50);
+
+/// The next position down of events known only.
 fn next_outlier_position(c: &Connection) -> StorageResult<i64> {
     let lowest: Option<i64> = c
         .prepare_cached("SELECT MIN(stream_ordering) FROM events")?
         .query_row([], |r| r.get(0))?;
+    Ok(lowest.unwrap_or(0).min(OUTLIER_FLOOR) - 1)
+}
+
+/// The next position down of backfilled history.
+fn next_backfill_position(c: &Connection) -> StorageResult<i64> {
+    let lowest: Option<i64> = c
+        .prepare_cached("SELECT MIN(stream_ordering) FROM events WHERE stream_ordering > ?1")?
+        .query_row([OUTLIER_FLOOR], |r| r.get(0))?;
     Ok(lowest.unwrap_or(0).min(0) - 1)
 }
 
@@ -149,6 +162,21 @@ impl Storage {
                 }
             },
         )
+        .await
+    }
+
+    /// Stores a room's history fetched by backfill, newest first: each
+    /// below what is stored, where backward pagination reads on.
+    pub async fn persist_backfill(&self, events: Vec<NewEvent>) -> StorageResult<()> {
+        self.write(move |w| {
+            for event in &events {
+                if !event_exists(w.conn, event.event_id.as_str())? {
+                    let position = next_backfill_position(w.conn)?;
+                    insert_event(w.conn, event, position, Placement::Outlier)?;
+                }
+            }
+            Ok(())
+        })
         .await
     }
 

@@ -27,7 +27,7 @@ mod users;
 pub use account::*;
 pub use e2e_keys::{ClaimedKey, DeviceListChanges, KeySignature, UploadedKey, UserKeys};
 pub use events::*;
-pub use federation::{OutboundBatch, MAX_EDUS_PER_TXN, MAX_PDUS_PER_TXN};
+pub use federation::{OutboundBatch, MAX_EDUS_PER_TXN, MAX_PDUS_PER_TXN, OUTLIER_FLOOR};
 
 pub use notify::{Listener, WakeKey};
 pub use pushers::{NotificationRow, PusherRow};
