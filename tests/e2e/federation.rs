@@ -399,3 +399,58 @@ async fn a_trusted_key_server_without_verify_keys_is_a_config_error() {
         ["at `trusted_key_servers[0]`: `matrix.org` has no `verify_keys`: name its keys (`{\"ed25519:id\": \"base64\"}`) so its answers can be checked, or set `accept_keys_insecurely: true`"]
     );
 }
+
+#[tokio::test]
+async fn two_axon_servers_share_a_room_and_the_queue_outlives_a_restart() {
+    use axon_testkit::federation::wait_for_message;
+    let fed = Federation::new();
+    let mut a = fed.axon("").await;
+    let mut b = fed.axon("").await;
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let room = a
+        .create_room(
+            &alice,
+            json!({ "preset": "private_chat", "name": "A and B" }),
+        )
+        .await;
+    let (status, body) = a.invite(&alice, &room, &bob.user_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, sync) = b.get("/sync", &bob.token).await;
+    assert!(sync["rooms"]["invite"].get(&room).is_some(), "{sync}");
+    let (status, body) = b.join(&bob, &room).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        a.member(&alice, &room, &bob.user_id).await["membership"],
+        "join"
+    );
+    let (_, name) = b
+        .get(
+            &format!("/rooms/{}/state/m.room.name/", enc(&room)),
+            &bob.token,
+        )
+        .await;
+    assert_eq!(name, json!({ "name": "A and B" }));
+    a.send_text(&alice, &room, "one").await;
+    wait_for_message(&b, &bob, &room, "one").await;
+    b.send_text(&bob, &room, "two").await;
+    wait_for_message(&a, &alice, &room, "two").await;
+
+    // B is down: what A sends waits in A's queue, which outlives A's
+    // own restart; B, back, gets it all.
+    b.stop().await;
+    a.send_text(&alice, &room, "three").await;
+    a.send_text(&alice, &room, "four").await;
+    a.restart().await;
+    b.restart().await;
+    b.send_text(&bob, &room, "five").await;
+    let on_b = wait_for_message(&b, &bob, &room, "four").await;
+    assert!(on_b.contains(&"three".to_string()), "{on_b:?}");
+    let on_a = wait_for_message(&a, &alice, &room, "five").await;
+    assert_eq!(on_a, ["one", "two", "three", "four", "five"]);
+    let db = rusqlite::Connection::open(a.dir.path().join("homeserver.db")).unwrap();
+    let queued: i64 = db
+        .query_row("SELECT COUNT(*) FROM federation_outbox", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(queued, 0, "A's queue is empty once B has it all");
+}

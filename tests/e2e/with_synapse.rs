@@ -2,6 +2,7 @@
 //! (`axon_testkit::synapse::shared`), a fresh Axon per test, each named
 //! `127.0.0.1:PORT` and trusting the same test CA.
 
+use axon_testkit::federation::{wait_for_membership, wait_for_message, wait_for_state};
 use axon_testkit::synapse::shared;
 use axon_testkit::*;
 
@@ -43,60 +44,6 @@ async fn profiles_are_read_across_axon_and_synapse_both_ways() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
     assert_eq!(body["displayname"], "Alice on Axon");
-}
-
-/// Waits until `user` on `s` sees a message with `body` in `room`; the
-/// bodies of the room's messages, oldest first, at that moment.
-async fn wait_for_message(s: &TestServer, user: &User, room: &str, body: &str) -> Vec<String> {
-    let path = format!("/rooms/{}/messages?dir=b&limit=100", enc(room));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let (status, page) = s.get(&path, &user.token).await;
-        let mut bodies: Vec<String> = page["chunk"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|e| e["type"] == "m.room.message")
-            .filter_map(|e| e["content"]["body"].as_str().map(str::to_string))
-            .collect();
-        bodies.reverse();
-        if status == StatusCode::OK && bodies.iter().any(|b| b == body) {
-            return bodies;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} never saw {body:?} in {room} ({status} {page})\n{}",
-            user.user_id,
-            shared().1.log_tail()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-}
-
-/// Waits until `user` on `s` reads `event_type` state in `room` as `expected`.
-async fn wait_for_state(
-    s: &TestServer,
-    user: &User,
-    room: &str,
-    event_type: &str,
-    key: &str,
-    expected: &Value,
-) {
-    let path = format!("/rooms/{}/state/{event_type}/{}", enc(room), enc(key));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let (status, content) = s.get(&path, &user.token).await;
-        if status == StatusCode::OK && content == *expected {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} never read {event_type} as {expected} in {room} ({status} {content})\n{}",
-            user.user_id,
-            shared().1.log_tail()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test]
@@ -246,4 +193,170 @@ async fn an_axon_user_joins_a_synapse_room_by_alias_and_sees_its_shared_history(
         seen,
         ["before you came", "still before", "I'm in", "welcome"]
     );
+}
+
+#[tokio::test]
+async fn a_synapse_user_leaves_is_kicked_and_is_banned_and_both_sides_agree() {
+    let (fed, synapse) = shared();
+    let synapse_client = synapse.client();
+    let axon = fed.axon("").await;
+    let alice = axon.register("alice").await;
+    let bob = synapse_user("bob").await;
+    let room = axon
+        .create_room(&alice, json!({ "preset": "private_chat" }))
+        .await;
+    let invite_and_join = || async {
+        let (status, body) = axon.invite(&alice, &room, &bob.user_id).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = synapse_client.join(&bob, &room).await;
+        assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
+        wait_for_membership(&axon, &alice, &room, &bob.user_id, "join").await;
+    };
+
+    invite_and_join().await;
+    let (status, _) = synapse_client
+        .post(
+            &format!("/rooms/{}/leave", enc(&room)),
+            &bob.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    wait_for_membership(&axon, &alice, &room, &bob.user_id, "leave").await;
+
+    invite_and_join().await;
+    let (status, _) = axon
+        .post(
+            &format!("/rooms/{}/kick", enc(&room)),
+            &alice.token,
+            json!({ "user_id": bob.user_id, "reason": "out" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    wait_for_membership(&synapse_client, &bob, &room, &bob.user_id, "leave").await;
+    assert_eq!(
+        synapse_client.member(&bob, &room, &bob.user_id).await["reason"],
+        "out"
+    );
+
+    invite_and_join().await;
+    let (status, _) = axon
+        .post(
+            &format!("/rooms/{}/ban", enc(&room)),
+            &alice.token,
+            json!({ "user_id": bob.user_id }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // A banned user reads the room no more: Synapse drops it from their
+    // joined rooms, and their sync's left rooms show the ban.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, joined) = synapse_client.get("/joined_rooms", &bob.token).await;
+        if !joined["joined_rooms"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(room))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Synapse never saw the ban"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let left = json!({ "room": { "include_leave": true, "timeline": { "limit": 7 } } });
+    let (_, sync) = synapse_client
+        .get(
+            &format!("/sync?filter={}", enc(&left.to_string())),
+            &bob.token,
+        )
+        .await;
+    let timeline = &sync["rooms"]["leave"][&room]["timeline"]["events"];
+    assert!(
+        timeline
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["type"] == "m.room.member" && e["content"]["membership"] == "ban"),
+        "{sync}"
+    );
+    assert_eq!(
+        axon.member(&alice, &room, &bob.user_id).await["membership"],
+        "ban"
+    );
+    // Banned, bob cannot come back in.
+    let rejoin = format!(
+        "/join/{}?server_name={}",
+        enc(&room),
+        enc(&axon.server_name())
+    );
+    let refused = synapse_client.post(&rejoin, &bob.token, json!({})).await;
+    assert_error(&refused, 403, "M_FORBIDDEN");
+}
+
+#[tokio::test]
+async fn a_module_refusing_federated_invites_fails_the_synapse_users_invite_with_its_error() {
+    use axon_testkit::rules::{modules, rules};
+    let (fed, synapse) = shared();
+    let synapse_client = synapse.client();
+    let log = format!("fedinvite{}", rand_suffix());
+    let axon = fed
+        .axon(&modules(&[rules(
+            &log,
+            "a",
+            &[("federated_user_may_invite", "deny:ORG_NO_REMOTE_INVITES")],
+        )]))
+        .await;
+    let alice = axon.register("alice").await;
+    let bob = synapse_user("bob").await;
+    let room = synapse_client
+        .create_room(
+            &bob,
+            json!({ "preset": "private_chat", "room_version": "11" }),
+        )
+        .await;
+    let refused = synapse_client.invite(&bob, &room, &alice.user_id).await;
+    assert_error(&refused, 403, "ORG_NO_REMOTE_INVITES");
+    let asked = only(&log, "federated_user_may_invite");
+    assert_eq!(asked.len(), 1, "{:?}", calls(&log));
+    assert!(
+        only(&log, "user_may_invite").is_empty(),
+        "{:?}",
+        calls(&log)
+    );
+    // Nothing reached alice.
+    let (_, sync) = axon.get("/sync", &alice.token).await;
+    assert!(sync["rooms"]["invite"].get(&room).is_none(), "{sync}");
+}
+
+#[tokio::test]
+async fn a_synapse_users_invite_reaches_the_axon_user_who_joins_through_it() {
+    let (fed, synapse) = shared();
+    let synapse_client = synapse.client();
+    let axon = fed.axon("").await;
+    let alice = axon.register("alice").await;
+    let bob = synapse_user("bob").await;
+    let room = synapse_client
+        .create_room(
+            &bob,
+            json!({ "preset": "private_chat", "room_version": "11", "name": "Private" }),
+        )
+        .await;
+    let (status, body) = synapse_client.invite(&bob, &room, &alice.user_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
+    let (_, sync) = axon.get("/sync", &alice.token).await;
+    let invite_state = &sync["rooms"]["invite"][&room]["invite_state"]["events"];
+    assert!(
+        invite_state.as_array().is_some_and(|events| events
+            .iter()
+            .any(|e| e["type"] == "m.room.member" && e["content"]["membership"] == "invite")),
+        "{sync}"
+    );
+    let (status, body) = axon.join(&alice, &room).await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
+    wait_for_membership(&synapse_client, &bob, &room, &alice.user_id, "join").await;
+    synapse_client.send_text(&bob, &room, "glad you came").await;
+    wait_for_message(&axon, &alice, &room, "glad you came").await;
 }

@@ -163,6 +163,25 @@ impl Rules {
     }
 
     #[callback(spam_checker)]
+    async fn federated_user_may_invite(&self, event: &Event) -> Result<SpamCheck, ModuleError> {
+        let invitee = event.state_key.clone().unwrap_or_default();
+        self.spam(
+            "federated_user_may_invite",
+            format!("{}>{invitee}", event.sender),
+        )
+        .await
+    }
+
+    /// `deny` drops the event.
+    #[callback(spam_checker)]
+    async fn should_drop_federated_event(&self, event: &Event) -> Result<bool, ModuleError> {
+        let allowed = self
+            .allowed("should_drop_federated_event", event.event_type.clone())
+            .await?;
+        Ok(!allowed)
+    }
+
+    #[callback(spam_checker)]
     async fn user_may_create_room(
         &self,
         user: &UserId,

@@ -220,11 +220,17 @@ fn health(port: u16) -> bool {
     answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
 }
 
+static SHARED: OnceLock<(Federation, Synapse)> = OnceLock::new();
+
+/// The shared Synapse, if a test started it.
+pub fn started() -> Option<&'static Synapse> {
+    SHARED.get().map(|(_, synapse)| synapse)
+}
+
 /// One federation and one Synapse in it for the whole test binary:
 /// starting Synapse takes seconds, and tests keep apart by their users'
 /// and rooms' names. Its process ends with the test binary.
 pub fn shared() -> &'static (Federation, Synapse) {
-    static SHARED: OnceLock<(Federation, Synapse)> = OnceLock::new();
     SHARED.get_or_init(|| {
         let federation = Federation::new();
         let dir = tempfile::Builder::new()

@@ -180,8 +180,10 @@ pub fn build_event(
     })
 }
 
-/// The state events that authorise this one: create, power levels, the
-/// sender's membership, and for memberships the target's and the join rules.
+/// The state events that authorise this one, as the spec's auth events
+/// selection says (ruma's `auth_types_for_event`): create, power levels,
+/// the sender's membership, and for memberships the target's, the join
+/// rules for joins, invites and knocks, and a restricted join's voucher.
 pub(crate) fn auth_event_ids(
     snapshot: &RoomSnapshot,
     draft: &EventDraft,
@@ -189,20 +191,30 @@ pub(crate) fn auth_event_ids(
     if draft.event_type == "m.room.create" {
         return Vec::new();
     }
-    let mut keys: Vec<(&str, &str)> = vec![
-        ("m.room.create", ""),
-        ("m.room.power_levels", ""),
-        ("m.room.member", draft.sender.as_str()),
-    ];
-    if draft.event_type == "m.room.member" {
-        if let Some(target) = &draft.state_key {
-            keys.push(("m.room.member", target));
-        }
-        keys.push(("m.room.join_rules", ""));
-    }
+    let rules = room_version_rules(&snapshot.room_version);
+    let content = serde_json::value::to_raw_value(&draft.content).ok();
+    let kinds = content.and_then(|content| {
+        ruma::state_res::auth_types_for_event(
+            &draft.event_type.as_str().into(),
+            &draft.sender,
+            draft.state_key.as_deref(),
+            &content,
+            &rules.authorization,
+        )
+        .ok()
+    });
+    let keys: Vec<(String, String)> = match kinds {
+        Some(kinds) => kinds.into_iter().map(|(t, k)| (t.to_string(), k)).collect(),
+        // Content the selection cannot read (the auth rules refuse it).
+        None => vec![
+            ("m.room.create".into(), String::new()),
+            ("m.room.power_levels".into(), String::new()),
+            ("m.room.member".into(), draft.sender.to_string()),
+        ],
+    };
     let mut ids = Vec::new();
-    for (t, k) in keys {
-        if let Some(entry) = snapshot.state.get(&(t.to_string(), k.to_string())) {
+    for key in keys {
+        if let Some(entry) = snapshot.state.get(&key) {
             if !ids.contains(&entry.event_id) {
                 ids.push(entry.event_id.clone());
             }

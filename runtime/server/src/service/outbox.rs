@@ -59,6 +59,15 @@ impl Outbox {
         let wake = self.wake.clone();
         let mut stop = self.stop.subscribe();
         tokio::spawn(async move {
+            // Destinations backed off before a restart end their backoff
+            // when heard from, as those of this run do.
+            if let Some(hs) = server.upgrade() {
+                if let Ok(queued) = hs.storage.queued_destinations().await {
+                    if let Ok(mut off) = hs.outbox.backing_off.lock() {
+                        off.extend(queued.into_iter().filter(|(_, at)| *at > 0).map(|(d, _)| d));
+                    }
+                }
+            }
             loop {
                 if *stop.borrow() {
                     return;
