@@ -454,3 +454,219 @@ async fn two_axon_servers_share_a_room_and_the_queue_outlives_a_restart() {
         .unwrap();
     assert_eq!(queued, 0, "A's queue is empty once B has it all");
 }
+
+/// A PDU of `room` as `b` would send it: built on B's copy of the room,
+/// from `sender`, signed with B's key.
+async fn pdu_from(
+    b: &TestServer,
+    room: &str,
+    sender: &str,
+    event_type: &str,
+    state_key: Option<&str>,
+    content: Value,
+) -> Value {
+    let hs = &b.server.as_ref().unwrap().homeserver;
+    let room_id = ruma::OwnedRoomId::try_from(room).unwrap();
+    let snapshot = hs.storage.room_snapshot(&room_id).await.unwrap().unwrap();
+    let draft = axon_server::events::EventDraft {
+        sender: ruma::OwnedUserId::try_from(sender).unwrap(),
+        event_type: event_type.into(),
+        state_key: state_key.map(str::to_string),
+        content: serde_json::from_value(content).unwrap(),
+    };
+    let built = axon_server::events::build_event(
+        &snapshot,
+        &draft,
+        axon::time::now_ms(),
+        &Default::default(),
+        &hs.server_keys,
+    )
+    .unwrap();
+    Value::Object(built.pdu)
+}
+
+/// `PUT /send/{txn}` to `a`, signed by `b`.
+async fn send_transaction(
+    b: &TestServer,
+    a: &TestServer,
+    txn: &str,
+    body: Value,
+) -> Result<Value, String> {
+    let hs = &b.server.as_ref().unwrap().homeserver;
+    let destination = ruma::OwnedServerName::try_from(a.server_name()).unwrap();
+    hs.federation
+        .send(
+            &hs.server_keys,
+            &destination,
+            Method::PUT,
+            &format!("/_matrix/federation/v1/send/{txn}"),
+            Some(&body),
+        )
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn reference_id(pdu: &Value) -> String {
+    let object: ruma::CanonicalJsonObject = serde_json::from_value(pdu.clone()).unwrap();
+    let hash =
+        ruma::signatures::reference_hash(&object, &ruma::room_version_rules::RoomVersionRules::V10)
+            .unwrap();
+    format!("${hash}")
+}
+
+#[tokio::test]
+async fn each_pdu_of_a_transaction_is_checked_on_its_own() {
+    let fed = Federation::new();
+    let a = fed.axon("").await;
+    let b = fed.axon("").await;
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let room = a
+        .create_room(
+            &alice,
+            json!({ "preset": "private_chat", "room_version": "10" }),
+        )
+        .await;
+    a.invite(&alice, &room, &bob.user_id).await;
+    let (status, body) = b.join(&bob, &room).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let origin = b.server_name();
+
+    let good = pdu_from(
+        &b,
+        &room,
+        &bob.user_id,
+        "m.room.message",
+        None,
+        json!({ "msgtype": "m.text", "body": "fine" }),
+    )
+    .await;
+    // Content changed after signing: the hash fails, and the event is
+    // kept redacted.
+    let mut tampered = pdu_from(
+        &b,
+        &room,
+        &bob.user_id,
+        "m.room.message",
+        None,
+        json!({ "msgtype": "m.text", "body": "original" }),
+    )
+    .await;
+    tampered["content"]["body"] = json!("changed on the way");
+    // A signature that is not B's.
+    let mut forged = pdu_from(
+        &b,
+        &room,
+        &bob.user_id,
+        "m.room.message",
+        None,
+        json!({ "msgtype": "m.text", "body": "forged" }),
+    )
+    .await;
+    let key_id = forged["signatures"][&origin]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    forged["signatures"][&origin] = json!({ key_id: "A".repeat(86) });
+    // Bob may not change the power levels (he has 0 of the 100 needed).
+    let usurp = pdu_from(
+        &b,
+        &room,
+        &bob.user_id,
+        "m.room.power_levels",
+        Some(""),
+        json!({ "users": { bob.user_id.clone(): 100 } }),
+    )
+    .await;
+    // A room A is not in.
+    let mut elsewhere = good.clone();
+    elsewhere["room_id"] = json!(format!("!nowhere:{origin}"));
+    let answer = send_transaction(
+        &b,
+        &a,
+        "t1",
+        json!({
+            "origin": origin,
+            "origin_server_ts": axon::time::now_ms(),
+            "pdus": [good, tampered, forged, usurp, elsewhere, "not a PDU"],
+        }),
+    )
+    .await
+    .unwrap();
+    let results = &answer["pdus"];
+    assert_eq!(results[reference_id(&good)], json!({}), "{answer}");
+    assert_eq!(results[reference_id(&tampered)], json!({}), "{answer}");
+    assert!(
+        results[reference_id(&forged)]["error"]
+            .as_str()
+            .unwrap()
+            .contains("signature"),
+        "{answer}"
+    );
+    assert!(
+        results[reference_id(&usurp)]["error"].is_string(),
+        "{answer}"
+    );
+    assert!(
+        results[reference_id(&elsewhere)]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not in"),
+        "{answer}"
+    );
+
+    // A has the good one as sent and the tampered one redacted; nothing else.
+    let (_, page) = a
+        .get(
+            &format!("/rooms/{}/messages?dir=b&limit=20", enc(&room)),
+            &alice.token,
+        )
+        .await;
+    let messages: Vec<&Value> = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .collect();
+    assert_eq!(messages.len(), 2, "{page}");
+    assert_eq!(messages[1]["content"]["body"], "fine");
+    assert_eq!(messages[0]["content"], json!({}));
+    let (_, levels) = a
+        .get(
+            &format!("/rooms/{}/state/m.room.power_levels/", enc(&room)),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(levels["users"].get(&bob.user_id), None, "{levels}");
+
+    // Over the limits: 400, and nothing of it is taken.
+    let pdus: Vec<Value> = (0..51).map(|_| json!({})).collect();
+    let error = send_transaction(
+        &b,
+        &a,
+        "t2",
+        json!({ "origin": origin, "origin_server_ts": 0, "pdus": pdus }),
+    )
+    .await
+    .unwrap_err();
+    assert!(error.contains("400"), "{error}");
+    let edus: Vec<Value> = (0..101)
+        .map(|_| json!({ "edu_type": "m.typing", "content": {} }))
+        .collect();
+    let error = send_transaction(
+        &b,
+        &a,
+        "t3",
+        json!({ "origin": origin, "origin_server_ts": 0, "pdus": [], "edus": edus }),
+    )
+    .await
+    .unwrap_err();
+    assert!(error.contains("400"), "{error}");
+    let error = send_transaction(&b, &a, "t4", json!({ "origin": origin, "pdus": "many" }))
+        .await
+        .unwrap_err();
+    assert!(error.contains("400"), "{error}");
+}

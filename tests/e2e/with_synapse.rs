@@ -360,3 +360,42 @@ async fn a_synapse_users_invite_reaches_the_axon_user_who_joins_through_it() {
     synapse_client.send_text(&bob, &room, "glad you came").await;
     wait_for_message(&axon, &alice, &room, "glad you came").await;
 }
+
+#[tokio::test]
+async fn nothing_synapse_sends_while_axon_restarts_is_lost() {
+    let (fed, synapse) = shared();
+    let synapse_client = synapse.client();
+    let mut axon = fed.axon("").await;
+    let alice = axon.register("alice").await;
+    let bob = synapse_user("bob").await;
+    let room = axon
+        .create_room(&alice, json!({ "preset": "private_chat" }))
+        .await;
+    let (status, body) = axon.invite(&alice, &room, &bob.user_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = synapse_client.join(&bob, &room).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    synapse_client.send_text(&bob, &room, "before").await;
+    wait_for_message(&axon, &alice, &room, "before").await;
+
+    axon.stop().await;
+    for n in 1..=4 {
+        synapse_client
+            .send_text(&bob, &room, &format!("while down {n}"))
+            .await;
+    }
+    axon.restart().await;
+    // Synapse catches up with its latest event; Axon fetches the ones
+    // before it (get_missing_events).
+    let seen = wait_for_message(&axon, &alice, &room, "while down 4").await;
+    assert_eq!(
+        seen,
+        [
+            "before",
+            "while down 1",
+            "while down 2",
+            "while down 3",
+            "while down 4"
+        ]
+    );
+}

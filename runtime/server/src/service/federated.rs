@@ -41,6 +41,25 @@ pub(crate) fn remote_servers(snapshot: &RoomSnapshot, own: &ServerName) -> Vec<O
     servers
 }
 
+/// The ID of a PDU of a room whose version this server does not know: its
+/// `event_id` (versions 1 and 2), else its reference hash as versions 3 to
+/// 10 compute it (the best name an error can be filed under).
+fn unversioned_event_id(value: &Value) -> String {
+    if let Some(id) = value.get("event_id").and_then(Value::as_str) {
+        return id.to_string();
+    }
+    let Some(Value::Object(map)) = Some(value) else {
+        return String::new();
+    };
+    ruma::canonical_json::try_from_json_map(map.clone())
+        .ok()
+        .and_then(|object| {
+            ruma::signatures::reference_hash(&object, &room_version_rules("10")).ok()
+        })
+        .map(|hash| format!("${hash}"))
+        .unwrap_or_default()
+}
+
 fn bad_request(message: impl Into<String>) -> MatrixError {
     MatrixError::new(400, ErrCode::BadJson, message)
 }
@@ -334,8 +353,10 @@ impl Homeserver {
         let version = match self.storage.room_version(&room).await {
             Ok(Some(version)) => version,
             Ok(None) => {
-                let id = value["event_id"].as_str().unwrap_or("").to_string();
-                return (id, Err(format!("this server is not in {room}")));
+                return (
+                    unversioned_event_id(&value),
+                    Err(format!("this server is not in {room}")),
+                )
             }
             Err(e) => return (String::new(), Err(e.to_string())),
         };
