@@ -115,15 +115,15 @@ pub static CATALOG: &[Category] = &[
         name: "spam_checker",
         doc: "Spam checker: veto users' actions. Synapse's `register_spam_checker_callbacks`.",
         callbacks: &[
-            callback!("A client's message or state event (not memberships, not the events `createRoom` makes); an encrypted message is an `m.room.encrypted` event with only its ciphertext to judge, as in Synapse. Deny → 403 \"This message has been rejected as probable spam\" with the module's errcode and fields; nothing is stored."
+            callback!("A client's message or state event (not memberships, not the events `createRoom` makes); an encrypted message is an `m.room.encrypted` event with only its ciphertext to judge, as in Synapse. Deny → 403 \"This message has been rejected as probable spam\" with the module's errcode and fields; nothing is stored. Also each event another server sends: a denied one is refused (Synapse soft-fails it; either way no client sees it)."
                 check_event_for_spam(event: "&Event") -> "SpamCheck", FirstNonAllow, Propagate),
-            callback!("An event received over federation: `true` drops it silently. Never fires yet: Axon has no federation."
+            callback!("Each PDU another server sends (`/send`, and the missing events fetched for it), after the signature, hash and auth checks: `true` drops it silently (the sender is told it was taken; nothing is stored)."
                 should_drop_federated_event(event: "&Event") -> "bool", AnyTrue, Propagate),
             callback!("A local join (not the creator's own join at creation; skipped for server admins). Deny → 403 \"Not allowed to join this room\"."
                 user_may_join_room(user: "&UserId", room: "&RoomId", is_invited: "bool") -> "SpamCheck", FirstNonAllow, Propagate),
-            callback!("A local invite, however it is asked for: `/invite`, `PUT /state/m.room.member`, `createRoom`'s `invite` list and `initial_state` memberships, the ModuleApi (skipped for server admins). Deny → 403 \"Invites have been disabled on this server\"."
+            callback!("A local invite, however it is asked for: `/invite`, `PUT /state/m.room.member`, `createRoom`'s `invite` list and `initial_state` memberships, the ModuleApi (skipped for server admins); and an invite from another server, after `federated_user_may_invite`. Deny → 403 \"Invites have been disabled on this server\" (from another server: \"You are not permitted to invite this user\")."
                 user_may_invite(inviter: "&UserId", invitee: "&UserId", room: "&RoomId") -> "SpamCheck", FirstNonAllow, Propagate),
-            callback!("An invite received over federation, before `user_may_invite`. Never fires yet: Axon has no federation."
+            callback!("An invite of a local user from another server (`PUT /v2/invite`), before `user_may_invite`. Deny → 403 \"You are not permitted to invite this user\" with the module's errcode, which the inviting server hands on to its user; nothing is stored."
                 federated_user_may_invite(event: "&Event") -> "SpamCheck", FirstNonAllow, Propagate),
             callback!("A third-party identifier invite. Never fires: such invites need an identity server, which Axon does not support (they are refused with 400)."
                 user_may_send_3pid_invite(inviter: "&UserId", medium: "&str", address: "&str", room: "&RoomId") -> "SpamCheck", FirstNonAllow, Propagate),
@@ -149,7 +149,7 @@ pub static CATALOG: &[Category] = &[
         name: "third_party_rules",
         doc: "Third-party event rules: allow, refuse or rewrite events and room settings. Synapse's `register_third_party_rules_callbacks`.",
         callbacks: &[
-            callback!("Every event a local user creates, memberships, `createRoom`'s and encrypted ones (`m.room.encrypted`, as they are) included, with the room state before it. Deny → 403 `M_FORBIDDEN` \"This event is not allowed in this context\"; Replace → the replacement is authorised, stored and served."
+            callback!("Every event a local user creates, memberships, `createRoom`'s and encrypted ones (`m.room.encrypted`, as they are) included, with the room state before it; and every event another server sends. Deny → 403 `M_FORBIDDEN` \"This event is not allowed in this context\" (another server's event is refused with that error); Replace → the replacement is authorised, stored and served (another server's event cannot be replaced: it is refused)."
                 check_event_allowed(event: "&Event", state: "&StateMap") -> "EventAllowed", FirstNonAllow, Propagate),
             callback!("`POST /createRoom`, before anything is checked or created; the module may change the request. `Err` → the module's error."
                 on_create_room(requester: "&Requester", request: "&mut JsonObject", is_requester_admin: "bool") -> "()", All,
@@ -158,7 +158,7 @@ pub static CATALOG: &[Category] = &[
                 check_threepid_can_be_invited(medium: "&str", address: "&str", state: "&StateMap") -> "bool", AllTrue, FailOpen),
             callback!("`PUT /directory/list/room/{id}` and `createRoom` with `visibility: public`: `false` → 403 `M_UNKNOWN` \"Not allowed to publish room\" (\"Room visibility value not allowed.\" at creation)."
                 check_visibility_can_be_modified(room: "&RoomId", state: "&StateMap", new_visibility: "Visibility") -> "bool", AllTrue, FailOpen),
-            callback!("After each event is stored, in the background, with the room state after it. Cannot refuse."
+            callback!("After each event is stored, local or received from another server, in the background, with the room state after it. Cannot refuse."
                 on_new_event(event: "&Event", state: "&StateMap") -> "()", All, FailOpen),
             callback!("An admin room shutdown (`user` None when not user-initiated): `false` → 403. Never fires yet: Axon has no room deletion API."
                 check_can_shutdown_room(user: "Option<&UserId>", room: "&RoomId") -> "bool", AllTrue, FailOpen),

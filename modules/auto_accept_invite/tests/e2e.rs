@@ -122,7 +122,7 @@ async fn an_inviter_entry_that_is_not_a_list_is_left_untouched() {
 
 #[tokio::test]
 async fn local_inviters_are_accepted_when_only_local_users_are() {
-    // Axon has no federation yet, so every inviter is local here.
+    // The inviter here is local; remote inviters reach on_new_event the same way.
     let s = TestServer::start_with(&config(
         "      accept_invites_only_from_local_users: true\n",
     ))

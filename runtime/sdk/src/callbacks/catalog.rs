@@ -180,7 +180,7 @@ pub mod spam_checker {
     }
 
     impl SpamChecker {
-        /// A client's message or state event (not memberships, not the events `createRoom` makes); an encrypted message is an `m.room.encrypted` event with only its ciphertext to judge, as in Synapse. Deny → 403 "This message has been rejected as probable spam" with the module's errcode and fields; nothing is stored.
+        /// A client's message or state event (not memberships, not the events `createRoom` makes); an encrypted message is an `m.room.encrypted` event with only its ciphertext to judge, as in Synapse. Deny → 403 "This message has been rejected as probable spam" with the module's errcode and fields; nothing is stored. Also each event another server sends: a denied one is refused (Synapse soft-fails it; either way no client sees it).
         ///
         /// The first module whose verdict is not allow decides; later modules are not called.
         /// Fails the request: a `ModuleError` reaches the client as it is; a panic or timeout is a 500.
@@ -230,7 +230,7 @@ pub mod spam_checker {
             Ok(<combine::FirstNonAllow as Combine<SpamCheck>>::finish(acc))
         }
 
-        /// An event received over federation: `true` drops it silently. Never fires yet: Axon has no federation.
+        /// Each PDU another server sends (`/send`, and the missing events fetched for it), after the signature, hash and auth checks: `true` drops it silently (the sender is told it was taken; nothing is stored).
         ///
         /// The first module answering `true` decides; later modules are not called.
         /// Fails the request: a `ModuleError` reaches the client as it is; a panic or timeout is a 500.
@@ -332,7 +332,7 @@ pub mod spam_checker {
             Ok(<combine::FirstNonAllow as Combine<SpamCheck>>::finish(acc))
         }
 
-        /// A local invite, however it is asked for: `/invite`, `PUT /state/m.room.member`, `createRoom`'s `invite` list and `initial_state` memberships, the ModuleApi (skipped for server admins). Deny → 403 "Invites have been disabled on this server".
+        /// A local invite, however it is asked for: `/invite`, `PUT /state/m.room.member`, `createRoom`'s `invite` list and `initial_state` memberships, the ModuleApi (skipped for server admins); and an invite from another server, after `federated_user_may_invite`. Deny → 403 "Invites have been disabled on this server" (from another server: "You are not permitted to invite this user").
         ///
         /// The first module whose verdict is not allow decides; later modules are not called.
         /// Fails the request: a `ModuleError` reaches the client as it is; a panic or timeout is a 500.
@@ -387,7 +387,7 @@ pub mod spam_checker {
             Ok(<combine::FirstNonAllow as Combine<SpamCheck>>::finish(acc))
         }
 
-        /// An invite received over federation, before `user_may_invite`. Never fires yet: Axon has no federation.
+        /// An invite of a local user from another server (`PUT /v2/invite`), before `user_may_invite`. Deny → 403 "You are not permitted to invite this user" with the module's errcode, which the inviting server hands on to its user; nothing is stored.
         ///
         /// The first module whose verdict is not allow decides; later modules are not called.
         /// Fails the request: a `ModuleError` reaches the client as it is; a panic or timeout is a 500.
@@ -1360,7 +1360,7 @@ pub mod third_party_rules {
     }
 
     impl ThirdPartyRules {
-        /// Every event a local user creates, memberships, `createRoom`'s and encrypted ones (`m.room.encrypted`, as they are) included, with the room state before it. Deny → 403 `M_FORBIDDEN` "This event is not allowed in this context"; Replace → the replacement is authorised, stored and served.
+        /// Every event a local user creates, memberships, `createRoom`'s and encrypted ones (`m.room.encrypted`, as they are) included, with the room state before it; and every event another server sends. Deny → 403 `M_FORBIDDEN` "This event is not allowed in this context" (another server's event is refused with that error); Replace → the replacement is authorised, stored and served (another server's event cannot be replaced: it is refused).
         ///
         /// The first module whose verdict is not allow decides; later modules are not called.
         /// Fails the request: a `ModuleError` reaches the client as it is; a panic or timeout is a 500.
@@ -1576,7 +1576,7 @@ pub mod third_party_rules {
             <combine::AllTrue as Combine<bool>>::finish(acc)
         }
 
-        /// After each event is stored, in the background, with the room state after it. Cannot refuse.
+        /// After each event is stored, local or received from another server, in the background, with the room state after it. Cannot refuse.
         ///
         /// Every module is called in config order.
         /// Fails open: a module that errors, panics or times out is logged and skipped.
@@ -4326,11 +4326,11 @@ impl Callbacks {
 /// The catalog: every category and callback with its combine rule and failure policy.
 pub static CATALOG: &[CategoryInfo] = &[
 CategoryInfo { name: "spam_checker", doc: "Spam checker: veto users' actions. Synapse's `register_spam_checker_callbacks`.", callbacks: &[
-CallbackInfo { name: "check_event_for_spam", doc: "A client's message or state event (not memberships, not the events `createRoom` makes); an encrypted message is an `m.room.encrypted` event with only its ciphertext to judge, as in Synapse. Deny → 403 \"This message has been rejected as probable spam\" with the module's errcode and fields; nothing is stored.", signature: "async fn check_event_for_spam(&self, event: &Event) -> SpamCheck", combine: "FirstNonAllow", on_failure: FailurePolicy::Propagate },
-CallbackInfo { name: "should_drop_federated_event", doc: "An event received over federation: `true` drops it silently. Never fires yet: Axon has no federation.", signature: "async fn should_drop_federated_event(&self, event: &Event) -> bool", combine: "AnyTrue", on_failure: FailurePolicy::Propagate },
+CallbackInfo { name: "check_event_for_spam", doc: "A client's message or state event (not memberships, not the events `createRoom` makes); an encrypted message is an `m.room.encrypted` event with only its ciphertext to judge, as in Synapse. Deny → 403 \"This message has been rejected as probable spam\" with the module's errcode and fields; nothing is stored. Also each event another server sends: a denied one is refused (Synapse soft-fails it; either way no client sees it).", signature: "async fn check_event_for_spam(&self, event: &Event) -> SpamCheck", combine: "FirstNonAllow", on_failure: FailurePolicy::Propagate },
+CallbackInfo { name: "should_drop_federated_event", doc: "Each PDU another server sends (`/send`, and the missing events fetched for it), after the signature, hash and auth checks: `true` drops it silently (the sender is told it was taken; nothing is stored).", signature: "async fn should_drop_federated_event(&self, event: &Event) -> bool", combine: "AnyTrue", on_failure: FailurePolicy::Propagate },
 CallbackInfo { name: "user_may_join_room", doc: "A local join (not the creator's own join at creation; skipped for server admins). Deny → 403 \"Not allowed to join this room\".", signature: "async fn user_may_join_room(&self, user: &UserId, room: &RoomId, is_invited: bool) -> SpamCheck", combine: "FirstNonAllow", on_failure: FailurePolicy::Propagate },
-CallbackInfo { name: "user_may_invite", doc: "A local invite, however it is asked for: `/invite`, `PUT /state/m.room.member`, `createRoom`'s `invite` list and `initial_state` memberships, the ModuleApi (skipped for server admins). Deny → 403 \"Invites have been disabled on this server\".", signature: "async fn user_may_invite(&self, inviter: &UserId, invitee: &UserId, room: &RoomId) -> SpamCheck", combine: "FirstNonAllow", on_failure: FailurePolicy::Propagate },
-CallbackInfo { name: "federated_user_may_invite", doc: "An invite received over federation, before `user_may_invite`. Never fires yet: Axon has no federation.", signature: "async fn federated_user_may_invite(&self, event: &Event) -> SpamCheck", combine: "FirstNonAllow", on_failure: FailurePolicy::Propagate },
+CallbackInfo { name: "user_may_invite", doc: "A local invite, however it is asked for: `/invite`, `PUT /state/m.room.member`, `createRoom`'s `invite` list and `initial_state` memberships, the ModuleApi (skipped for server admins); and an invite from another server, after `federated_user_may_invite`. Deny → 403 \"Invites have been disabled on this server\" (from another server: \"You are not permitted to invite this user\").", signature: "async fn user_may_invite(&self, inviter: &UserId, invitee: &UserId, room: &RoomId) -> SpamCheck", combine: "FirstNonAllow", on_failure: FailurePolicy::Propagate },
+CallbackInfo { name: "federated_user_may_invite", doc: "An invite of a local user from another server (`PUT /v2/invite`), before `user_may_invite`. Deny → 403 \"You are not permitted to invite this user\" with the module's errcode, which the inviting server hands on to its user; nothing is stored.", signature: "async fn federated_user_may_invite(&self, event: &Event) -> SpamCheck", combine: "FirstNonAllow", on_failure: FailurePolicy::Propagate },
 CallbackInfo { name: "user_may_send_3pid_invite", doc: "A third-party identifier invite. Never fires: such invites need an identity server, which Axon does not support (they are refused with 400).", signature: "async fn user_may_send_3pid_invite(&self, inviter: &UserId, medium: &str, address: &str, room: &RoomId) -> SpamCheck", combine: "FirstNonAllow", on_failure: FailurePolicy::Propagate },
 CallbackInfo { name: "user_may_create_room", doc: "`POST /createRoom`, with the body as `on_create_room` left it (skipped for server admins). Deny → 403 \"You are not permitted to create rooms\".", signature: "async fn user_may_create_room(&self, user: &UserId, room_config: &JsonObject) -> SpamCheck", combine: "FirstNonAllow", on_failure: FailurePolicy::Propagate },
 CallbackInfo { name: "user_may_create_room_alias", doc: "`PUT /directory/room/{alias}` and `createRoom`'s `room_alias_name`. Deny → 403 \"This user is not permitted to create this alias\".", signature: "async fn user_may_create_room_alias(&self, user: &UserId, alias: &RoomAliasId) -> SpamCheck", combine: "FirstNonAllow", on_failure: FailurePolicy::Propagate },
@@ -4342,11 +4342,11 @@ CallbackInfo { name: "check_media_file_for_spam", doc: "An upload, before it is 
 CallbackInfo { name: "check_login_for_spam", doc: "`POST /login`, once the credentials are valid and before the device exists. Deny → 403 \"Login was blocked by the server\".", signature: "async fn check_login_for_spam(&self, user: &UserId, device_id: Option<&DeviceId>, initial_display_name: Option<&str>, request_info: &[RequestInfo], auth_provider_id: Option<&str>) -> SpamCheck", combine: "FirstNonAllow", on_failure: FailurePolicy::Propagate },
 ] },
 CategoryInfo { name: "third_party_rules", doc: "Third-party event rules: allow, refuse or rewrite events and room settings. Synapse's `register_third_party_rules_callbacks`.", callbacks: &[
-CallbackInfo { name: "check_event_allowed", doc: "Every event a local user creates, memberships, `createRoom`'s and encrypted ones (`m.room.encrypted`, as they are) included, with the room state before it. Deny → 403 `M_FORBIDDEN` \"This event is not allowed in this context\"; Replace → the replacement is authorised, stored and served.", signature: "async fn check_event_allowed(&self, event: &Event, state: &StateMap) -> EventAllowed", combine: "FirstNonAllow", on_failure: FailurePolicy::Propagate },
+CallbackInfo { name: "check_event_allowed", doc: "Every event a local user creates, memberships, `createRoom`'s and encrypted ones (`m.room.encrypted`, as they are) included, with the room state before it; and every event another server sends. Deny → 403 `M_FORBIDDEN` \"This event is not allowed in this context\" (another server's event is refused with that error); Replace → the replacement is authorised, stored and served (another server's event cannot be replaced: it is refused).", signature: "async fn check_event_allowed(&self, event: &Event, state: &StateMap) -> EventAllowed", combine: "FirstNonAllow", on_failure: FailurePolicy::Propagate },
 CallbackInfo { name: "on_create_room", doc: "`POST /createRoom`, before anything is checked or created; the module may change the request. `Err` → the module's error.", signature: "async fn on_create_room(&self, requester: &Requester, request: &mut JsonObject, is_requester_admin: bool)", combine: "All", on_failure: FailurePolicy::Refuse { status: 403, errcode: "M_UNKNOWN", message: "Room creation forbidden with these parameters" } },
 CallbackInfo { name: "check_threepid_can_be_invited", doc: "A third-party identifier invite: `false` → 403. Never fires: Axon has no third-party invites.", signature: "async fn check_threepid_can_be_invited(&self, medium: &str, address: &str, state: &StateMap) -> bool", combine: "AllTrue", on_failure: FailurePolicy::FailOpen },
 CallbackInfo { name: "check_visibility_can_be_modified", doc: "`PUT /directory/list/room/{id}` and `createRoom` with `visibility: public`: `false` → 403 `M_UNKNOWN` \"Not allowed to publish room\" (\"Room visibility value not allowed.\" at creation).", signature: "async fn check_visibility_can_be_modified(&self, room: &RoomId, state: &StateMap, new_visibility: Visibility) -> bool", combine: "AllTrue", on_failure: FailurePolicy::FailOpen },
-CallbackInfo { name: "on_new_event", doc: "After each event is stored, in the background, with the room state after it. Cannot refuse.", signature: "async fn on_new_event(&self, event: &Event, state: &StateMap)", combine: "All", on_failure: FailurePolicy::FailOpen },
+CallbackInfo { name: "on_new_event", doc: "After each event is stored, local or received from another server, in the background, with the room state after it. Cannot refuse.", signature: "async fn on_new_event(&self, event: &Event, state: &StateMap)", combine: "All", on_failure: FailurePolicy::FailOpen },
 CallbackInfo { name: "check_can_shutdown_room", doc: "An admin room shutdown (`user` None when not user-initiated): `false` → 403. Never fires yet: Axon has no room deletion API.", signature: "async fn check_can_shutdown_room(&self, user: Option<&UserId>, room: &RoomId) -> bool", combine: "AllTrue", on_failure: FailurePolicy::FailOpen },
 CallbackInfo { name: "check_can_deactivate_user", doc: "A deactivation, whoever asks: `POST /account/deactivate` (`by_admin` false), the admin API and the ModuleApi (`by_admin` true). `false` → 403 \"Deactivation of this user is forbidden\"; nothing changes.", signature: "async fn check_can_deactivate_user(&self, user: &UserId, by_admin: bool) -> bool", combine: "AllTrue", on_failure: FailurePolicy::FailOpen },
 CallbackInfo { name: "on_profile_update", doc: "After a user's display name or avatar changed (by the user, or with `by_admin` by the admin API or the ModuleApi; one call for an admin change of both), and at deactivation (name blanked, `deactivation` true).", signature: "async fn on_profile_update(&self, user: &UserId, profile: &ProfileInfo, by_admin: bool, deactivation: bool)", combine: "All", on_failure: FailurePolicy::FailOpen },

@@ -1006,9 +1006,17 @@ impl Homeserver {
                     is_public: false,
                     created_ts: signed.origin_server_ts,
                 };
+                let new = signed.to_new_event();
                 self.storage
-                    .persist_invite(Some(new_room), signed.to_new_event())
-                    .await?
+                    .persist_invite(Some(new_room), new.clone())
+                    .await?;
+                // `on_new_event` sees it with the room as this server knows it.
+                if !self.callbacks.third_party_rules.on_new_event.is_empty() {
+                    if let Some(snapshot) = self.storage.room_snapshot(room).await? {
+                        let event = module_event(&new)?;
+                        self.announce_new_events(Some(vec![(event, snapshot.state.clone())]));
+                    }
+                }
             }
         }
         Ok(json!({ "event": serde_json::from_str::<Value>(&text).unwrap_or_default() }))
