@@ -3,7 +3,7 @@
 //! `/proc` so they are the server's alone.
 
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -173,37 +173,6 @@ modules:{none}
     }
 }
 
-/// The Python of a virtualenv with Synapse 1.163, made on first use.
-fn synapse_python() -> PathBuf {
-    let venv = std::env::var_os("AXON_BENCH_SYNAPSE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-synapse"));
-    let python = venv.join("bin/python");
-    let has_synapse = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import synapse"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !has_synapse(&python) {
-        eprintln!("installing Synapse 1.163 into {}", venv.display());
-        let made = Command::new("python3")
-            .arg("-m")
-            .arg("venv")
-            .arg(&venv)
-            .status();
-        assert!(made.is_ok_and(|s| s.success()), "python3 -m venv");
-        let installed = Command::new(&python)
-            .args(["-m", "pip", "install", "-q", "matrix-synapse==1.163.*"])
-            .status();
-        assert!(
-            installed.is_ok_and(|s| s.success()),
-            "pip install matrix-synapse"
-        );
-    }
-    python
-}
-
 /// Synapse's twin of `bench.Noop`: the same hooks, each answering "go on".
 const SYNAPSE_NOOP: &str = r#"
 from synapse.module_api import NOT_SPAM
@@ -243,7 +212,7 @@ class Noop:
 "#;
 
 async fn start_synapse(dir: &Path, setup: &Setup) -> Server {
-    let python = synapse_python();
+    let python = axon_testkit::synapse::python();
     let port = free_port();
     let config = dir.join("synapse.yaml");
     std::fs::write(dir.join("bench_noop.py"), SYNAPSE_NOOP).unwrap();

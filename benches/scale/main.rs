@@ -14,8 +14,9 @@
 //!   modules on every hook a send passes (`modules.rs`).
 //!
 //! With no scenario, all of them at those sizes (over an hour with
-//! Synapse). Synapse comes from PyPI into `target/bench-synapse` (or the
-//! virtualenv `AXON_BENCH_SYNAPSE` names), installed on first use. Both
+//! Synapse). Synapse comes from PyPI into `target/synapse`, the virtualenv
+//! the federation tests use (or the one `AXON_SYNAPSE_VENV` names),
+//! installed on first use. Both
 //! servers run as their own processes, so CPU and RSS are theirs alone; the
 //! load client shares the machine's two cores.
 //!

@@ -6,13 +6,41 @@ use axon_testkit::federation::{wait_for_membership, wait_for_message, wait_for_s
 use axon_testkit::synapse::shared;
 use axon_testkit::*;
 
-/// A user of the shared Synapse with a name no other test uses.
-async fn synapse_user(name: &str) -> User {
-    shared()
-        .1
-        .client()
-        .register(&format!("{name}{}", rand_suffix()))
-        .await
+/// A fresh Axon (its config with `extra` on top) beside the shared
+/// Synapse: alice on Axon, bob on Synapse, a name no other test uses.
+struct Peers {
+    axon: TestServer,
+    alice: User,
+    synapse: TestServer,
+    bob: User,
+}
+
+async fn peers(extra: &str) -> Peers {
+    let (fed, synapse) = shared();
+    let axon = fed.axon(extra).await;
+    let alice = axon.register("alice").await;
+    let synapse = synapse.client();
+    let bob = synapse.register(&format!("bob{}", rand_suffix())).await;
+    Peers {
+        axon,
+        alice,
+        synapse,
+        bob,
+    }
+}
+
+/// The end of Synapse's log, for a failure's message.
+fn synapse_log() -> String {
+    shared().1.log_tail()
+}
+
+/// Alice invites bob to her `room` on Axon; he joins from Synapse.
+async fn bob_joins(axon: &TestServer, alice: &User, synapse: &TestServer, bob: &User, room: &str) {
+    let (status, body) = axon.invite(alice, room, &bob.user_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse_log());
+    let (status, body) = synapse.join(bob, room).await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse_log());
+    wait_for_membership(axon, alice, room, &bob.user_id, "join").await;
 }
 
 async fn set_displayname(s: &TestServer, user: &User, name: &str) {
@@ -25,44 +53,43 @@ async fn set_displayname(s: &TestServer, user: &User, name: &str) {
 
 #[tokio::test]
 async fn profiles_are_read_across_axon_and_synapse_both_ways() {
-    let (fed, synapse) = shared();
-    let synapse_client = synapse.client();
-    let axon = fed.axon("").await;
-    let alice = axon.register("alice").await;
+    let Peers {
+        axon,
+        alice,
+        synapse: synapse_client,
+        bob,
+    } = peers("").await;
     set_displayname(&axon, &alice, "Alice on Axon").await;
-    let bob = synapse_user("bob").await;
     set_displayname(&synapse_client, &bob, "Bob on Synapse").await;
 
     let (status, body) = axon
         .get(&format!("/profile/{}", enc(&bob.user_id)), &alice.token)
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse_log());
     assert_eq!(body["displayname"], "Bob on Synapse");
 
     let (status, body) = synapse_client
         .get(&format!("/profile/{}", enc(&alice.user_id)), &bob.token)
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse_log());
     assert_eq!(body["displayname"], "Alice on Axon");
 }
 
 #[tokio::test]
 async fn a_synapse_user_invited_to_an_axon_room_joins_and_both_sides_talk() {
-    let (fed, synapse) = shared();
-    let synapse_client = synapse.client();
-    let axon = fed.axon("").await;
-    let alice = axon.register("alice").await;
-    let bob = synapse_user("bob").await;
+    let Peers {
+        axon,
+        alice,
+        synapse: synapse_client,
+        bob,
+    } = peers("").await;
     let room = axon
         .create_room(
             &alice,
             json!({ "preset": "private_chat", "name": "Across" }),
         )
         .await;
-    let (status, body) = axon.invite(&alice, &room, &bob.user_id).await;
-    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
-    let (status, body) = synapse_client.join(&bob, &room).await;
-    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
+    bob_joins(&axon, &alice, &synapse_client, &bob, &room).await;
     assert_eq!(
         axon.member(&alice, &room, &bob.user_id).await["membership"],
         "join"
@@ -134,11 +161,12 @@ async fn a_synapse_user_invited_to_an_axon_room_joins_and_both_sides_talk() {
 
 #[tokio::test]
 async fn an_axon_user_joins_a_synapse_room_by_alias_and_sees_its_shared_history() {
-    let (fed, synapse) = shared();
-    let synapse_client = synapse.client();
-    let axon = fed.axon("").await;
-    let alice = axon.register("alice").await;
-    let bob = synapse_user("bob").await;
+    let Peers {
+        axon,
+        alice,
+        synapse: synapse_client,
+        bob,
+    } = peers("").await;
     let local = format!("lobby{}", rand_suffix());
     let room = synapse_client
         .create_room(
@@ -156,7 +184,7 @@ async fn an_axon_user_joins_a_synapse_room_by_alias_and_sees_its_shared_history(
         .await;
     synapse_client.send_text(&bob, &room, "still before").await;
 
-    let alias = format!("#{local}:{}", synapse.server_name());
+    let alias = format!("#{local}:{}", synapse_client.server_name());
     let (status, body) = axon
         .get(&format!("/directory/room/{}", enc(&alias)), &alice.token)
         .await;
@@ -165,7 +193,7 @@ async fn an_axon_user_joins_a_synapse_room_by_alias_and_sees_its_shared_history(
     let (status, body) = axon
         .post(&format!("/join/{}", enc(&alias)), &alice.token, json!({}))
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse_log());
     assert_eq!(body["room_id"], room.as_str());
 
     // The room's state came with the join; its history, by backfill.
@@ -197,23 +225,16 @@ async fn an_axon_user_joins_a_synapse_room_by_alias_and_sees_its_shared_history(
 
 #[tokio::test]
 async fn a_synapse_user_leaves_is_kicked_and_is_banned_and_both_sides_agree() {
-    let (fed, synapse) = shared();
-    let synapse_client = synapse.client();
-    let axon = fed.axon("").await;
-    let alice = axon.register("alice").await;
-    let bob = synapse_user("bob").await;
+    let Peers {
+        axon,
+        alice,
+        synapse: synapse_client,
+        bob,
+    } = peers("").await;
     let room = axon
         .create_room(&alice, json!({ "preset": "private_chat" }))
         .await;
-    let invite_and_join = || async {
-        let (status, body) = axon.invite(&alice, &room, &bob.user_id).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let (status, body) = synapse_client.join(&bob, &room).await;
-        assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
-        wait_for_membership(&axon, &alice, &room, &bob.user_id, "join").await;
-    };
-
-    invite_and_join().await;
+    bob_joins(&axon, &alice, &synapse_client, &bob, &room).await;
     let (status, _) = synapse_client
         .post(
             &format!("/rooms/{}/leave", enc(&room)),
@@ -224,7 +245,7 @@ async fn a_synapse_user_leaves_is_kicked_and_is_banned_and_both_sides_agree() {
     assert_eq!(status, StatusCode::OK);
     wait_for_membership(&axon, &alice, &room, &bob.user_id, "leave").await;
 
-    invite_and_join().await;
+    bob_joins(&axon, &alice, &synapse_client, &bob, &room).await;
     let (status, _) = axon
         .post(
             &format!("/rooms/{}/kick", enc(&room)),
@@ -239,7 +260,7 @@ async fn a_synapse_user_leaves_is_kicked_and_is_banned_and_both_sides_agree() {
         "out"
     );
 
-    invite_and_join().await;
+    bob_joins(&axon, &alice, &synapse_client, &bob, &room).await;
     let (status, _) = axon
         .post(
             &format!("/rooms/{}/ban", enc(&room)),
@@ -299,18 +320,18 @@ async fn a_synapse_user_leaves_is_kicked_and_is_banned_and_both_sides_agree() {
 #[tokio::test]
 async fn a_module_refusing_federated_invites_fails_the_synapse_users_invite_with_its_error() {
     use axon_testkit::rules::{modules, rules};
-    let (fed, synapse) = shared();
-    let synapse_client = synapse.client();
     let log = format!("fedinvite{}", rand_suffix());
-    let axon = fed
-        .axon(&modules(&[rules(
-            &log,
-            "a",
-            &[("federated_user_may_invite", "deny:ORG_NO_REMOTE_INVITES")],
-        )]))
-        .await;
-    let alice = axon.register("alice").await;
-    let bob = synapse_user("bob").await;
+    let Peers {
+        axon,
+        alice,
+        synapse: synapse_client,
+        bob,
+    } = peers(&modules(&[rules(
+        &log,
+        "a",
+        &[("federated_user_may_invite", "deny:ORG_NO_REMOTE_INVITES")],
+    )]))
+    .await;
     let room = synapse_client
         .create_room(
             &bob,
@@ -333,11 +354,12 @@ async fn a_module_refusing_federated_invites_fails_the_synapse_users_invite_with
 
 #[tokio::test]
 async fn a_synapse_users_invite_reaches_the_axon_user_who_joins_through_it() {
-    let (fed, synapse) = shared();
-    let synapse_client = synapse.client();
-    let axon = fed.axon("").await;
-    let alice = axon.register("alice").await;
-    let bob = synapse_user("bob").await;
+    let Peers {
+        axon,
+        alice,
+        synapse: synapse_client,
+        bob,
+    } = peers("").await;
     let room = synapse_client
         .create_room(
             &bob,
@@ -345,7 +367,7 @@ async fn a_synapse_users_invite_reaches_the_axon_user_who_joins_through_it() {
         )
         .await;
     let (status, body) = synapse_client.invite(&bob, &room, &alice.user_id).await;
-    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse_log());
     let (_, sync) = axon.get("/sync", &alice.token).await;
     let invite_state = &sync["rooms"]["invite"][&room]["invite_state"]["events"];
     assert!(
@@ -355,7 +377,7 @@ async fn a_synapse_users_invite_reaches_the_axon_user_who_joins_through_it() {
         "{sync}"
     );
     let (status, body) = axon.join(&alice, &room).await;
-    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse_log());
     wait_for_membership(&synapse_client, &bob, &room, &alice.user_id, "join").await;
     synapse_client.send_text(&bob, &room, "glad you came").await;
     wait_for_message(&axon, &alice, &room, "glad you came").await;
@@ -363,18 +385,16 @@ async fn a_synapse_users_invite_reaches_the_axon_user_who_joins_through_it() {
 
 #[tokio::test]
 async fn nothing_synapse_sends_while_axon_restarts_is_lost() {
-    let (fed, synapse) = shared();
-    let synapse_client = synapse.client();
-    let mut axon = fed.axon("").await;
-    let alice = axon.register("alice").await;
-    let bob = synapse_user("bob").await;
+    let Peers {
+        mut axon,
+        alice,
+        synapse: synapse_client,
+        bob,
+    } = peers("").await;
     let room = axon
         .create_room(&alice, json!({ "preset": "private_chat" }))
         .await;
-    let (status, body) = axon.invite(&alice, &room, &bob.user_id).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = synapse_client.join(&bob, &room).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    bob_joins(&axon, &alice, &synapse_client, &bob, &room).await;
     synapse_client.send_text(&bob, &room, "before").await;
     wait_for_message(&axon, &alice, &room, "before").await;
 

@@ -124,11 +124,22 @@ impl TestCa {
 }
 
 /// A loopback port free now (for configs that must name their port, such
-/// as a server named `127.0.0.1:PORT`).
+/// as a server named `127.0.0.1:PORT`). Taken below the kernel's
+/// ephemeral range (32768 and up), where the outgoing connections of
+/// tests running alongside cannot take it before its server binds it;
+/// each test process starts at its own offset.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = (std::process::id() * 97) % SPAN;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < SPAN, "no free loopback port below 32768");
+        let port = (LOW + (offset + n) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }

@@ -155,6 +155,14 @@ pub fn url_param(query: &str, name: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
+/// Every value of a repeated query parameter (`ver=10&ver=11`), decoded.
+pub fn url_params(query: Option<&str>, name: &str) -> Vec<String> {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .filter(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+        .collect()
+}
+
 /// The user a request's access token belongs to.
 pub(crate) async fn authenticate(
     hs: &Homeserver,

@@ -2,7 +2,7 @@
 //! a notary, others'), the version, and queries. Every request but the key
 //! endpoints and `/version` carries `X-Matrix` auth ([`ServerAuth`]).
 
-use super::extract::{body_timeout, read_body, ApiPath, ApiQuery};
+use super::extract::{body_timeout, read_body, url_params, ApiPath, ApiQuery};
 use super::{ApiResult, MatrixError};
 use crate::homeserver::Homeserver;
 use axon::ErrCode;
@@ -106,41 +106,6 @@ fn event_param(event: &str) -> Result<ruma::OwnedEventId, MatrixError> {
         .map_err(|e| MatrixError::new(400, ErrCode::InvalidParam, format!("event ID: {e}")))
 }
 
-/// The values of a repeated query parameter (`ver=10&ver=11`).
-pub(crate) fn repeated(query: Option<&str>, name: &str) -> Vec<String> {
-    query
-        .unwrap_or_default()
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .filter(|(key, _)| *key == name)
-        .filter_map(|(_, value)| percent_decode(value))
-        .collect()
-}
-
-fn percent_decode(value: &str) -> Option<String> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 #[derive(Deserialize)]
 struct DirectoryQuery {
     room_alias: String,
@@ -183,7 +148,7 @@ async fn make_join(
 ) -> ApiResult {
     let room = room_param(&room)?;
     let user = crate::service::user_id_param(&user)?;
-    let versions = repeated(query.as_deref(), "ver");
+    let versions = url_params(query.as_deref(), "ver");
     Ok(Json(
         hs.make_join(&auth.origin, &room, &user, &versions).await?,
     ))
@@ -283,9 +248,8 @@ async fn backfill(
     auth: ServerAuth,
 ) -> ApiResult {
     let room = room_param(&room)?;
-    let from = repeated(query.as_deref(), "v");
-    let limit = repeated(query.as_deref(), "limit")
-        .first()
+    let from = url_params(query.as_deref(), "v");
+    let limit = super::extract::url_param(query.as_deref().unwrap_or_default(), "limit")
         .and_then(|l| l.parse().ok())
         .unwrap_or(10);
     Ok(Json(hs.backfill(&auth.origin, &room, from, limit).await?))

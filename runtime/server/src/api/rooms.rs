@@ -131,7 +131,7 @@ async fn room_id_or_alias(
 fn via_servers(query: Option<&str>) -> Vec<ruma::OwnedServerName> {
     ["via", "server_name"]
         .into_iter()
-        .flat_map(|name| super::federation::repeated(query, name))
+        .flat_map(|name| super::extract::url_params(query, name))
         .filter_map(|server| ruma::OwnedServerName::try_from(server).ok())
         .collect()
 }

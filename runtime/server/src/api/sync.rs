@@ -192,16 +192,7 @@ fn stripped_state(state: Vec<StoredEvent>, user: &ruma::UserId) -> Vec<Value> {
     let shown: Vec<StoredEvent> = state
         .into_iter()
         .filter(|e| {
-            matches!(
-                e.event_type.as_str(),
-                "m.room.create"
-                    | "m.room.join_rules"
-                    | "m.room.name"
-                    | "m.room.avatar"
-                    | "m.room.canonical_alias"
-                    | "m.room.encryption"
-                    | "m.room.topic"
-            ) || (e.event_type == "m.room.member" && e.state_key.as_deref() == Some(user.as_str()))
+            crate::events::in_stripped_state(&e.event_type, e.state_key.as_deref(), user.as_str())
         })
         .collect();
     stripped(&shown)

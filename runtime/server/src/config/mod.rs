@@ -189,33 +189,31 @@ impl ListenerConfig {
         self.kind == "http"
     }
 
-    /// Whether it serves `keys` (which `federation` implies): the server's
-    /// signing keys, which other servers fetch.
-    pub fn serves_keys(&self) -> bool {
+    /// Whether an `http` listener names any of `resources`.
+    fn serves_any(&self, resources: &[&str]) -> bool {
         self.kind == "http"
             && self
                 .resources
                 .iter()
-                .any(|r| r.names.iter().any(|n| n == "keys" || n == "federation"))
+                .any(|r| r.names.iter().any(|n| resources.contains(&n.as_str())))
+    }
+
+    /// Whether it serves `keys` (which `federation` implies): the server's
+    /// signing keys, which other servers fetch.
+    pub fn serves_keys(&self) -> bool {
+        self.serves_any(&["keys", "federation"])
     }
 
     /// Whether it serves `federation`: the server-server API.
     pub fn serves_federation(&self) -> bool {
-        self.kind == "http"
-            && self
-                .resources
-                .iter()
-                .any(|r| r.names.iter().any(|n| n == "federation"))
+        self.serves_any(&["federation"])
     }
 
-    /// Whether it serves `openid`: the userinfo endpoint integration
-    /// managers ask with a client's OpenID token.
+    /// Whether it serves `openid` (which `federation` implies): the
+    /// userinfo endpoint integration managers ask with a client's OpenID
+    /// token.
     pub fn serves_openid(&self) -> bool {
-        self.kind == "http"
-            && self
-                .resources
-                .iter()
-                .any(|r| r.names.iter().any(|n| n == "openid" || n == "federation"))
+        self.serves_any(&["openid", "federation"])
     }
 }
 

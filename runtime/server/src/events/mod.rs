@@ -16,4 +16,22 @@ pub use build::{
 };
 pub use client::{client_event, ClientEvent, Unsigned};
 pub use module::module_event;
+pub(crate) use pdu::reference_ids;
 pub use pdu::Pdu;
+
+/// Whether a state event is part of the stripped state shown of a room to
+/// someone outside it (invited or knocking): the room's name and look, and
+/// the membership of `member` (the invitee's own, or the inviter's when an
+/// invite is sent to another server).
+pub fn in_stripped_state(event_type: &str, state_key: Option<&str>, member: &str) -> bool {
+    matches!(
+        event_type,
+        "m.room.create"
+            | "m.room.join_rules"
+            | "m.room.name"
+            | "m.room.avatar"
+            | "m.room.canonical_alias"
+            | "m.room.encryption"
+            | "m.room.topic"
+    ) || (event_type == "m.room.member" && state_key == Some(member))
+}

@@ -33,6 +33,10 @@ pub struct Pdu {
 
 /// The event IDs of `prev_events` or `auth_events`: plain IDs, or (room
 /// versions 1 and 2) `[id, {"sha256": hash}]` pairs.
+pub(crate) fn reference_ids(pdu: &Value, field: &str) -> Result<Vec<OwnedEventId>, String> {
+    references(pdu.get(field), field)
+}
+
 fn references(value: Option<&Value>, field: &str) -> Result<Vec<OwnedEventId>, String> {
     let Some(Value::Array(items)) = value else {
         return Err(format!("`{field}` must be a list"));

@@ -36,14 +36,7 @@ impl Homeserver {
             super::percent_encode(alias.as_str())
         );
         let answer = self
-            .federation
-            .send(
-                &self.server_keys,
-                alias.server_name(),
-                reqwest::Method::GET,
-                &path,
-                None,
-            )
+            .ask_server(alias.server_name(), reqwest::Method::GET, &path, None)
             .await
             .map_err(|e| super::federation_failure(e, "Failed to query the room alias"))?;
         let room = answer["room_id"]

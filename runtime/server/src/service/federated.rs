@@ -21,24 +21,12 @@ use std::collections::HashMap;
 
 /// The servers other than `own` with a member joined in `snapshot`.
 pub(crate) fn remote_servers(snapshot: &RoomSnapshot, own: &ServerName) -> Vec<OwnedServerName> {
-    let mut servers: Vec<OwnedServerName> = Vec::new();
-    for member in snapshot.state.of_type("m.room.member") {
-        if member.content.get("membership").and_then(Value::as_str) != Some("join") {
-            continue;
-        }
-        let Some(user) = member
-            .state_key
-            .as_deref()
-            .and_then(|k| UserId::parse(k).ok())
-        else {
-            continue;
-        };
-        let server = user.server_name();
-        if server != own && !servers.iter().any(|s| s == server) {
-            servers.push(server.to_owned());
-        }
-    }
-    servers
+    snapshot
+        .joined_servers
+        .keys()
+        .filter(|s| *s != own)
+        .cloned()
+        .collect()
 }
 
 /// The ID of a PDU of a room whose version this server does not know: its
@@ -48,7 +36,7 @@ fn unversioned_event_id(value: &Value) -> String {
     if let Some(id) = value.get("event_id").and_then(Value::as_str) {
         return id.to_string();
     }
-    let Some(Value::Object(map)) = Some(value) else {
+    let Value::Object(map) = value else {
         return String::new();
     };
     ruma::canonical_json::try_from_json_map(map.clone())
@@ -60,11 +48,24 @@ fn unversioned_event_id(value: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// A room version the other side cannot take part in, named in the error.
+fn incompatible_version(version: &str) -> MatrixError {
+    let mut error = MatrixError::new(
+        400,
+        ErrCode::IncompatibleRoomVersion,
+        format!("Room version {version} is not supported by both servers"),
+    );
+    error
+        .extra_fields
+        .insert("room_version".into(), json!(version));
+    error
+}
+
 fn bad_request(message: impl Into<String>) -> MatrixError {
     MatrixError::new(400, ErrCode::BadJson, message)
 }
 
-/// The state a check reads, by type and state key, from events at hand.
+/// The state events among `events`, by type and state key.
 fn state_of<'a>(events: impl Iterator<Item = &'a Pdu>) -> HashMap<(String, String), Pdu> {
     events
         .filter_map(|e| {
@@ -74,18 +75,37 @@ fn state_of<'a>(events: impl Iterator<Item = &'a Pdu>) -> HashMap<(String, Strin
         .collect()
 }
 
-/// ruma's auth rules for `pdu` against `state`.
+/// ruma's auth rules for `pdu` against the state `lookup` reads (only the
+/// few entries the rules ask for are read).
 fn check_against(
     rules: &RoomVersionRules,
     pdu: &Pdu,
-    state: &HashMap<(String, String), Pdu>,
+    lookup: impl Fn(&str, &str) -> Option<Pdu>,
 ) -> Result<(), String> {
     ruma::state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, |kind, key| {
-        state.get(&(kind.to_string(), key.to_string())).cloned()
+        lookup(&kind.to_string(), key)
     })
 }
 
+/// Reads state out of `state`.
+fn in_map(state: &HashMap<(String, String), Pdu>) -> impl Fn(&str, &str) -> Option<Pdu> + '_ {
+    |kind, key| state.get(&(kind.to_string(), key.to_string())).cloned()
+}
+
 impl Homeserver {
+    /// A request to another server, signed with this server's key.
+    pub(crate) async fn ask_server(
+        &self,
+        destination: &ServerName,
+        method: reqwest::Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, crate::federation::FederationError> {
+        self.federation
+            .send(&self.server_keys, destination, method, path_and_query, body)
+            .await
+    }
+
     /// Checks the signatures a PDU needs (its sender's server, and in room
     /// versions 1 and 2 its event ID's) with keys fetched as needed, then
     /// its content hash: a PDU whose hash fails is redacted before use, as
@@ -114,11 +134,7 @@ impl Homeserver {
             if keys.is_empty() {
                 return Err(format!("no key of {server} can verify the PDU"));
             }
-            let set = keys
-                .into_iter()
-                .filter_map(|(id, key)| Some((id, ruma::serde::Base64::parse(key).ok()?)))
-                .collect();
-            public_keys.insert(server.to_string(), set);
+            public_keys.extend(super::server_keys::public_key_map(server.as_str(), keys));
         }
         match ruma::signatures::verify_event(&public_keys, &pdu.object, &rules) {
             Ok(ruma::signatures::Verified::All) => Ok(pdu),
@@ -178,8 +194,7 @@ impl Homeserver {
             super::percent_encode(id.as_str())
         );
         let answer = self
-            .federation
-            .send(&self.server_keys, origin, reqwest::Method::GET, &path, None)
+            .ask_server(origin, reqwest::Method::GET, &path, None)
             .await
             .map_err(|e| format!("cannot fetch {id} from {origin}: {e}"))?;
         let value = answer["pdus"]
@@ -222,18 +237,14 @@ impl Homeserver {
         ruma::state_res::check_state_independent_auth_rules(&rules.authorization, &pdu, |id| {
             auth_events.get(id).cloned()
         })?;
-        check_against(&rules, &pdu, &state_of(auth_events.values()))?;
-        let current = state_of(
+        check_against(&rules, &pdu, in_map(&state_of(auth_events.values())))?;
+        check_against(&rules, &pdu, |kind, key| {
             snapshot
                 .state
-                .iter()
-                .map(|(_, e)| e)
+                .get(&(kind.to_string(), key.to_string()))
                 .map(Pdu::of_state)
-                .collect::<Vec<_>>()
-                .iter(),
-        );
-        check_against(&rules, &pdu, &current)
-            .map_err(|e| format!("not allowed by the room's current state: {e}"))?;
+        })
+        .map_err(|e| format!("not allowed by the room's current state: {e}"))?;
         let event = module_event(&pdu.to_new_event()).map_err(|e| e.message.clone())?;
         let modules = &self.callbacks;
         if modules
@@ -279,8 +290,7 @@ impl Homeserver {
     ) -> Result<(), MatrixError> {
         let mut new: NewEvent = pdu.to_new_event();
         new.notifies = self.notifications_for(snapshot, &new).await?;
-        new.destinations = destinations;
-        let queued = !new.destinations.is_empty();
+        new.destinations = destinations.clone();
         let pushed: Vec<ruma::OwnedUserId> =
             new.notifies.iter().map(|n| n.user_id.clone()).collect();
         let work = self.new_event_work(snapshot, std::slice::from_ref(&new));
@@ -289,9 +299,7 @@ impl Homeserver {
             self.announce_new_events(work);
             let pushed: Vec<&UserId> = pushed.iter().map(|u| u.as_ref()).collect();
             self.pushers.wake(&pushed);
-            if queued {
-                self.outbox.wake();
-            }
+            self.outbox.wake(&destinations);
         }
         Ok(())
     }
@@ -302,18 +310,15 @@ impl Homeserver {
     pub async fn receive_transaction(
         &self,
         origin: &ServerName,
-        body: Value,
+        mut body: Value,
     ) -> Result<Value, MatrixError> {
-        let pdus = match body.get("pdus") {
-            None => Vec::new(),
-            Some(Value::Array(pdus)) => pdus.clone(),
-            Some(_) => return Err(bad_request("`pdus` must be a list")),
+        let mut list = |field: &str| match body.get_mut(field).map(Value::take) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => Ok(items),
+            Some(_) => Err(bad_request(format!("`{field}` must be a list"))),
         };
-        let edus = match body.get("edus") {
-            None => Vec::new(),
-            Some(Value::Array(edus)) => edus.clone(),
-            Some(_) => return Err(bad_request("`edus` must be a list")),
-        };
+        let pdus = list("pdus")?;
+        let edus = list("edus")?;
         if pdus.len() > crate::storage::MAX_PDUS_PER_TXN
             || edus.len() > crate::storage::MAX_EDUS_PER_TXN
         {
@@ -347,8 +352,10 @@ impl Homeserver {
             .and_then(Value::as_str)
             .and_then(|r| ruma::OwnedRoomId::try_from(r).ok());
         let Some(room) = room else {
-            let id = value["event_id"].as_str().unwrap_or("").to_string();
-            return (id, Err("the PDU has no valid room_id".into()));
+            return (
+                unversioned_event_id(&value),
+                Err("the PDU has no valid room_id".into()),
+            );
         };
         let version = match self.storage.room_version(&room).await {
             Ok(Some(version)) => version,
@@ -372,6 +379,17 @@ impl Homeserver {
     /// events it follows that are missing (`get_missing_events`) first.
     async fn accept_pdu(&self, origin: &ServerName, pdu: Pdu, version: &str) -> Result<(), String> {
         self.fill_gap(origin, &pdu, version).await;
+        self.check_and_store(origin, pdu, version).await
+    }
+
+    /// The checks on receipt against the room as it is now, then the
+    /// event into its timeline.
+    async fn check_and_store(
+        &self,
+        origin: &ServerName,
+        pdu: Pdu,
+        version: &str,
+    ) -> Result<(), String> {
         let snapshot = self
             .storage
             .room_snapshot(&pdu.room_id)
@@ -416,14 +434,7 @@ impl Homeserver {
             "min_depth": 0,
         });
         let answer = match self
-            .federation
-            .send(
-                &self.server_keys,
-                origin,
-                reqwest::Method::POST,
-                &path,
-                Some(&body),
-            )
+            .ask_server(origin, reqwest::Method::POST, &path, Some(&body))
             .await
         {
             Ok(answer) => answer,
@@ -441,28 +452,16 @@ impl Homeserver {
             .collect();
         missing.sort_by_key(|e| e.depth);
         for event in missing {
-            let Ok(Some(snapshot)) = self.storage.room_snapshot(&pdu.room_id).await else {
-                return;
-            };
             let id = event.event_id.clone();
-            match self
-                .check_received_pdu(origin, event, version, &snapshot)
-                .await
-            {
-                Ok(Some(event)) => {
-                    if let Err(e) = self.store_received(&snapshot, &event, Vec::new()).await {
-                        tracing::info!("missing event {id}: {}", e.message);
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => tracing::info!("missing event {id} refused: {e}"),
+            if let Err(e) = self.check_and_store(origin, event, version).await {
+                tracing::info!("missing event {id} refused: {e}");
             }
         }
     }
 
-    /// An EDU another server sent. Typing and receipts apply to the rooms
-    /// both servers are in; the rest (presence, device lists, to-device)
-    /// are not handled yet and are ignored, as the spec lets a server do.
+    /// An EDU another server sent: none is handled yet (typing, receipts,
+    /// presence, device lists, to-device messages); each is taken and
+    /// ignored, so that it fails nothing else of its transaction.
     async fn receive_edu(&self, origin: &ServerName, edu: Value) {
         let kind = edu["edu_type"].as_str().unwrap_or_default();
         tracing::debug!("EDU {kind} from {origin} ignored");
@@ -495,15 +494,7 @@ impl Homeserver {
             supported.contains(&version)
         };
         if !supports {
-            let mut error = MatrixError::new(
-                400,
-                ErrCode::IncompatibleRoomVersion,
-                format!("Your homeserver does not support the features required to join this room (version {version})"),
-            );
-            error
-                .extra_fields
-                .insert("room_version".into(), json!(version));
-            return Err(error);
+            return Err(incompatible_version(&version));
         }
         let draft = crate::events::EventDraft {
             sender: user.to_owned(),
@@ -583,12 +574,10 @@ impl Homeserver {
             .check_received_pdu(origin, pdu, &version, &snapshot)
             .await
             .map_err(MatrixError::forbidden)?;
+        let others = remote_servers(&snapshot, &self.server_name);
         if let Some(pdu) = &pdu {
             // The other servers hear of the join from this one.
-            let destinations = remote_servers(&snapshot, &self.server_name)
-                .into_iter()
-                .filter(|s| s != origin)
-                .collect();
+            let destinations = others.iter().filter(|s| *s != origin).cloned().collect();
             self.store_received(&snapshot, pdu, destinations).await?;
         }
         let state: Vec<Value> = self
@@ -614,10 +603,7 @@ impl Homeserver {
             Some((_, text)) => serde_json::from_str(&text).unwrap_or(Value::Null),
             None => Value::Null,
         };
-        let mut servers: Vec<String> = remote_servers(&snapshot, &self.server_name)
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut servers: Vec<String> = others.iter().map(|s| s.to_string()).collect();
         servers.push(self.server_name.to_string());
         Ok(json!({
             "origin": self.server_name,
@@ -671,8 +657,7 @@ impl Homeserver {
             super::percent_encode(user.as_str())
         );
         let answer = self
-            .federation
-            .send(&self.server_keys, server, reqwest::Method::GET, &path, None)
+            .ask_server(server, reqwest::Method::GET, &path, None)
             .await
             .map_err(|e| super::federation_failure(e, "Failed to make_join"))?;
         let version = answer["room_version"].as_str().unwrap_or("1").to_string();
@@ -731,14 +716,7 @@ impl Homeserver {
             super::percent_encode(join.event_id.as_str())
         );
         let answer = self
-            .federation
-            .send(
-                &self.server_keys,
-                server,
-                reqwest::Method::PUT,
-                &path,
-                Some(&signed),
-            )
+            .ask_server(server, reqwest::Method::PUT, &path, Some(&signed))
             .await
             .map_err(|e| super::federation_failure(e, "Failed to send_join"))?;
         // The resident server may have countersigned it (restricted rooms).
@@ -811,7 +789,7 @@ impl Homeserver {
                 events.get(id).cloned()
             })
             .map_err(|e| bad(format!("{id}: {e}")))?;
-            check_against(&rules, pdu, &state_of(auth.into_iter()))
+            check_against(&rules, pdu, in_map(&state_of(auth.into_iter())))
                 .map_err(|e| bad(format!("{id}: {e}")))?;
         }
         let create = state_ids
@@ -836,7 +814,7 @@ impl Homeserver {
             .map(Pdu::to_new_event)
             .collect();
         self.storage
-            .persist_room_state(Some(new_room), room.to_owned(), state, outliers)
+            .persist_room_state(new_room, state, outliers)
             .await?;
         let snapshot = self
             .storage
@@ -871,16 +849,11 @@ impl Homeserver {
             .iter()
             .map(|(_, e)| e)
             .filter(|e| {
-                matches!(
-                    e.event_type.as_str(),
-                    "m.room.create"
-                        | "m.room.join_rules"
-                        | "m.room.name"
-                        | "m.room.avatar"
-                        | "m.room.canonical_alias"
-                        | "m.room.encryption"
-                        | "m.room.topic"
-                ) || (e.event_type == "m.room.member" && e.state_key.as_deref() == Some(built.new.sender.as_str()))
+                crate::events::in_stripped_state(
+                    &e.event_type,
+                    e.state_key.as_deref(),
+                    built.new.sender.as_str(),
+                )
             })
             .map(|e| json!({ "type": e.event_type, "state_key": e.state_key, "sender": e.sender, "content": e.content }))
             .collect();
@@ -895,14 +868,7 @@ impl Homeserver {
             super::percent_encode(built.new.event_id.as_str())
         );
         let answer = self
-            .federation
-            .send(
-                &self.server_keys,
-                &server,
-                reqwest::Method::PUT,
-                &path,
-                Some(&body),
-            )
+            .ask_server(&server, reqwest::Method::PUT, &path, Some(&body))
             .await
             .map_err(|e| super::federation_failure(e, "Failed to invite the user"))?;
         let returned = answer.get("event").cloned().ok_or_else(|| {
@@ -938,15 +904,7 @@ impl Homeserver {
     ) -> Result<Value, MatrixError> {
         let version = body["room_version"].as_str().unwrap_or("1").to_string();
         if !SUPPORTED_ROOM_VERSIONS.contains(&version.as_str()) {
-            let mut error = MatrixError::new(
-                400,
-                ErrCode::IncompatibleRoomVersion,
-                format!("Room version {version} is not supported by this server"),
-            );
-            error
-                .extra_fields
-                .insert("room_version".into(), json!(version));
-            return Err(error);
+            return Err(incompatible_version(&version));
         }
         let pdu = Pdu::parse(body["event"].clone(), &version).map_err(bad_request)?;
         if pdu.event_id != event_id || pdu.room_id != room {
@@ -1007,9 +965,7 @@ impl Homeserver {
                     created_ts: signed.origin_server_ts,
                 };
                 let new = signed.to_new_event();
-                self.storage
-                    .persist_invite(Some(new_room), new.clone())
-                    .await?;
+                self.storage.persist_invite(new_room, new.clone()).await?;
                 // `on_new_event` sees it with the room as this server knows it.
                 if !self.callbacks.third_party_rules.on_new_event.is_empty() {
                     if let Some(snapshot) = self.storage.room_snapshot(room).await? {
@@ -1025,13 +981,7 @@ impl Homeserver {
     /// Whether a member of this server is joined to the room, so that its
     /// state here is the room's.
     pub(crate) fn is_resident(&self, snapshot: &RoomSnapshot) -> bool {
-        snapshot.state.of_type("m.room.member").any(|m| {
-            m.content.get("membership").and_then(Value::as_str) == Some("join")
-                && m.state_key
-                    .as_deref()
-                    .and_then(|k| UserId::parse(k).ok())
-                    .is_some_and(|u| u.server_name() == self.server_name)
-        })
+        snapshot.joined_servers.contains_key(&self.server_name)
     }
 
     /// The servers a new local event goes to: those with members joined,
@@ -1062,24 +1012,25 @@ impl Homeserver {
         &self,
         origin: &ServerName,
         room: &RoomId,
-    ) -> Result<RoomSnapshotArc, MatrixError> {
+    ) -> Result<(), MatrixError> {
         let snapshot = self
             .storage
             .room_snapshot(room)
             .await?
             .ok_or_else(|| MatrixError::new(404, ErrCode::NotFound, "Unknown room"))?;
-        let present = snapshot.state.of_type("m.room.member").any(|m| {
-            m.state_key
-                .as_deref()
-                .and_then(|k| UserId::parse(k).ok())
-                .is_some_and(|u| u.server_name() == origin)
-        });
+        let present = snapshot.joined_servers.contains_key(origin)
+            || snapshot.state.of_type("m.room.member").any(|m| {
+                m.state_key
+                    .as_deref()
+                    .and_then(|k| UserId::parse(k).ok())
+                    .is_some_and(|u| u.server_name() == origin)
+            });
         if !present {
             return Err(MatrixError::forbidden(format!(
                 "{origin} is not in room {room}"
             )));
         }
-        Ok(snapshot)
+        Ok(())
     }
 
     /// `GET /event/{id}`: one event, as a transaction of one PDU.
@@ -1122,9 +1073,9 @@ impl Homeserver {
         latest: Vec<String>,
         limit: usize,
     ) -> Result<Value, MatrixError> {
-        let snapshot = self.check_server_in_room(origin, room).await?;
+        self.check_server_in_room(origin, room).await?;
         let found = self
-            .walk_back(&snapshot, latest, earliest, limit.clamp(1, 20), false)
+            .walk_back(room, latest, earliest, limit.clamp(1, 20), false)
             .await?;
         Ok(json!({ "events": found }))
     }
@@ -1138,9 +1089,9 @@ impl Homeserver {
         from: Vec<String>,
         limit: usize,
     ) -> Result<Value, MatrixError> {
-        let snapshot = self.check_server_in_room(origin, room).await?;
+        self.check_server_in_room(origin, room).await?;
         let pdus = self
-            .walk_back(&snapshot, from, Vec::new(), limit.clamp(1, 100), true)
+            .walk_back(room, from, Vec::new(), limit.clamp(1, 100), true)
             .await?;
         Ok(json!({
             "origin": self.server_name,
@@ -1154,23 +1105,28 @@ impl Homeserver {
     /// breadth first, at most `limit`.
     async fn walk_back(
         &self,
-        snapshot: &RoomSnapshot,
+        room: &RoomId,
         start: Vec<String>,
         stop: Vec<String>,
         limit: usize,
         include_start: bool,
     ) -> Result<Vec<Value>, MatrixError> {
-        let room = &snapshot.room_id;
+        let room = room.as_str();
+        let prevs = |pdu: &Value| -> Vec<String> {
+            crate::events::reference_ids(pdu, "prev_events")
+                .unwrap_or_default()
+                .iter()
+                .map(|id| id.to_string())
+                .collect()
+        };
         let mut seen: std::collections::HashSet<String> = stop.into_iter().collect();
         let mut frontier: Vec<String> = Vec::new();
         if include_start {
             frontier = start;
         } else {
             seen.extend(start.iter().cloned());
-            for (_, text) in self.storage.pdus(start).await? {
-                if let Ok(pdu) = Pdu::from_stored(&text, &snapshot.room_version) {
-                    frontier.extend(pdu.prev_events.iter().map(|e| e.to_string()));
-                }
+            for pdu in self.pdu_values(start).await? {
+                frontier.extend(prevs(&pdu));
             }
         }
         let mut found: Vec<Value> = Vec::new();
@@ -1179,20 +1135,15 @@ impl Homeserver {
                 .drain(..)
                 .filter(|id| seen.insert(id.clone()))
                 .collect();
-            for (_, text) in self.storage.pdus(batch).await? {
+            for pdu in self.pdu_values(batch).await? {
                 if found.len() >= limit {
                     break;
                 }
-                let Ok(pdu) = Pdu::from_stored(&text, &snapshot.room_version) else {
-                    continue;
-                };
-                if pdu.room_id != *room {
+                if pdu["room_id"].as_str() != Some(room) {
                     continue;
                 }
-                frontier.extend(pdu.prev_events.iter().map(|e| e.to_string()));
-                if let Ok(value) = serde_json::from_str(&text) {
-                    found.push(value);
-                }
+                frontier.extend(prevs(&pdu));
+                found.push(pdu);
             }
         }
         Ok(found)
@@ -1218,8 +1169,7 @@ impl Homeserver {
             path.push_str(&format!("&v={}", super::percent_encode(id.as_str())));
         }
         let answer = match self
-            .federation
-            .send(&self.server_keys, server, reqwest::Method::GET, &path, None)
+            .ask_server(server, reqwest::Method::GET, &path, None)
             .await
         {
             Ok(answer) => answer,
@@ -1286,5 +1236,3 @@ impl Homeserver {
         Ok(json!({ "pdus": pdus, "auth_chain": chain }))
     }
 }
-
-type RoomSnapshotArc = std::sync::Arc<RoomSnapshot>;

@@ -6,23 +6,34 @@
 //! once when it is next heard from.
 
 use crate::homeserver::Homeserver;
+use ruma::OwnedServerName;
 use serde_json::{json, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 const MAX_BACKOFF_MS: i64 = 3600 * 1000;
-/// The queue is also looked at this often, whatever woke it.
-const IDLE_RECHECK: Duration = Duration::from_secs(30);
+/// The stored queue is read in full this often (and at start-up), for
+/// what no wake-up named.
+const RESCAN: Duration = Duration::from_secs(30);
 
-/// The sender's handle: wake it, stop it, know who is backed off.
+/// The sender's handle: wake it for destinations, stop it.
 pub struct Outbox {
     wake: Arc<tokio::sync::Notify>,
     stop: tokio::sync::watch::Sender<bool>,
-    /// Destinations in backoff: hearing from one of these ends it.
-    backing_off: Mutex<HashSet<String>>,
+    state: Mutex<OutboxState>,
+}
+
+/// What the sender knows of the destinations, in memory; the queue
+/// itself and each backoff are in storage.
+#[derive(Default)]
+struct OutboxState {
+    /// Destinations with something queued that may be sent to now.
+    due: HashSet<String>,
+    /// Destinations in backoff, and until when (ms).
+    backoff: HashMap<String, i64>,
     /// Destinations with a transaction in flight.
-    sending: Mutex<HashSet<String>>,
+    sending: HashSet<String>,
 }
 
 impl Default for Outbox {
@@ -30,8 +41,7 @@ impl Default for Outbox {
         Outbox {
             wake: Default::default(),
             stop: tokio::sync::watch::channel(false).0,
-            backing_off: Default::default(),
-            sending: Default::default(),
+            state: Default::default(),
         }
     }
 }
@@ -41,8 +51,18 @@ fn backoff_ms(failures: u32) -> i64 {
 }
 
 impl Outbox {
-    /// Something was queued.
-    pub fn wake(&self) {
+    fn state(&self) -> std::sync::MutexGuard<'_, OutboxState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Something was queued for `destinations`.
+    pub fn wake(&self, destinations: &[OwnedServerName]) {
+        if destinations.is_empty() {
+            return;
+        }
+        self.state()
+            .due
+            .extend(destinations.iter().map(|d| d.to_string()));
         self.wake.notify_one();
     }
 
@@ -59,23 +79,20 @@ impl Outbox {
         let wake = self.wake.clone();
         let mut stop = self.stop.subscribe();
         tokio::spawn(async move {
-            // Destinations backed off before a restart end their backoff
-            // when heard from, as those of this run do.
-            if let Some(hs) = server.upgrade() {
-                if let Ok(queued) = hs.storage.queued_destinations().await {
-                    if let Ok(mut off) = hs.outbox.backing_off.lock() {
-                        off.extend(queued.into_iter().filter(|(_, at)| *at > 0).map(|(d, _)| d));
-                    }
-                }
-            }
+            let mut next_rescan = tokio::time::Instant::now();
             loop {
                 if *stop.borrow() {
                     return;
                 }
-                let next = match server.upgrade() {
-                    Some(hs) => hs.dispatch_queue().await,
-                    None => return,
-                };
+                let Some(hs) = server.upgrade() else { return };
+                if tokio::time::Instant::now() >= next_rescan {
+                    hs.rescan_queue().await;
+                    next_rescan = tokio::time::Instant::now() + RESCAN;
+                }
+                let next = hs
+                    .dispatch_due()
+                    .min(next_rescan - tokio::time::Instant::now());
+                drop(hs);
                 tokio::select! {
                     _ = wake.notified() => {}
                     _ = tokio::time::sleep(next) => {}
@@ -87,39 +104,56 @@ impl Outbox {
 }
 
 impl Homeserver {
-    /// Starts a sender for each destination whose queue is due; how long
-    /// until the next backed-off one is.
-    async fn dispatch_queue(self: Arc<Self>) -> Duration {
-        let queued = match self.storage.queued_destinations().await {
-            Ok(queued) => queued,
-            Err(e) => {
-                tracing::warn!("the federation queue cannot be read: {e}");
-                return Duration::from_secs(5);
-            }
-        };
-        let now = axon::time::now_ms();
-        let mut next = IDLE_RECHECK;
-        for (destination, retry_after) in queued {
-            if retry_after > now {
-                next = next.min(Duration::from_millis((retry_after - now) as u64));
-                continue;
-            }
-            let fresh = self
-                .outbox
-                .sending
-                .lock()
-                .map(|mut s| s.insert(destination.clone()))
-                .unwrap_or(false);
-            if fresh {
-                let hs = self.clone();
-                tokio::spawn(async move {
-                    hs.deliver_to(&destination).await;
-                    if let Ok(mut sending) = hs.outbox.sending.lock() {
-                        sending.remove(&destination);
+    /// Reads which destinations have something queued, and their backoff.
+    async fn rescan_queue(&self) {
+        match self.storage.queued_destinations().await {
+            Ok(queued) => {
+                let mut state = self.outbox.state();
+                for (destination, retry_after) in queued {
+                    if retry_after > 0 {
+                        state.backoff.insert(destination.clone(), retry_after);
                     }
-                    hs.outbox.wake();
-                });
+                    state.due.insert(destination);
+                }
             }
+            Err(e) => tracing::warn!("the federation queue cannot be read: {e}"),
+        }
+    }
+
+    /// Starts a sender for each due destination not backed off and not
+    /// sending already; how long until the next backoff ends.
+    fn dispatch_due(self: &Arc<Self>) -> Duration {
+        let now = axon::time::now_ms();
+        let mut next = RESCAN;
+        let mut start = Vec::new();
+        {
+            let mut state = self.outbox.state();
+            let OutboxState {
+                due,
+                backoff,
+                sending,
+            } = &mut *state;
+            backoff.retain(|_, until| *until > now);
+            due.retain(|destination| {
+                if let Some(until) = backoff.get(destination) {
+                    next = next.min(Duration::from_millis((until - now) as u64));
+                    return true;
+                }
+                if sending.insert(destination.clone()) {
+                    start.push(destination.clone());
+                    return false;
+                }
+                // In flight: looked at again when that transaction ends.
+                true
+            });
+        }
+        for destination in start {
+            let hs = self.clone();
+            tokio::spawn(async move {
+                hs.deliver_to(&destination).await;
+                hs.outbox.state().sending.remove(&destination);
+                hs.outbox.wake.notify_one();
+            });
         }
         next
     }
@@ -148,8 +182,7 @@ impl Homeserver {
                 "edus": parse(&batch.edus),
             });
             // Named by what it holds, so a retry is the same transaction.
-            let txn = format!("{}", batch.last_id());
-            let path = format!("/_matrix/federation/v1/send/{txn}");
+            let path = format!("/_matrix/federation/v1/send/{}", batch.last_id());
             let ids: Vec<i64> = batch
                 .pdus
                 .iter()
@@ -157,38 +190,29 @@ impl Homeserver {
                 .map(|(id, _)| *id)
                 .collect();
             match self
-                .federation
-                .send(
-                    &self.server_keys,
-                    &server,
-                    reqwest::Method::PUT,
-                    &path,
-                    Some(&body),
-                )
+                .ask_server(&server, reqwest::Method::PUT, &path, Some(&body))
                 .await
             {
                 Ok(_) => {
-                    if let Ok(mut off) = self.outbox.backing_off.lock() {
-                        off.remove(destination);
-                    }
                     if let Err(e) = self.storage.outbound_delivered(destination, ids).await {
                         tracing::warn!("federation queue of {destination}: {e}");
                         return;
                     }
                 }
                 Err(e) => {
+                    let now = axon::time::now_ms();
                     let failures = self
                         .storage
-                        .outbound_failed(destination, axon::time::now_ms(), backoff_ms)
+                        .outbound_failed(destination, now, backoff_ms)
                         .await
                         .unwrap_or(1);
+                    let delay = backoff_ms(failures);
                     tracing::info!(
-                        "sending to {destination} failed ({failures} in a row; retried in {} ms): {e}",
-                        backoff_ms(failures)
+                        "sending to {destination} failed ({failures} in a row; retried in {delay} ms): {e}"
                     );
-                    if let Ok(mut off) = self.outbox.backing_off.lock() {
-                        off.insert(destination.to_string());
-                    }
+                    let mut state = self.outbox.state();
+                    state.backoff.insert(destination.to_string(), now + delay);
+                    state.due.insert(destination.to_string());
                     return;
                 }
             }
@@ -200,10 +224,10 @@ impl Homeserver {
     pub(crate) async fn heard_from(&self, origin: &ruma::ServerName) {
         let was_off = self
             .outbox
-            .backing_off
-            .lock()
-            .map(|mut off| off.remove(origin.as_str()))
-            .unwrap_or(false);
+            .state()
+            .backoff
+            .remove(origin.as_str())
+            .is_some();
         if was_off
             && self
                 .storage
@@ -211,7 +235,7 @@ impl Homeserver {
                 .await
                 .is_ok()
         {
-            self.outbox.wake();
+            self.outbox.wake(&[origin.to_owned()]);
         }
     }
 }

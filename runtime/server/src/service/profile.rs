@@ -74,14 +74,7 @@ impl Homeserver {
             crate::service::percent_encode(user.as_str())
         );
         let answer = self
-            .federation
-            .send(
-                &self.server_keys,
-                user.server_name(),
-                reqwest::Method::GET,
-                &path,
-                None,
-            )
+            .ask_server(user.server_name(), reqwest::Method::GET, &path, None)
             .await
             .map_err(|e| super::federation_failure(e, "Failed to fetch profile"))?;
         // Only the two fields, and only strings: the answer is another

@@ -313,6 +313,7 @@ impl Homeserver {
             extremities: Vec::new(),
             max_depth: 0,
             joined: 0,
+            joined_servers: Default::default(),
         };
         let mut snapshot = empty.clone();
         let state_event = |event_type: &str, state_key: &str, content: Value| EventDraft {

@@ -277,20 +277,27 @@ fn signed_by(object: &CanonicalJsonObject, entity: &str, key_id: &str, public_ke
     else {
         return false;
     };
-    let Ok(key) = ruma::serde::Base64::parse(public_key) else {
-        return false;
-    };
     let mut only = object.clone();
     let mut one = CanonicalJsonObject::new();
     one.insert(key_id.to_string(), signature);
     let mut signatures = CanonicalJsonObject::new();
     signatures.insert(entity.to_string(), CanonicalJsonValue::Object(one));
     only.insert("signatures".into(), CanonicalJsonValue::Object(signatures));
-    let mut set = ruma::signatures::PublicKeySet::new();
-    set.insert(key_id.to_string(), key);
-    let mut map = ruma::signatures::PublicKeyMap::new();
-    map.insert(entity.to_string(), set);
+    let map = public_key_map(entity, [(key_id.to_string(), public_key.to_string())]);
     ruma::signatures::verify_json(&map, &only).is_ok()
+}
+
+/// What ruma's verifiers take: `entity`'s keys, `(key ID, unpadded base64)`;
+/// a key that is no base64 is left out (and so verifies nothing).
+pub(crate) fn public_key_map(
+    entity: &str,
+    keys: impl IntoIterator<Item = (String, String)>,
+) -> ruma::signatures::PublicKeyMap {
+    let set: ruma::signatures::PublicKeySet = keys
+        .into_iter()
+        .filter_map(|(id, key)| Some((id, ruma::serde::Base64::parse(key).ok()?)))
+        .collect();
+    ruma::signatures::PublicKeyMap::from([(entity.to_string(), set)])
 }
 
 /// The keys in a key response of `server` (from it or from a notary),
@@ -441,9 +448,7 @@ impl Homeserver {
             .map(|id| (id.clone(), json!({ "minimum_valid_until_ts": ts })))
             .collect();
         let answer = self
-            .federation
-            .send(
-                &self.server_keys,
+            .ask_server(
                 &notary_name,
                 reqwest::Method::POST,
                 "/_matrix/key/v2/query",
@@ -506,7 +511,7 @@ impl Homeserver {
             }
             self.verify_keys_of(&server, &wanted, minimum).await?;
             let mut seen = std::collections::HashSet::new();
-            for key in self.storage.remote_keys(server.as_str()).await? {
+            for key in self.storage.remote_keys(server.as_str()).await?.iter() {
                 if !seen.insert(key.key_json.clone()) {
                     continue;
                 }
@@ -572,12 +577,10 @@ impl Homeserver {
                 x_matrix.origin
             )));
         };
-        let key = ruma::serde::Base64::parse(public_key)
-            .map_err(|_| unauthorized(format!("{key_id} of {} is no key", x_matrix.origin)))?;
-        let mut set = ruma::signatures::PublicKeySet::new();
-        set.insert(key_id.clone(), key);
-        let mut map = ruma::signatures::PublicKeyMap::new();
-        map.insert(x_matrix.origin.to_string(), set);
+        let map = public_key_map(
+            x_matrix.origin.as_str(),
+            [(key_id.clone(), public_key.clone())],
+        );
         x_matrix
             .verify_request(request, &self.server_name, &map)
             .map_err(|e| {

@@ -1,5 +1,5 @@
-//! In-memory caches of what every request reads: access tokens and room
-//! snapshots. Both are filled by readers and changed only after a commit,
+//! In-memory caches of what every request reads: access tokens, room
+//! snapshots, and other servers' keys. Both are filled by readers and changed only after a commit,
 //! in commit order, by the writer thread. A reader inserts what it read only
 //! if no commit touched that entry since it started reading (a generation
 //! check under the same lock), so a stale read never outlives a commit.
@@ -17,6 +17,9 @@ const MAX_TOKENS: usize = 65_536;
 pub(crate) struct Caches {
     tokens: Mutex<TokenCache>,
     rooms: Mutex<RoomCache>,
+    /// Other servers' signing keys, which every request and PDU from them
+    /// is checked with.
+    remote_keys: Mutex<RemoteKeyCache>,
     /// The `/sync` waiters, woken after the commits that concern them.
     pub wakes: super::notify::Notifier,
     /// Users' presence states as last committed (filled by the writer only,
@@ -40,6 +43,15 @@ struct TokenCache {
     owners: HashMap<String, TokenOwner>,
     generation: u64,
 }
+
+#[derive(Default)]
+struct RemoteKeyCache {
+    keys: HashMap<String, Arc<Vec<super::RemoteKey>>>,
+    generation: u64,
+}
+
+/// Servers whose keys are kept at most; past that the map starts again.
+const MAX_KEY_SERVERS: usize = 65_536;
 
 #[derive(Default)]
 struct RoomCache {
@@ -130,6 +142,35 @@ impl Caches {
             sent.clear();
         }
         sent.extend(events);
+    }
+
+    pub fn remote_keys(&self, server: &str) -> (Option<Arc<Vec<super::RemoteKey>>>, u64) {
+        let cache = lock(&self.remote_keys);
+        (cache.keys.get(server).cloned(), cache.generation)
+    }
+
+    /// Keeps what a reader read, unless keys were stored since it began.
+    pub fn insert_remote_keys(
+        &self,
+        server: String,
+        keys: Arc<Vec<super::RemoteKey>>,
+        read_at: u64,
+    ) {
+        let mut cache = lock(&self.remote_keys);
+        if cache.generation != read_at {
+            return;
+        }
+        if cache.keys.len() >= MAX_KEY_SERVERS {
+            cache.keys.clear();
+        }
+        cache.keys.insert(server, keys);
+    }
+
+    /// After a commit that stored keys of `server`.
+    pub fn forget_remote_keys(&self, server: &str) {
+        let mut cache = lock(&self.remote_keys);
+        cache.generation += 1;
+        cache.keys.remove(server);
     }
 
     pub fn room(&self, room_id: &str) -> Option<Arc<RoomSnapshot>> {

@@ -4,10 +4,12 @@ use super::{id, membership_column, Storage, StorageError, StorageResult, WakeKey
 use axon::callbacks::{Event, JsonObject, StateMap};
 use axon::Membership;
 use ruma::{
-    DeviceId, EventId, OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId,
+    DeviceId, EventId, OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId,
+    RoomId, UserId,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::value::RawValue;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A user's membership in a room over time and the room's history
@@ -137,17 +139,33 @@ pub struct RoomSnapshot {
     /// How many of `state`'s members are joined, kept as events apply so
     /// that no sync counts the members of a big room.
     pub joined: usize,
+    /// How many are joined from each server, kept the same way: where an
+    /// event goes, and whether this server is in the room, without a walk
+    /// over the members.
+    pub joined_servers: BTreeMap<OwnedServerName, usize>,
 }
 
 fn is_join(entry: &Event) -> bool {
     entry.content.get("membership").and_then(|m| m.as_str()) == Some("join")
 }
 
-fn count_joined(state: &StateMap) -> usize {
-    state
-        .of_type("m.room.member")
-        .filter(|e| is_join(e))
-        .count()
+/// The server of the member a membership event is about.
+fn member_server(entry: &Event) -> Option<OwnedServerName> {
+    let user = UserId::parse(entry.state_key.as_deref()?).ok()?;
+    Some(user.server_name().to_owned())
+}
+
+/// How many members are joined, in all and by server.
+fn count_joined(state: &StateMap) -> (usize, BTreeMap<OwnedServerName, usize>) {
+    let mut by_server = BTreeMap::new();
+    let mut joined = 0;
+    for member in state.of_type("m.room.member").filter(|e| is_join(e)) {
+        joined += 1;
+        if let Some(server) = member_server(member) {
+            *by_server.entry(server).or_insert(0) += 1;
+        }
+    }
+    (joined, by_server)
 }
 
 /// A state event as the room snapshot keeps it.
@@ -239,9 +257,27 @@ impl RoomSnapshot {
             let replaced = self.state.insert(key, entry);
             if event.event_type == "m.room.member" {
                 let joined = replaced.as_deref().is_some_and(is_join);
-                match (joined, joins) {
-                    (false, true) => self.joined += 1,
-                    (true, false) => self.joined = self.joined.saturating_sub(1),
+                let server = event
+                    .member_target()
+                    .map(|user| user.server_name().to_owned());
+                match (joined, joins, server) {
+                    (false, true, server) => {
+                        self.joined += 1;
+                        if let Some(server) = server {
+                            *self.joined_servers.entry(server).or_insert(0) += 1;
+                        }
+                    }
+                    (true, false, server) => {
+                        self.joined = self.joined.saturating_sub(1);
+                        if let Some(server) = server {
+                            if let Some(count) = self.joined_servers.get_mut(&server) {
+                                *count = count.saturating_sub(1);
+                                if *count == 0 {
+                                    self.joined_servers.remove(&server);
+                                }
+                            }
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -1162,7 +1198,8 @@ fn auth_state(c: &Connection, event: &NewEvent) -> StorageResult<RoomSnapshot> {
         room_id: event.room_id.clone(),
         room_version,
         is_public: false,
-        joined: count_joined(&state),
+        joined: 0,
+        joined_servers: BTreeMap::new(),
         state,
         extremities: Vec::new(),
         max_depth: 0,
@@ -1223,11 +1260,13 @@ fn room_snapshot(c: &Connection, room_id: &str) -> StorageResult<Option<RoomSnap
         .query_map([room_id], |r| Ok((id(r, 0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     let max_depth = extremities.iter().map(|(_, d)| *d).max().unwrap_or(0);
+    let (joined, joined_servers) = count_joined(&state);
     Ok(Some(RoomSnapshot {
         room_id: room,
         room_version,
         is_public,
-        joined: count_joined(&state),
+        joined,
+        joined_servers,
         state,
         extremities: extremities.into_iter().map(|(e, _)| e).collect(),
         max_depth,

@@ -68,51 +68,64 @@ fn next_backfill_position(c: &Connection) -> StorageResult<i64> {
     Ok(lowest.unwrap_or(0).min(0) - 1)
 }
 
-fn event_exists(c: &Connection, event_id: &str) -> StorageResult<bool> {
-    Ok(
-        c.prepare_cached("SELECT 1 FROM events WHERE event_id = ?1")?
-            .query_row([event_id], |_| Ok(()))
-            .optional()?
-            .is_some(),
-    )
+/// A position for an event stored outside the timeline.
+type Numbering = fn(&Connection) -> StorageResult<i64>;
+
+/// Stores `event` where `placement` says, numbered by `next`, unless it is
+/// stored already.
+fn insert_if_new(
+    c: &Connection,
+    event: &NewEvent,
+    placement: Placement,
+    next: impl FnOnce(&Connection) -> StorageResult<i64>,
+) -> StorageResult<()> {
+    let known = c
+        .prepare_cached("SELECT 1 FROM events WHERE event_id = ?1")?
+        .query_row([event.event_id.as_str()], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if !known {
+        let position = next(c)?;
+        insert_event(c, event, position, placement)?;
+    }
+    Ok(())
+}
+
+/// Records a room another server hosts, if it is new here.
+fn insert_room_if_new(c: &Connection, room: &NewRoom) -> StorageResult<()> {
+    c.execute(
+        "INSERT OR IGNORE INTO rooms (room_id, room_version, creator, is_public, created_ts)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            room.room_id.as_str(),
+            room.room_version,
+            room.creator.as_str(),
+            room.is_public,
+            room.created_ts
+        ],
+    )?;
+    Ok(())
 }
 
 impl Storage {
-    /// Stores what another server handed over: `state` becomes the room's
-    /// current state (the room is created first if `room` is given), and
-    /// `outliers` are kept as known events only (auth chains). Events
-    /// already stored are left as they are.
+    /// Stores what another server handed over on a join: the room (if
+    /// new), `state` as its current state, and `outliers` as known events
+    /// only (auth chains). Events already stored are left as they are.
     pub async fn persist_room_state(
         &self,
-        room: Option<NewRoom>,
-        room_id: ruma::OwnedRoomId,
+        room: NewRoom,
         state: Vec<NewEvent>,
         outliers: Vec<NewEvent>,
     ) -> StorageResult<()> {
-        let room_key = room_id.to_string();
+        let room_key = room.room_id.to_string();
         self.write_then(
             move |w| {
-                if let Some(room) = &room {
-                    w.conn.execute(
-                        "INSERT OR IGNORE INTO rooms (room_id, room_version, creator, is_public, created_ts)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![
-                            room.room_id.as_str(),
-                            room.room_version,
-                            room.creator.as_str(),
-                            room.is_public,
-                            room.created_ts
-                        ],
-                    )?;
+                insert_room_if_new(w.conn, &room)?;
+                for event in &state {
+                    insert_if_new(w.conn, event, Placement::State, next_outlier_position)?;
                 }
-                for (events, placement) in [(&state, Placement::State), (&outliers, Placement::Outlier)] {
-                    for event in events {
-                        if event_exists(w.conn, event.event_id.as_str())? {
-                            continue;
-                        }
-                        let position = next_outlier_position(w.conn)?;
-                        insert_event(w.conn, event, position, placement)?;
-                    }
+                for event in &outliers {
+                    insert_if_new(w.conn, event, Placement::Outlier, next_outlier_position)?;
                 }
                 Ok(())
             },
@@ -122,13 +135,9 @@ impl Storage {
     }
 
     /// Stores an invite of a local user to a room this server is not in
-    /// (the room is recorded first if new): the user's membership, at a
-    /// stream position of its own so that their next sync shows it.
-    pub async fn persist_invite(
-        &self,
-        room: Option<NewRoom>,
-        event: NewEvent,
-    ) -> StorageResult<()> {
+    /// (recorded if new): the user's membership, at a stream position of
+    /// its own so that their next sync shows it.
+    pub async fn persist_invite(&self, room: NewRoom, event: NewEvent) -> StorageResult<()> {
         let room_key = event.room_id.to_string();
         let target = event
             .state_key
@@ -136,24 +145,9 @@ impl Storage {
             .and_then(|k| ruma::OwnedUserId::try_from(k).ok());
         self.write_then(
             move |w| {
-                if let Some(room) = &room {
-                    w.conn.execute(
-                        "INSERT OR IGNORE INTO rooms (room_id, room_version, creator, is_public, created_ts)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![
-                            room.room_id.as_str(),
-                            room.room_version,
-                            room.creator.as_str(),
-                            room.is_public,
-                            room.created_ts
-                        ],
-                    )?;
-                }
-                if !event_exists(w.conn, event.event_id.as_str())? {
-                    let position = w.next_position();
-                    insert_event(w.conn, &event, position, Placement::State)?;
-                }
-                Ok(())
+                insert_room_if_new(w.conn, &room)?;
+                let position = w.next_position();
+                insert_if_new(w.conn, &event, Placement::State, |_| Ok(position))
             },
             move |caches, _| {
                 caches.forget_room(&room_key);
@@ -168,27 +162,24 @@ impl Storage {
     /// Stores a room's history fetched by backfill, newest first: each
     /// below what is stored, where backward pagination reads on.
     pub async fn persist_backfill(&self, events: Vec<NewEvent>) -> StorageResult<()> {
-        self.write(move |w| {
-            for event in &events {
-                if !event_exists(w.conn, event.event_id.as_str())? {
-                    let position = next_backfill_position(w.conn)?;
-                    insert_event(w.conn, event, position, Placement::Outlier)?;
-                }
-            }
-            Ok(())
-        })
-        .await
+        self.persist_outside_timeline(events, next_backfill_position)
+            .await
     }
 
-    /// Stores events as known only, outside the timeline (auth events
-    /// fetched to check another event).
+    /// Stores events as known only (auth events fetched to check another).
     pub async fn persist_outliers(&self, events: Vec<NewEvent>) -> StorageResult<()> {
+        self.persist_outside_timeline(events, next_outlier_position)
+            .await
+    }
+
+    async fn persist_outside_timeline(
+        &self,
+        events: Vec<NewEvent>,
+        next: Numbering,
+    ) -> StorageResult<()> {
         self.write(move |w| {
             for event in &events {
-                if !event_exists(w.conn, event.event_id.as_str())? {
-                    let position = next_outlier_position(w.conn)?;
-                    insert_event(w.conn, event, position, Placement::Outlier)?;
-                }
+                insert_if_new(w.conn, event, Placement::Outlier, next)?;
             }
             Ok(())
         })
@@ -230,14 +221,11 @@ impl Storage {
                     continue;
                 };
                 let value: serde_json::Value = serde_json::from_str(&pdu)?;
-                for reference in value["auth_events"].as_array().into_iter().flatten() {
-                    let auth_id = reference
-                        .as_str()
-                        .or_else(|| reference.get(0).and_then(|v| v.as_str()));
-                    if let Some(auth_id) = auth_id {
-                        if seen.insert(auth_id.to_string()) {
-                            queue.push_back((auth_id.to_string(), true));
-                        }
+                let auth_ids =
+                    crate::events::reference_ids(&value, "auth_events").unwrap_or_default();
+                for auth_id in auth_ids {
+                    if seen.insert(auth_id.to_string()) {
+                        queue.push_back((auth_id.to_string(), true));
                     }
                 }
                 if include {

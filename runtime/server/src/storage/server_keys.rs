@@ -2,6 +2,7 @@
 
 use super::{Storage, StorageResult};
 use rusqlite::params;
+use std::sync::Arc;
 
 /// One key of another server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,26 +29,35 @@ impl RemoteKey {
 }
 
 impl Storage {
-    /// The keys cached for `server`.
-    pub async fn remote_keys(&self, server: &str) -> StorageResult<Vec<RemoteKey>> {
-        let server = server.to_string();
-        self.read(move |c| {
-            let mut statement = c.prepare_cached(
-                "SELECT key_id, public_key, valid_until_ts, expired_ts, key_json
-                 FROM server_signing_keys WHERE server_name = ?1",
-            )?;
-            let rows = statement.query_map([&server], |r| {
-                Ok(RemoteKey {
-                    key_id: r.get(0)?,
-                    public_key: r.get(1)?,
-                    valid_until_ts: r.get(2)?,
-                    expired_ts: r.get(3)?,
-                    key_json: r.get(4)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-        .await
+    /// The keys known of `server` (read through the in-memory cache).
+    pub async fn remote_keys(&self, server: &str) -> StorageResult<Arc<Vec<RemoteKey>>> {
+        let (cached, read_at) = self.caches().remote_keys(server);
+        if let Some(keys) = cached {
+            return Ok(keys);
+        }
+        let name = server.to_string();
+        let keys: Vec<RemoteKey> = self
+            .read(move |c| {
+                let mut statement = c.prepare_cached(
+                    "SELECT key_id, public_key, valid_until_ts, expired_ts, key_json
+                     FROM server_signing_keys WHERE server_name = ?1",
+                )?;
+                let rows = statement.query_map([&name], |r| {
+                    Ok(RemoteKey {
+                        key_id: r.get(0)?,
+                        public_key: r.get(1)?,
+                        valid_until_ts: r.get(2)?,
+                        expired_ts: r.get(3)?,
+                        key_json: r.get(4)?,
+                    })
+                })?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await?;
+        let keys = Arc::new(keys);
+        self.caches()
+            .insert_remote_keys(server.to_string(), keys.clone(), read_at);
+        Ok(keys)
     }
 
     /// Stores keys of `server` just fetched; a key already known keeps the
@@ -60,7 +70,8 @@ impl Storage {
         fetched_ts: i64,
     ) -> StorageResult<()> {
         let server = server.to_string();
-        self.write(move |w| {
+        let forget = server.clone();
+        self.write_then(move |w| {
             let mut statement = w.conn.prepare_cached(
                 "INSERT INTO server_signing_keys
                    (server_name, key_id, public_key, valid_until_ts, expired_ts, key_json, fetched_ts)
@@ -86,7 +97,7 @@ impl Storage {
                 ])?;
             }
             Ok(())
-        })
+        }, move |caches, _| caches.forget_remote_keys(&forget))
         .await
     }
 }
