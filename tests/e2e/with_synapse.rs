@@ -376,6 +376,13 @@ async fn a_synapse_users_invite_reaches_the_axon_user_who_joins_through_it() {
             .any(|e| e["type"] == "m.room.member" && e["content"]["membership"] == "invite")),
         "{sync}"
     );
+    // What Synapse showed of the room with the invite.
+    assert!(
+        invite_state.as_array().is_some_and(|events| events
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Private")),
+        "{sync}"
+    );
     let (status, body) = axon.join(&alice, &room).await;
     assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse_log());
     wait_for_membership(&synapse_client, &bob, &room, &alice.user_id, "join").await;
@@ -418,4 +425,125 @@ async fn nothing_synapse_sends_while_axon_restarts_is_lost() {
             "while down 4"
         ]
     );
+}
+
+#[tokio::test]
+async fn invites_are_rejected_across_axon_and_synapse_both_ways() {
+    let Peers {
+        axon,
+        alice,
+        synapse: synapse_client,
+        bob,
+    } = peers("").await;
+    // Bob's invite from Synapse, rejected on Axon: make_leave/send_leave.
+    let theirs = synapse_client
+        .create_room(
+            &bob,
+            json!({ "preset": "private_chat", "room_version": "11" }),
+        )
+        .await;
+    let (status, body) = synapse_client.invite(&bob, &theirs, &alice.user_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse_log());
+    let (status, body) = axon
+        .post(
+            &format!("/rooms/{}/leave", enc(&theirs)),
+            &alice.token,
+            json!({ "reason": "no thanks" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse_log());
+    wait_for_membership(&synapse_client, &bob, &theirs, &alice.user_id, "leave").await;
+    let (_, sync) = axon.get("/sync", &alice.token).await;
+    assert!(sync["rooms"]["invite"].get(&theirs).is_none(), "{sync}");
+    // Rejected twice: Alice is no longer invited.
+    let (status, body) = axon
+        .post(
+            &format!("/rooms/{}/leave", enc(&theirs)),
+            &alice.token,
+            json!({}),
+        )
+        .await;
+    assert_error(&(status, body), 403, "M_FORBIDDEN");
+
+    // Alice's invite from Axon, rejected on Synapse: Axon is the resident
+    // server Synapse asks.
+    let ours = axon
+        .create_room(&alice, json!({ "preset": "private_chat" }))
+        .await;
+    let (status, body) = axon.invite(&alice, &ours, &bob.user_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse_log());
+    let (status, body) = synapse_client
+        .post(
+            &format!("/rooms/{}/leave", enc(&ours)),
+            &bob.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse_log());
+    wait_for_membership(&axon, &alice, &ours, &bob.user_id, "leave").await;
+}
+
+#[tokio::test]
+async fn knocks_cross_axon_and_synapse_both_ways() {
+    let Peers {
+        axon,
+        alice,
+        synapse: synapse_client,
+        bob,
+    } = peers("").await;
+    let knock_rules = json!([{
+        "type": "m.room.join_rules", "state_key": "", "content": { "join_rule": "knock" }
+    }]);
+    // Alice knocks on Bob's Synapse room; Bob lets her in.
+    let theirs = synapse_client
+        .create_room(
+            &bob,
+            json!({ "room_version": "11", "name": "Knock first", "initial_state": knock_rules }),
+        )
+        .await;
+    let path = format!(
+        "/knock/{}?server_name={}",
+        enc(&theirs),
+        enc(&synapse_client.server_name())
+    );
+    let (status, body) = axon
+        .post(&path, &alice.token, json!({ "reason": "let me in" }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse_log());
+    assert_eq!(body["room_id"], theirs);
+    wait_for_membership(&synapse_client, &bob, &theirs, &alice.user_id, "knock").await;
+    let (_, sync) = axon.get("/sync", &alice.token).await;
+    let knock_state = &sync["rooms"]["knock"][&theirs]["knock_state"]["events"];
+    assert!(
+        knock_state.as_array().is_some_and(|events| events
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Knock first")),
+        "{sync}"
+    );
+    let (status, body) = synapse_client.invite(&bob, &theirs, &alice.user_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse_log());
+    let (status, body) = axon.join(&alice, &theirs).await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse_log());
+    wait_for_membership(&synapse_client, &bob, &theirs, &alice.user_id, "join").await;
+
+    // Bob knocks on Alice's Axon room: Axon answers make_knock/send_knock.
+    let ours = axon
+        .create_room(
+            &alice,
+            json!({ "room_version": "11", "name": "Ours", "initial_state": knock_rules }),
+        )
+        .await;
+    let path = format!(
+        "/knock/{}?server_name={}",
+        enc(&ours),
+        enc(&axon.server_name())
+    );
+    let (status, body) = synapse_client.post(&path, &bob.token, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse_log());
+    wait_for_membership(&axon, &alice, &ours, &bob.user_id, "knock").await;
+    let (status, body) = axon.invite(&alice, &ours, &bob.user_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse_log());
+    let (status, body) = synapse_client.join(&bob, &ours).await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse_log());
+    wait_for_membership(&axon, &alice, &ours, &bob.user_id, "join").await;
 }

@@ -5,7 +5,7 @@
 use super::extract::{body_timeout, read_body, url_params, ApiPath, ApiQuery};
 use super::{ApiResult, MatrixError};
 use crate::homeserver::Homeserver;
-use axon::ErrCode;
+use axon::{ErrCode, Membership};
 use axum::extract::{FromRequest, RawQuery, Request, State};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -78,7 +78,23 @@ pub fn routes() -> Router<Arc<Homeserver>> {
         )
         .route(
             "/_matrix/federation/v1/make_join/{room}/{user}",
-            get(make_join),
+            make_route(Membership::Join),
+        )
+        .route(
+            "/_matrix/federation/v1/make_leave/{room}/{user}",
+            make_route(Membership::Leave),
+        )
+        .route(
+            "/_matrix/federation/v1/make_knock/{room}/{user}",
+            make_route(Membership::Knock),
+        )
+        .route(
+            "/_matrix/federation/v2/send_leave/{room}/{event}",
+            put(send_leave),
+        )
+        .route(
+            "/_matrix/federation/v1/send_knock/{room}/{event}",
+            put(send_knock),
         )
         .route(
             "/_matrix/federation/v2/send_join/{room}/{event}",
@@ -139,18 +155,58 @@ async fn query_directory(
     Ok(Json(json!({ "room_id": room, "servers": servers })))
 }
 
-/// `GET /v1/make_join/{room}/{user}?ver=…`.
-async fn make_join(
-    State(hs): State<Arc<Homeserver>>,
-    ApiPath((room, user)): ApiPath<(String, String)>,
-    RawQuery(query): RawQuery,
+/// `GET /v1/make_join|make_leave|make_knock/{room}/{user}?ver=…`.
+async fn make_membership(
+    membership: Membership,
+    hs: Arc<Homeserver>,
+    (room, user): (String, String),
+    query: Option<String>,
     auth: ServerAuth,
 ) -> ApiResult {
     let room = room_param(&room)?;
     let user = crate::service::user_id_param(&user)?;
     let versions = url_params(query.as_deref(), "ver");
     Ok(Json(
-        hs.make_join(&auth.origin, &room, &user, &versions).await?,
+        hs.make_membership(&auth.origin, &room, &user, membership, &versions)
+            .await?,
+    ))
+}
+
+/// The route of one `make_` endpoint.
+fn make_route(membership: Membership) -> axum::routing::MethodRouter<Arc<Homeserver>> {
+    get(
+        move |State(hs): State<Arc<Homeserver>>,
+              ApiPath(params): ApiPath<(String, String)>,
+              RawQuery(query): RawQuery,
+              auth: ServerAuth| make_membership(membership, hs, params, query, auth),
+    )
+}
+
+/// `PUT /v2/send_leave/{room}/{event}`.
+async fn send_leave(
+    State(hs): State<Arc<Homeserver>>,
+    ApiPath((room, event)): ApiPath<(String, String)>,
+    auth: ServerAuth<Value>,
+) -> ApiResult {
+    let room = room_param(&room)?;
+    let event = event_param(&event)?;
+    Ok(Json(
+        hs.send_leave(&auth.origin, &room, &event, auth.body)
+            .await?,
+    ))
+}
+
+/// `PUT /v1/send_knock/{room}/{event}`.
+async fn send_knock(
+    State(hs): State<Arc<Homeserver>>,
+    ApiPath((room, event)): ApiPath<(String, String)>,
+    auth: ServerAuth<Value>,
+) -> ApiResult {
+    let room = room_param(&room)?;
+    let event = event_param(&event)?;
+    Ok(Json(
+        hs.send_knock(&auth.origin, &room, &event, auth.body)
+            .await?,
     ))
 }
 

@@ -154,11 +154,14 @@ async fn knock(
     State(hs): State<Arc<Homeserver>>,
     Auth(requester): Auth,
     ApiPath(room): ApiPath<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> ApiResult {
-    let (room_id, _) = room_id_or_alias(&hs, &room).await?;
-    let change = MembershipChange::new(&room_id, &requester.user_id, Membership::Knock)
+    let (room_id, mut servers) = room_id_or_alias(&hs, &room).await?;
+    servers.extend(via_servers(query.as_deref()));
+    let mut change = MembershipChange::new(&room_id, &requester.user_id, Membership::Knock)
         .with_reason(body.reason);
+    change.via = servers;
     hs.change_membership(&Actor::client(&requester), change)
         .await?;
     Ok(Json(json!({ "room_id": room_id })))

@@ -188,14 +188,26 @@ async fn sync_filter(
 
 /// What someone invited to a room, or knocking on it, sees of it: the
 /// spec's stripped state, with their own membership.
-fn stripped_state(state: Vec<StoredEvent>, user: &ruma::UserId) -> Vec<Value> {
+/// Of a room this server is not in, `given` is what the other server showed
+/// (its entries count where this server knows nothing newer).
+fn stripped_state(state: Vec<StoredEvent>, given: Vec<Value>, user: &ruma::UserId) -> Vec<Value> {
     let shown: Vec<StoredEvent> = state
         .into_iter()
         .filter(|e| {
             crate::events::in_stripped_state(&e.event_type, e.state_key.as_deref(), user.as_str())
         })
         .collect();
-    stripped(&shown)
+    let mut events = stripped(&shown);
+    for entry in given {
+        let known = shown.iter().any(|e| {
+            entry["type"] == e.event_type.as_str()
+                && entry["state_key"].as_str() == e.state_key.as_deref()
+        });
+        if !known && entry["type"].is_string() && entry["state_key"].is_string() {
+            events.push(entry);
+        }
+    }
+    events
 }
 
 fn stripped(events: &[StoredEvent]) -> Vec<Value> {
@@ -460,14 +472,14 @@ pub(super) async fn compute(
                 }
                 invite.insert(
                     m.room_id.to_string(),
-                    json!({ "invite_state": { "events": stripped_state(room.state, user) } }),
+                    json!({ "invite_state": { "events": stripped_state(room.state, room.stripped, user) } }),
                 );
                 changed = true;
             }
             Membership::Knock => {
                 knock.insert(
                     m.room_id.to_string(),
-                    json!({ "knock_state": { "events": stripped_state(room.state, user) } }),
+                    json!({ "knock_state": { "events": stripped_state(room.state, room.stripped, user) } }),
                 );
                 changed = true;
             }

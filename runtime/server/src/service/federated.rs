@@ -12,12 +12,13 @@ use crate::events::{module_event, room_version_rules, Pdu, SUPPORTED_ROOM_VERSIO
 use crate::homeserver::Homeserver;
 use crate::storage::{NewEvent, NewRoom, Persisted, RoomSnapshot};
 use axon::callbacks::{EventAllowed, SpamCheck};
-use axon::ErrCode;
+use axon::{ErrCode, Membership};
 use ruma::canonical_json::CanonicalJsonValue;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::{OwnedEventId, OwnedServerName, RoomId, ServerName, UserId};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The servers other than `own` with a member joined in `snapshot`.
 pub(crate) fn remote_servers(snapshot: &RoomSnapshot, own: &ServerName) -> Vec<OwnedServerName> {
@@ -59,6 +60,29 @@ fn incompatible_version(version: &str) -> MatrixError {
         .extra_fields
         .insert("room_version".into(), json!(version));
     error
+}
+
+/// What someone outside the room sees of it (invited, knocking), with
+/// the membership of `member`.
+fn stripped_room_state(snapshot: &RoomSnapshot, member: &str) -> Vec<Value> {
+    snapshot
+        .state
+        .values()
+        .filter(|e| crate::events::in_stripped_state(&e.event_type, e.state_key.as_deref(), member))
+        .map(|e| json!({ "type": e.event_type, "state_key": e.state_key, "sender": e.sender, "content": e.content }))
+        .collect()
+}
+
+/// The stripped state events of a list another server sent, the
+/// malformed ones left out.
+fn stripped_list(value: &Value) -> Vec<Value> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["type"].is_string() && e["state_key"].is_string() && e["content"].is_object())
+        .cloned()
+        .collect()
 }
 
 fn bad_request(message: impl Into<String>) -> MatrixError {
@@ -467,44 +491,137 @@ impl Homeserver {
         tracing::debug!("EDU {kind} from {origin} ignored");
     }
 
-    /// `GET /make_join/{room}/{user}`: the join event for a user of `origin`
-    /// to sign, if the room's version is one their server supports (`ver`)
-    /// and the room would let them join.
-    pub async fn make_join(
+    /// `GET /make_join|make_leave|make_knock/{room}/{user}`: the membership
+    /// event for a user of `origin` to sign, if the room would allow it and,
+    /// for joins and knocks, its version is one their server supports
+    /// (`ver`; a join without `ver` means version 1, as the spec says).
+    pub async fn make_membership(
         &self,
         origin: &ServerName,
         room: &RoomId,
         user: &UserId,
+        membership: Membership,
         supported: &[String],
     ) -> Result<Value, MatrixError> {
         if user.server_name() != origin {
             return Err(MatrixError::forbidden(format!(
-                "{origin} cannot make a join for {user}"
+                "{origin} cannot make a {membership} for {user}"
             )));
         }
-        let snapshot = self
-            .storage
-            .room_snapshot(room)
-            .await?
-            .ok_or_else(|| MatrixError::new(404, ErrCode::NotFound, "Unknown room"))?;
+        let snapshot = self.resident_snapshot(room).await?;
         let version = snapshot.room_version.clone();
-        let supports = if supported.is_empty() {
-            version == "1"
-        } else {
-            supported.contains(&version)
-        };
-        if !supports {
-            return Err(incompatible_version(&version));
+        if membership != Membership::Leave {
+            let supports = if supported.is_empty() {
+                version == "1"
+            } else {
+                supported.contains(&version)
+            };
+            if !supports {
+                return Err(incompatible_version(&version));
+            }
+        }
+        if membership == Membership::Knock && !room_version_rules(&version).authorization.knocking {
+            return Err(MatrixError::forbidden(format!(
+                "Room version {version} does not support knocking"
+            )));
         }
         let draft = crate::events::EventDraft {
             sender: user.to_owned(),
             event_type: "m.room.member".into(),
             state_key: Some(user.to_string()),
-            content: serde_json::from_value(json!({ "membership": "join" })).unwrap_or_default(),
+            content: serde_json::from_value(json!({ "membership": membership }))
+                .unwrap_or_default(),
         };
         crate::events::check_auth(&snapshot, &draft)?;
         let template = self.event_template(&snapshot, &draft).await?;
         Ok(json!({ "room_version": version, "event": template }))
+    }
+
+    /// A room this server is in, for another server's join, leave or knock.
+    async fn resident_snapshot(&self, room: &RoomId) -> Result<Arc<RoomSnapshot>, MatrixError> {
+        self.storage
+            .room_snapshot(room)
+            .await?
+            .filter(|s| self.is_resident(s))
+            .ok_or_else(|| MatrixError::new(404, ErrCode::NotFound, "Unknown room"))
+    }
+
+    /// A remote user's own membership event, as `send_join`, `send_leave`
+    /// and `send_knock` take it: for the room and event of the URL, sent by
+    /// `origin` for its own user, with the membership of the endpoint; then
+    /// checked on receipt and stored, and sent on to the room's other
+    /// servers. `None` when it was already stored or a module dropped it.
+    async fn receive_own_membership(
+        &self,
+        origin: &ServerName,
+        snapshot: &RoomSnapshot,
+        event_id: &ruma::EventId,
+        body: Value,
+        membership: Membership,
+    ) -> Result<Option<Pdu>, MatrixError> {
+        let pdu = Pdu::parse(body, &snapshot.room_version).map_err(bad_request)?;
+        if pdu.event_id != event_id || pdu.room_id != snapshot.room_id {
+            return Err(bad_request("The event does not match the URL"));
+        }
+        let is_own = pdu.event_type == "m.room.member"
+            && pdu.state_key.as_deref() == Some(pdu.sender.as_str())
+            && pdu.membership().as_deref() == Some(membership.as_str());
+        if !is_own {
+            return Err(bad_request(format!(
+                "send_{membership} takes a user's own {membership}"
+            )));
+        }
+        if pdu.sender.server_name() != origin {
+            return Err(MatrixError::forbidden(format!(
+                "{origin} cannot send a {membership} for {}",
+                pdu.sender
+            )));
+        }
+        let pdu = self
+            .check_received_pdu(origin, pdu, &snapshot.room_version, snapshot)
+            .await
+            .map_err(MatrixError::forbidden)?;
+        if let Some(pdu) = &pdu {
+            // The other servers hear of it from this one.
+            let destinations = remote_servers(snapshot, &self.server_name)
+                .into_iter()
+                .filter(|s| s != origin)
+                .collect();
+            self.store_received(snapshot, pdu, destinations).await?;
+        }
+        Ok(pdu)
+    }
+
+    /// `PUT /v2/send_leave/{room}/{event}`: a remote user's leave (or the
+    /// rejection of an invite, or the withdrawal of a knock).
+    pub async fn send_leave(
+        &self,
+        origin: &ServerName,
+        room: &RoomId,
+        event_id: &ruma::EventId,
+        body: Value,
+    ) -> Result<Value, MatrixError> {
+        let snapshot = self.resident_snapshot(room).await?;
+        self.receive_own_membership(origin, &snapshot, event_id, body, Membership::Leave)
+            .await?;
+        Ok(json!({}))
+    }
+
+    /// `PUT /v1/send_knock/{room}/{event}`: a remote user's knock; the
+    /// answer is what the knocker may see of the room (stripped state).
+    pub async fn send_knock(
+        &self,
+        origin: &ServerName,
+        room: &RoomId,
+        event_id: &ruma::EventId,
+        body: Value,
+    ) -> Result<Value, MatrixError> {
+        let snapshot = self.resident_snapshot(room).await?;
+        let knock = self
+            .receive_own_membership(origin, &snapshot, event_id, body, Membership::Knock)
+            .await?;
+        let knocker = knock.map(|k| k.sender.to_string()).unwrap_or_default();
+        Ok(json!({ "knock_room_state": stripped_room_state(&snapshot, &knocker) }))
     }
 
     /// The unsigned event another server completes and signs: what
@@ -543,43 +660,15 @@ impl Homeserver {
         event_id: &ruma::EventId,
         body: Value,
     ) -> Result<Value, MatrixError> {
-        let snapshot = self
-            .storage
-            .room_snapshot(room)
-            .await?
-            .ok_or_else(|| MatrixError::new(404, ErrCode::NotFound, "Unknown room"))?;
-        let version = snapshot.room_version.clone();
-        let pdu = Pdu::parse(body, &version).map_err(bad_request)?;
-        if pdu.event_id != event_id || pdu.room_id != room {
-            return Err(bad_request("The event does not match the URL"));
-        }
-        let is_own_join = pdu.event_type == "m.room.member"
-            && pdu.state_key.as_deref() == Some(pdu.sender.as_str())
-            && pdu.membership().as_deref() == Some("join");
-        if !is_own_join {
-            return Err(bad_request("send_join takes a user's own join"));
-        }
-        if pdu.sender.server_name() != origin {
-            return Err(MatrixError::forbidden(format!(
-                "{origin} cannot send a join for {}",
-                pdu.sender
-            )));
-        }
+        let snapshot = self.resident_snapshot(room).await?;
+        let others = remote_servers(&snapshot, &self.server_name);
         let state_before: Vec<String> = snapshot
             .state
-            .iter()
-            .map(|(_, e)| e.event_id.to_string())
+            .values()
+            .map(|e| e.event_id.to_string())
             .collect();
-        let pdu = self
-            .check_received_pdu(origin, pdu, &version, &snapshot)
-            .await
-            .map_err(MatrixError::forbidden)?;
-        let others = remote_servers(&snapshot, &self.server_name);
-        if let Some(pdu) = &pdu {
-            // The other servers hear of the join from this one.
-            let destinations = others.iter().filter(|s| *s != origin).cloned().collect();
-            self.store_received(&snapshot, pdu, destinations).await?;
-        }
+        self.receive_own_membership(origin, &snapshot, event_id, body, Membership::Join)
+            .await?;
         let state: Vec<Value> = self
             .storage
             .pdus(state_before.clone())
@@ -646,70 +735,9 @@ impl Homeserver {
         server: &ServerName,
         content: Map<String, Value>,
     ) -> Result<OwnedEventId, MatrixError> {
-        let versions: String = SUPPORTED_ROOM_VERSIONS
-            .iter()
-            .map(|v| format!("ver={v}"))
-            .collect::<Vec<_>>()
-            .join("&");
-        let path = format!(
-            "/_matrix/federation/v1/make_join/{}/{}?{versions}",
-            super::percent_encode(room.as_str()),
-            super::percent_encode(user.as_str())
-        );
-        let answer = self
-            .ask_server(server, reqwest::Method::GET, &path, None)
-            .await
-            .map_err(|e| super::federation_failure(e, "Failed to make_join"))?;
-        let version = answer["room_version"].as_str().unwrap_or("1").to_string();
-        if !SUPPORTED_ROOM_VERSIONS.contains(&version.as_str()) {
-            return Err(MatrixError::new(
-                400,
-                ErrCode::UnsupportedRoomVersion,
-                format!("Room version {version} is not supported by this server"),
-            ));
-        }
-        let rules = room_version_rules(&version);
-        let Some(Value::Object(mut event)) = answer.get("event").cloned() else {
-            return Err(MatrixError::new(
-                502,
-                ErrCode::Unknown,
-                "make_join sent no event",
-            ));
-        };
-        let is_join = event.get("type").and_then(Value::as_str) == Some("m.room.member")
-            && event.get("state_key").and_then(Value::as_str) == Some(user.as_str())
-            && event.get("sender").and_then(Value::as_str) == Some(user.as_str());
-        if !is_join {
-            return Err(MatrixError::new(
-                502,
-                ErrCode::Unknown,
-                "make_join sent another event",
-            ));
-        }
-        let mut join_content = content;
-        join_content.insert("membership".into(), json!("join"));
-        if let Some(voucher) = event
-            .get("content")
-            .and_then(|c| c.get("join_authorised_via_users_server"))
-        {
-            join_content.insert("join_authorised_via_users_server".into(), voucher.clone());
-        }
-        event.insert("content".into(), Value::Object(join_content));
-        event.insert("origin".into(), json!(self.server_name));
-        event.insert("origin_server_ts".into(), json!(axon::time::now_ms()));
-        event.remove("hashes");
-        event.remove("signatures");
-        event.remove("unsigned");
-        if rules.event_id_format == ruma::room_version_rules::EventIdFormatVersion::V1 {
-            let id = format!("${}:{}", super::random_string(18), self.server_name);
-            event.insert("event_id".into(), json!(id));
-        }
-        let mut object = ruma::canonical_json::try_from_json_map(event)
-            .map_err(|e| MatrixError::new(502, ErrCode::Unknown, format!("make_join: {e}")))?;
-        self.server_keys.hash_and_sign_event(&mut object, &rules)?;
-        let signed =
-            serde_json::to_value(&object).map_err(|e| MatrixError::internal(e.to_string()))?;
-        let join = Pdu::parse(signed.clone(), &version).map_err(MatrixError::internal)?;
+        let (version, signed, join) = self
+            .make_membership_through(server, room, user, Membership::Join, content)
+            .await?;
         let path = format!(
             "/_matrix/federation/v2/send_join/{}/{}",
             super::percent_encode(room.as_str()),
@@ -738,6 +766,220 @@ impl Homeserver {
         self.adopt_room_state(server, room, &version, &answer, &join)
             .await?;
         Ok(join.event_id)
+    }
+
+    /// `make_join`, `make_leave` or `make_knock` on `server`, and the
+    /// event it answers completed with `content` and signed here: the
+    /// room's version, the event as JSON and as a PDU.
+    async fn make_membership_through(
+        &self,
+        server: &ServerName,
+        room: &RoomId,
+        user: &UserId,
+        membership: Membership,
+        content: Map<String, Value>,
+    ) -> Result<(String, Value, Pdu), MatrixError> {
+        let versions: String = SUPPORTED_ROOM_VERSIONS
+            .iter()
+            .map(|v| format!("ver={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let path = format!(
+            "/_matrix/federation/v1/make_{membership}/{}/{}?{versions}",
+            super::percent_encode(room.as_str()),
+            super::percent_encode(user.as_str())
+        );
+        let answer = self
+            .ask_server(server, reqwest::Method::GET, &path, None)
+            .await
+            .map_err(|e| super::federation_failure(e, &format!("Failed to make_{membership}")))?;
+        let version = answer["room_version"].as_str().unwrap_or("1").to_string();
+        if !SUPPORTED_ROOM_VERSIONS.contains(&version.as_str()) {
+            return Err(MatrixError::new(
+                400,
+                ErrCode::UnsupportedRoomVersion,
+                format!("Room version {version} is not supported by this server"),
+            ));
+        }
+        let rules = room_version_rules(&version);
+        let Some(Value::Object(mut event)) = answer.get("event").cloned() else {
+            return Err(MatrixError::new(
+                502,
+                ErrCode::Unknown,
+                format!("make_{membership} sent no event"),
+            ));
+        };
+        let is_own = event.get("type").and_then(Value::as_str) == Some("m.room.member")
+            && event.get("state_key").and_then(Value::as_str) == Some(user.as_str())
+            && event.get("sender").and_then(Value::as_str) == Some(user.as_str());
+        if !is_own {
+            return Err(MatrixError::new(
+                502,
+                ErrCode::Unknown,
+                format!("make_{membership} sent another event"),
+            ));
+        }
+        let mut own_content = content;
+        own_content.insert("membership".into(), json!(membership));
+        if let Some(voucher) = event
+            .get("content")
+            .and_then(|c| c.get("join_authorised_via_users_server"))
+        {
+            own_content.insert("join_authorised_via_users_server".into(), voucher.clone());
+        }
+        event.insert("content".into(), Value::Object(own_content));
+        event.insert("origin".into(), json!(self.server_name));
+        event.insert("origin_server_ts".into(), json!(axon::time::now_ms()));
+        event.remove("hashes");
+        event.remove("signatures");
+        event.remove("unsigned");
+        if rules.event_id_format == ruma::room_version_rules::EventIdFormatVersion::V1 {
+            let id = format!("${}:{}", super::random_string(18), self.server_name);
+            event.insert("event_id".into(), json!(id));
+        }
+        let mut object = ruma::canonical_json::try_from_json_map(event).map_err(|e| {
+            MatrixError::new(502, ErrCode::Unknown, format!("make_{membership}: {e}"))
+        })?;
+        self.server_keys.hash_and_sign_event(&mut object, &rules)?;
+        let signed =
+            serde_json::to_value(&object).map_err(|e| MatrixError::internal(e.to_string()))?;
+        let pdu = Pdu::parse(signed.clone(), &version).map_err(MatrixError::internal)?;
+        Ok((version, signed, pdu))
+    }
+
+    /// A local user's leave of a room this server is not in (an invite
+    /// rejected, a knock withdrawn): `make_leave`/`send_leave` through the
+    /// server that invited them or `servers`; when none answers, the invite
+    /// is rejected here only, as Synapse does, so that it does not stay.
+    pub(crate) async fn leave_remote_room(
+        &self,
+        user: &UserId,
+        room: &RoomId,
+        servers: &[OwnedServerName],
+        content: Map<String, Value>,
+    ) -> Result<OwnedEventId, MatrixError> {
+        for server in servers.iter().filter(|s| **s != self.server_name) {
+            let sent = async {
+                let (version, signed, leave) = self
+                    .make_membership_through(server, room, user, Membership::Leave, content.clone())
+                    .await?;
+                let path = format!(
+                    "/_matrix/federation/v2/send_leave/{}/{}",
+                    super::percent_encode(room.as_str()),
+                    super::percent_encode(leave.event_id.as_str())
+                );
+                self.ask_server(server, reqwest::Method::PUT, &path, Some(&signed))
+                    .await
+                    .map_err(|e| super::federation_failure(e, "Failed to send_leave"))?;
+                Ok::<(Pdu, String), MatrixError>((leave, version))
+            };
+            match sent.await {
+                Ok((leave, version)) => {
+                    self.store_outside_membership(&leave, &version, Vec::new())
+                        .await?;
+                    return Ok(leave.event_id);
+                }
+                Err(e) => tracing::info!("leaving {room} through {server}: {}", e.message),
+            }
+        }
+        let snapshot =
+            self.storage.room_snapshot(room).await?.ok_or_else(|| {
+                MatrixError::new(404, ErrCode::NotFound, "Not invited to this room")
+            })?;
+        let mut content = content;
+        content.insert("membership".into(), json!(Membership::Leave));
+        let draft = crate::events::EventDraft {
+            sender: user.to_owned(),
+            event_type: "m.room.member".into(),
+            state_key: Some(user.to_string()),
+            content,
+        };
+        let hashes = self.reference_hashes(&snapshot, &draft).await?;
+        let built = crate::events::build_event(
+            &snapshot,
+            &draft,
+            axon::time::now_ms(),
+            &hashes,
+            &self.server_keys,
+        )?;
+        let leave = Pdu::parse(Value::Object(built.pdu), &snapshot.room_version)
+            .map_err(MatrixError::internal)?;
+        self.store_outside_membership(&leave, &snapshot.room_version, Vec::new())
+            .await?;
+        Ok(leave.event_id)
+    }
+
+    /// A local user's knock on a room this server is not in, through one
+    /// of `servers`: `make_knock`/`send_knock`; the room's stripped state
+    /// it answers is what their sync shows of the room.
+    pub(crate) async fn knock_remote_room(
+        &self,
+        user: &UserId,
+        room: &RoomId,
+        servers: &[OwnedServerName],
+        content: Map<String, Value>,
+    ) -> Result<OwnedEventId, MatrixError> {
+        let mut last_error = MatrixError::new(404, ErrCode::NotFound, "No known servers");
+        for server in servers.iter().filter(|s| **s != self.server_name) {
+            let sent = async {
+                let (version, signed, knock) = self
+                    .make_membership_through(server, room, user, Membership::Knock, content.clone())
+                    .await?;
+                let path = format!(
+                    "/_matrix/federation/v1/send_knock/{}/{}",
+                    super::percent_encode(room.as_str()),
+                    super::percent_encode(knock.event_id.as_str())
+                );
+                let answer = self
+                    .ask_server(server, reqwest::Method::PUT, &path, Some(&signed))
+                    .await
+                    .map_err(|e| super::federation_failure(e, "Failed to send_knock"))?;
+                Ok::<(Pdu, Value, String), MatrixError>((knock, answer, version))
+            };
+            match sent.await {
+                Ok((knock, answer, version)) => {
+                    let stripped = stripped_list(&answer["knock_room_state"]);
+                    self.store_outside_membership(&knock, &version, stripped)
+                        .await?;
+                    return Ok(knock.event_id);
+                }
+                Err(e) => {
+                    tracing::info!("knocking on {room} through {server}: {}", e.message);
+                    last_error = e;
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    /// Stores a local user's membership of a room this server is not in
+    /// (an invite received, a knock or a leave sent), with what another
+    /// server showed of the room (`stripped`, kept for the user's sync).
+    async fn store_outside_membership(
+        &self,
+        event: &Pdu,
+        version: &str,
+        stripped: Vec<Value>,
+    ) -> Result<(), MatrixError> {
+        let new_room = NewRoom {
+            room_id: event.room_id.clone(),
+            room_version: version.to_string(),
+            creator: event.sender.clone(),
+            is_public: false,
+            created_ts: event.origin_server_ts,
+        };
+        let new = event.to_new_event();
+        self.storage
+            .persist_outside_membership(new_room, new.clone(), stripped)
+            .await?;
+        // `on_new_event` sees it with the room as this server knows it.
+        if !self.callbacks.third_party_rules.on_new_event.is_empty() {
+            if let Some(snapshot) = self.storage.room_snapshot(&event.room_id).await? {
+                let event = module_event(&new)?;
+                self.announce_new_events(Some(vec![(event, snapshot.state.clone())]));
+            }
+        }
+        Ok(())
     }
 
     /// Stores the state and auth chain of a room joined through `server`:
@@ -844,23 +1086,10 @@ impl Homeserver {
             .and_then(|k| UserId::parse(k).ok())
             .ok_or_else(|| MatrixError::internal("an invite names its target"))?;
         let server = target.server_name().to_owned();
-        let stripped: Vec<Value> = snapshot
-            .state
-            .iter()
-            .map(|(_, e)| e)
-            .filter(|e| {
-                crate::events::in_stripped_state(
-                    &e.event_type,
-                    e.state_key.as_deref(),
-                    built.new.sender.as_str(),
-                )
-            })
-            .map(|e| json!({ "type": e.event_type, "state_key": e.state_key, "sender": e.sender, "content": e.content }))
-            .collect();
         let body = json!({
             "event": built.pdu,
             "room_version": snapshot.room_version,
-            "invite_room_state": stripped,
+            "invite_room_state": stripped_room_state(snapshot, built.new.sender.as_str()),
         });
         let path = format!(
             "/_matrix/federation/v2/invite/{}/{}",
@@ -957,22 +1186,12 @@ impl Homeserver {
             // Already in the room: the invite is one more event of it.
             Some(snapshot) => self.store_received(&snapshot, &signed, Vec::new()).await?,
             None => {
-                let new_room = NewRoom {
-                    room_id: room.to_owned(),
-                    room_version: version.clone(),
-                    creator: signed.sender.clone(),
-                    is_public: false,
-                    created_ts: signed.origin_server_ts,
-                };
-                let new = signed.to_new_event();
-                self.storage.persist_invite(new_room, new.clone()).await?;
-                // `on_new_event` sees it with the room as this server knows it.
-                if !self.callbacks.third_party_rules.on_new_event.is_empty() {
-                    if let Some(snapshot) = self.storage.room_snapshot(room).await? {
-                        let event = module_event(&new)?;
-                        self.announce_new_events(Some(vec![(event, snapshot.state.clone())]));
-                    }
+                let mut given = stripped_list(&body["invite_room_state"]);
+                if given.is_empty() {
+                    given = stripped_list(&body["event"]["unsigned"]["invite_room_state"]);
                 }
+                self.store_outside_membership(&signed, &version, given)
+                    .await?
             }
         }
         Ok(json!({ "event": serde_json::from_str::<Value>(&text).unwrap_or_default() }))

@@ -75,9 +75,33 @@ impl Homeserver {
         let sender = &actor.user_id;
         let known = self.storage.room_snapshot(&room).await?;
         let resident = known.as_deref().is_some_and(|s| self.is_resident(s));
-        if !resident && membership == Membership::Join && *sender == target {
+        // A leave goes to another server when the room or the invite came
+        // from one; a room of this server that its members all left is
+        // left here.
+        let own_outside = match membership {
+            Membership::Join | Membership::Knock => true,
+            Membership::Leave => {
+                let inviter = known.as_deref().and_then(|s| {
+                    s.state
+                        .get(&("m.room.member".to_string(), target.to_string()))
+                        .map(|m| m.sender.server_name().to_owned())
+                });
+                room.server_name() != Some(&*self.server_name)
+                    || inviter.is_some_and(|s| s != self.server_name)
+            }
+            _ => false,
+        };
+        if !resident && own_outside && *sender == target {
             return self
-                .join_remotely(actor, &room, known.as_deref(), via, reason, extra)
+                .change_remotely(
+                    actor,
+                    &room,
+                    membership,
+                    known.as_deref(),
+                    via,
+                    reason,
+                    extra,
+                )
                 .await;
         }
         let snapshot = known.ok_or_else(not_found_room)?;
@@ -184,25 +208,37 @@ impl Homeserver {
         Ok(joined)
     }
 
-    /// A local user's join of a room no local user is in: through the
-    /// server of the room's ID and the server that invited them, after
-    /// `user_may_join_room` (skipped for server admins, as for local rooms).
-    async fn join_remotely(
+    /// A local user's join, knock or leave of a room no local user is in:
+    /// through the server that invited them, the servers the request names
+    /// and the server of the room's ID. A join goes through
+    /// `user_may_join_room` first (skipped for server admins, as for local
+    /// rooms).
+    #[allow(clippy::too_many_arguments)]
+    async fn change_remotely(
         &self,
         actor: &Actor,
         room: &RoomId,
+        membership: Membership,
         known: Option<&crate::storage::RoomSnapshot>,
         via: Vec<ruma::OwnedServerName>,
         reason: Option<String>,
         extra: JsonObject,
     ) -> Result<OwnedEventId, MatrixError> {
         let user = &actor.user_id;
-        let invite = known.and_then(|s| {
+        let own = known.and_then(|s| {
             s.state
                 .get(&("m.room.member".to_string(), user.to_string()))
-                .filter(|m| m.content.get("membership").and_then(|v| v.as_str()) == Some("invite"))
-                .map(|m| m.sender.server_name().to_owned())
+                .map(|m| {
+                    (
+                        membership_of(s, user.as_str()),
+                        m.sender.server_name().to_owned(),
+                    )
+                })
         });
+        let invite = own
+            .as_ref()
+            .filter(|(m, _)| *m == Membership::Invite)
+            .map(|(_, server)| server.clone());
         let mut servers: Vec<ruma::OwnedServerName> = invite.iter().cloned().collect();
         for server in via
             .into_iter()
@@ -212,14 +248,24 @@ impl Homeserver {
                 servers.push(server);
             }
         }
+        if membership == Membership::Leave {
+            if !own.is_some_and(|(m, _)| matches!(m, Membership::Invite | Membership::Knock)) {
+                return Err(MatrixError::forbidden("You are not in this room"));
+            }
+            let mut content = extra;
+            if let Some(reason) = reason {
+                content.insert("reason".into(), json!(reason));
+            }
+            return self.leave_remote_room(user, room, &servers, content).await;
+        }
         if servers.iter().all(|s| *s == self.server_name) {
             return Err(not_found_room());
         }
-        if actor.is_ratelimited() {
+        if membership == Membership::Join && actor.is_ratelimited() {
             self.ratelimit_user("rc_joins.local", user, self.config.rc_joins.local)
                 .await?;
         }
-        if !actor.admin {
+        if membership == Membership::Join && !actor.admin {
             let verdict = self
                 .callbacks
                 .spam_checker
@@ -238,6 +284,9 @@ impl Homeserver {
             if let Some(avatar) = profile.avatar_url {
                 content.insert("avatar_url".into(), json!(avatar));
             }
+        }
+        if membership == Membership::Knock {
+            return self.knock_remote_room(user, room, &servers, content).await;
         }
         self.join_remote_room(user, room, &servers, content).await
     }

@@ -61,6 +61,9 @@ pub struct SyncRoom {
     pub unread: super::receipts::Unread,
     /// What serving the timeline and state needs, read in the same trip.
     pub extras: ServingExtras,
+    /// An invite or knock of a room this server is not in: what the other
+    /// server showed of it (stripped state events).
+    pub stripped: Vec<serde_json::Value>,
 }
 
 /// An event as stored.
@@ -981,6 +984,7 @@ impl Storage {
                 let new_here = since.is_none() || m.stream > after;
                 let mut receipts = Vec::new();
                 let mut unread = Default::default();
+                let mut stripped = Vec::new();
                 let (timeline, limited, state) = match m.membership {
                     Membership::Join => {
                         let fresh = new_here || full_state;
@@ -1002,6 +1006,7 @@ impl Storage {
                         (timeline, limited, state)
                     }
                     Membership::Invite | Membership::Knock if new_here => {
+                        stripped = super::federation::outside_room_state(c, &room, &user_id)?;
                         (Vec::new(), false, current_state(c, &room)?)
                     }
                     Membership::Leave | Membership::Ban if since.is_some() && new_here => {
@@ -1028,6 +1033,7 @@ impl Storage {
                     receipts,
                     unread,
                     extras,
+                    stripped,
                 });
             }
             Ok(SyncRows {

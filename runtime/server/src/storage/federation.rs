@@ -107,6 +107,24 @@ fn insert_room_if_new(c: &Connection, room: &NewRoom) -> StorageResult<()> {
     Ok(())
 }
 
+/// What another server showed `user` of a room this server is not in.
+pub(super) fn outside_room_state(
+    c: &Connection,
+    room: &str,
+    user: &str,
+) -> StorageResult<Vec<serde_json::Value>> {
+    let text: Option<String> = c
+        .prepare_cached(
+            "SELECT stripped FROM outside_room_state WHERE room_id = ?1 AND user_id = ?2",
+        )?
+        .query_row(params![room, user], |r| r.get(0))
+        .optional()?;
+    Ok(match text {
+        Some(text) => serde_json::from_str(&text)?,
+        None => Vec::new(),
+    })
+}
+
 impl Storage {
     /// Stores what another server handed over on a join: the room (if
     /// new), `state` as its current state, and `outliers` as known events
@@ -134,20 +152,42 @@ impl Storage {
         .await
     }
 
-    /// Stores an invite of a local user to a room this server is not in
-    /// (recorded if new): the user's membership, at a stream position of
-    /// its own so that their next sync shows it.
-    pub async fn persist_invite(&self, room: NewRoom, event: NewEvent) -> StorageResult<()> {
+    /// Stores a local user's membership of a room this server is not in
+    /// (an invite received, a knock or a leave sent; the room recorded if
+    /// new) at a stream position of its own, so that their next sync shows
+    /// it, with what the other server showed of the room (`stripped`, kept
+    /// while the membership is an invite or a knock).
+    pub async fn persist_outside_membership(
+        &self,
+        room: NewRoom,
+        event: NewEvent,
+        stripped: Vec<serde_json::Value>,
+    ) -> StorageResult<()> {
         let room_key = event.room_id.to_string();
         let target = event
             .state_key
             .as_deref()
             .and_then(|k| ruma::OwnedUserId::try_from(k).ok());
+        let user = event.state_key.clone().unwrap_or_default();
+        let stripped = serde_json::to_string(&stripped)?;
         self.write_then(
             move |w| {
                 insert_room_if_new(w.conn, &room)?;
                 let position = w.next_position();
-                insert_if_new(w.conn, &event, Placement::State, |_| Ok(position))
+                insert_if_new(w.conn, &event, Placement::State, |_| Ok(position))?;
+                w.conn
+                    .prepare_cached(
+                        "DELETE FROM outside_room_state WHERE room_id = ?1 AND user_id = ?2",
+                    )?
+                    .execute(params![room.room_id.as_str(), user])?;
+                if stripped != "[]" {
+                    w.conn
+                        .prepare_cached(
+                            "INSERT INTO outside_room_state (room_id, user_id, stripped) VALUES (?1, ?2, ?3)",
+                        )?
+                        .execute(params![room.room_id.as_str(), user, stripped])?;
+                }
+                Ok(())
             },
             move |caches, _| {
                 caches.forget_room(&room_key);

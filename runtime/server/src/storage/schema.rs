@@ -478,6 +478,18 @@ CREATE TABLE federation_destinations (
 ) WITHOUT ROWID;
 "#,
     ),
+    // What another server showed a local user of a room this server is not
+    // in, with an invite or a knock (stripped state), for their sync.
+    M::up(
+        r#"
+CREATE TABLE outside_room_state (
+    room_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    stripped TEXT NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {
