@@ -670,3 +670,161 @@ async fn each_pdu_of_a_transaction_is_checked_on_its_own() {
         .unwrap_err();
     assert!(error.contains("400"), "{error}");
 }
+
+#[tokio::test]
+async fn presence_to_device_messages_and_device_changes_cross_two_axon_servers() {
+    use axon_testkit::federation::wait_for_sync;
+    let fed = Federation::new();
+    let a = fed.axon("").await;
+    let b = fed.axon("").await;
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let room = a
+        .create_room(&alice, json!({ "preset": "private_chat" }))
+        .await;
+    let (status, body) = a.invite(&alice, &room, &bob.user_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = b.join(&bob, &room).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Alice's presence reaches bob through his server.
+    let (status, body) = a
+        .put(
+            &format!("/presence/{}/status", enc(&alice.user_id)),
+            &alice.token,
+            json!({ "presence": "unavailable", "status_msg": "at lunch" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for_sync(&b, &bob, "alice's presence", |sync| {
+        sync["presence"]["events"].as_array().is_some_and(|events| {
+            events.iter().any(|e| {
+                e["sender"] == alice.user_id.as_str()
+                    && e["content"]["presence"] == "unavailable"
+                    && e["content"]["status_msg"] == "at lunch"
+            })
+        })
+    })
+    .await;
+
+    // A to-device message to bob's device, sent once though retried.
+    let path = format!("/sendToDevice/m.test/txn{}", rand_suffix());
+    let message = json!({ "messages": { &bob.user_id: { &bob.device_id: { "hello": "bob" } } } });
+    for _ in 0..2 {
+        let (status, body) = a.put(&path, &alice.token, message.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let sync = wait_for_sync(&b, &bob, "alice's to-device message", |sync| {
+        sync["to_device"]["events"]
+            .as_array()
+            .is_some_and(|events| events.iter().any(|e| e["type"] == "m.test"))
+    })
+    .await;
+    let received: Vec<&Value> = sync["to_device"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.test")
+        .collect();
+    assert_eq!(received.len(), 1, "{sync}");
+    assert_eq!(received[0]["sender"], alice.user_id.as_str());
+    assert_eq!(received[0]["content"], json!({ "hello": "bob" }));
+
+    // A new device of alice's: bob is told her device list changed, and
+    // his keys query, answered by her server, names it.
+    let (_, first) = b.get("/sync?timeout=0", &bob.token).await;
+    let since = first["next_batch"].as_str().unwrap().to_string();
+    let (status, login) = a
+        .request(
+            Method::POST,
+            "/login",
+            None,
+            Some(json!({
+                "type": "m.login.password",
+                "identifier": { "type": "m.id.user", "user": "alice" },
+                "password": "correct horse",
+                "device_id": "ALICEPHONE",
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    let phone = User {
+        user_id: alice.user_id.clone(),
+        token: login["access_token"].as_str().unwrap().to_string(),
+        device_id: "ALICEPHONE".into(),
+    };
+    let signing = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+    let (status, body) = a
+        .post(
+            "/keys/upload",
+            &phone.token,
+            json!({
+                "device_keys": crate::keys::device_keys(&phone, &signing),
+                "one_time_keys": { "signed_curve25519:AAAA": crate::keys::signed_key("once") },
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, sync) = b
+            .get(
+                &format!("/sync?timeout=1000&since={}", enc(&since)),
+                &bob.token,
+            )
+            .await;
+        let changed = sync["device_lists"]["changed"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|u| u == alice.user_id.as_str()));
+        if changed {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no device list change: {sync}"
+        );
+    }
+    let (status, keys) = b
+        .post(
+            "/keys/query",
+            &bob.token,
+            json!({ "device_keys": { &alice.user_id: [] } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{keys}");
+    assert_eq!(keys["failures"], json!({}), "{keys}");
+    assert_eq!(
+        keys["device_keys"][&alice.user_id]["ALICEPHONE"],
+        crate::keys::device_keys(&phone, &signing),
+        "{keys}"
+    );
+    // Bob's device claims the phone's one-time key from alice's server, once.
+    let claim =
+        json!({ "one_time_keys": { &alice.user_id: { "ALICEPHONE": "signed_curve25519" } } });
+    let (status, claimed) = b.post("/keys/claim", &bob.token, claim.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{claimed}");
+    assert_eq!(
+        claimed["one_time_keys"][&alice.user_id]["ALICEPHONE"]["signed_curve25519:AAAA"],
+        crate::keys::signed_key("once"),
+        "{claimed}"
+    );
+    let (_, again) = b.post("/keys/claim", &bob.token, claim).await;
+    assert_eq!(again["one_time_keys"], json!({}), "{again}");
+
+    // A server that is down is a failure of the query, not an absence.
+    drop(a);
+    let (status, keys) = b
+        .post(
+            "/keys/query",
+            &bob.token,
+            json!({ "device_keys": { &alice.user_id: [] } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{keys}");
+    assert!(
+        keys["failures"]
+            .get(alice.user_id.split_once(':').unwrap().1)
+            .is_some(),
+        "{keys}"
+    );
+}

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 /// A device's identity keys, signed by its ed25519 key as a client signs
 /// them (canonical JSON: serde_json's sorted maps, no spaces).
-fn device_keys(user: &User, signing: &SigningKey) -> Value {
+pub(crate) fn device_keys(user: &User, signing: &SigningKey) -> Value {
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes);
     let mut keys = json!({
         "user_id": user.user_id,
@@ -27,7 +27,7 @@ fn device_keys(user: &User, signing: &SigningKey) -> Value {
 
 /// A one-time key in the spec's shape (the server does not check its
 /// signature: only the devices that claim it can).
-fn signed_key(text: &str) -> Value {
+pub(crate) fn signed_key(text: &str) -> Value {
     let b64 = base64::engine::general_purpose::STANDARD_NO_PAD.encode(text);
     json!({ "key": b64, "signatures": { "@someone:test.local": { "ed25519:DEVICE": "c2lnbmF0dXJl" } } })
 }

@@ -29,8 +29,16 @@ fn sdk_clients() -> &'static Path {
 
 /// Runs one flow to its end; its output.
 async fn run(flow: &str, s: &TestServer, alice: &str, bob: &str) -> String {
+    run_with(flow, s, alice, bob, &[]).await
+}
+
+/// A flow with arguments after the password (another server's base URL).
+async fn run_with(flow: &str, s: &TestServer, alice: &str, bob: &str, more: &[&str]) -> String {
     let binary = tokio::task::spawn_blocking(sdk_clients).await.unwrap();
-    let args = [flow, &s.base, alice, bob, "correct horse"].map(str::to_string);
+    let mut args: Vec<String> = [flow, &s.base, alice, bob, "correct horse"]
+        .map(str::to_string)
+        .to_vec();
+    args.extend(more.iter().map(|a| a.to_string()));
     let output = tokio::task::spawn_blocking(move || {
         Command::new(binary)
             .args(args)
@@ -100,4 +108,22 @@ async fn matrix_sdk_users_talk_end_to_end_encrypted_and_restore_from_backup() {
     let devices: &Value = &keys["device_keys"][&alice.user_id];
     // The kit's login uploaded no keys: the SDK's two devices are there.
     assert_eq!(devices.as_object().unwrap().len(), 2, "{keys}");
+}
+
+/// End-to-end encryption across servers: alice on Axon, bob on Synapse,
+/// each with matrix-sdk; device keys, one-time keys, room keys (to-device)
+/// and device list changes all go over federation, both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_sdk_users_on_axon_and_synapse_talk_end_to_end_encrypted() {
+    let (fed, synapse) = axon_testkit::synapse::shared();
+    let axon = fed.axon("").await;
+    axon.register("alice").await;
+    let synapse = synapse.client();
+    let bob = format!("bob{}", rand_suffix());
+    synapse.register(&bob).await;
+    let out = run_with("e2ee-federated", &axon, "alice", &bob, &[&synapse.base]).await;
+    assert!(
+        out.contains("ok: bob sees alice's device cross-signed"),
+        "{out}"
+    );
 }

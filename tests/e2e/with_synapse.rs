@@ -2,9 +2,12 @@
 //! (`axon_testkit::synapse::shared`), a fresh Axon per test, each named
 //! `127.0.0.1:PORT` and trusting the same test CA.
 
-use axon_testkit::federation::{wait_for_membership, wait_for_message, wait_for_state};
+use axon_testkit::federation::{
+    wait_for_membership, wait_for_message, wait_for_state, wait_for_sync,
+};
 use axon_testkit::synapse::shared;
 use axon_testkit::*;
+use serde_json::Value;
 
 /// A fresh Axon (its config with `extra` on top) beside the shared
 /// Synapse: alice on Axon, bob on Synapse, a name no other test uses.
@@ -546,4 +549,89 @@ async fn knocks_cross_axon_and_synapse_both_ways() {
     let (status, body) = synapse_client.join(&bob, &ours).await;
     assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse_log());
     wait_for_membership(&axon, &alice, &ours, &bob.user_id, "join").await;
+}
+
+/// Whether a sync shows `user` typing in `room`.
+fn typing_in(sync: &Value, room: &str, user: &str) -> bool {
+    sync["rooms"]["join"][room]["ephemeral"]["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|e| {
+            e["type"] == "m.typing"
+                && e["content"]["user_ids"]
+                    .as_array()
+                    .is_some_and(|ids| ids.iter().any(|u| u == user))
+        })
+}
+
+/// Whether a sync shows `user`'s public read receipt on `event` in `room`.
+fn read_receipt_in(sync: &Value, room: &str, event: &str, user: &str) -> bool {
+    sync["rooms"]["join"][room]["ephemeral"]["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|e| e["type"] == "m.receipt" && e["content"][event]["m.read"].get(user).is_some())
+}
+
+#[tokio::test]
+async fn typing_and_read_receipts_cross_axon_and_synapse_both_ways() {
+    let Peers {
+        axon,
+        alice,
+        synapse: synapse_client,
+        bob,
+    } = peers("").await;
+    let room = axon
+        .create_room(&alice, json!({ "preset": "private_chat" }))
+        .await;
+    bob_joins(&axon, &alice, &synapse_client, &bob, &room).await;
+
+    let typing = |user: &User| format!("/rooms/{}/typing/{}", enc(&room), enc(&user.user_id));
+    let (status, body) = axon
+        .put(
+            &typing(&alice),
+            &alice.token,
+            json!({ "typing": true, "timeout": 20000 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for_sync(&synapse_client, &bob, "alice typing", |sync| {
+        typing_in(sync, &room, &alice.user_id)
+    })
+    .await;
+    let (status, body) = synapse_client
+        .put(
+            &typing(&bob),
+            &bob.token,
+            json!({ "typing": true, "timeout": 20000 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for_sync(&axon, &alice, "bob typing", |sync| {
+        typing_in(sync, &room, &bob.user_id)
+    })
+    .await;
+
+    let from_alice = axon.send_text(&alice, &room, "read me").await;
+    wait_for_message(&synapse_client, &bob, &room, "read me").await;
+    let receipt = |event: &str| format!("/rooms/{}/receipt/m.read/{}", enc(&room), enc(event));
+    let (status, body) = synapse_client
+        .post(&receipt(&from_alice), &bob.token, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for_sync(&axon, &alice, "bob's read receipt", |sync| {
+        read_receipt_in(sync, &room, &from_alice, &bob.user_id)
+    })
+    .await;
+    let from_bob = synapse_client.send_text(&bob, &room, "and me").await;
+    wait_for_message(&axon, &alice, &room, "and me").await;
+    let (status, body) = axon
+        .post(&receipt(&from_bob), &alice.token, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for_sync(&synapse_client, &bob, "alice's read receipt", |sync| {
+        read_receipt_in(sync, &room, &from_bob, &alice.user_id)
+    })
+    .await;
 }

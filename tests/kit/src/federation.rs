@@ -148,3 +148,34 @@ pub async fn wait_for_membership(
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// Syncs `user` on `s` (from now on, incrementally) until a response
+/// satisfies `found`; that response.
+pub async fn wait_for_sync(
+    s: &TestServer,
+    user: &User,
+    what: &str,
+    found: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut since: Option<String> = None;
+    loop {
+        let path = match &since {
+            Some(token) => format!("/sync?timeout=1000&since={}", enc(token)),
+            None => "/sync?timeout=0".to_string(),
+        };
+        let (status, body) = s.get(&path, &user.token).await;
+        if status == StatusCode::OK && found(&body) {
+            return body;
+        }
+        if let Some(next) = body["next_batch"].as_str() {
+            since = Some(next.to_string());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never saw {what} ({status} {body})\n{}",
+            user.user_id,
+            logs_hint()
+        );
+    }
+}

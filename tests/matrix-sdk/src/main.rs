@@ -11,6 +11,13 @@
 //! a second device of alice's recovers with the recovery key and decrypts
 //! the history from the key backup. Prints the encrypted room's ID last.
 //!
+//! `e2ee-federated <base> <alice> <bob> <password> <bob's base>`: alice on
+//! one server, bob on another (Synapse), both with end-to-end encryption;
+//! alice's encrypted room, bob invited across servers; each decrypts the
+//! other (device keys queried, one-time keys claimed and room keys sent as
+//! to-device messages, all over federation); bob sees alice's device
+//! cross-signed.
+//!
 //! Every step prints `ok: …`; a failure panics (non-zero exit).
 
 use matrix_sdk::config::SyncSettings;
@@ -32,24 +39,29 @@ struct Args {
     alice: String,
     bob: String,
     password: String,
+    /// Bob's server, when it is another one.
+    bob_base: Option<String>,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let [mode, base, alice, bob, password] =
-        <[String; 5]>::try_from(argv).expect("usage: chat|e2ee <base> <alice> <bob> <password>");
+    let mut argv: Vec<String> = std::env::args().skip(1).collect();
+    let bob_base = (argv.len() == 6).then(|| argv.remove(5));
+    let [mode, base, alice, bob, password] = <[String; 5]>::try_from(argv)
+        .expect("usage: chat|e2ee|e2ee-federated <base> <alice> <bob> <password> [bob's base]");
     let args = Args {
         base,
         alice,
         bob,
         password,
+        bob_base,
     };
     // Bounded: a client waiting on something that never comes stops here.
     let flow = async {
         match mode.as_str() {
             "chat" => chat(&args).await,
             "e2ee" => e2ee(&args).await,
+            "e2ee-federated" => e2ee_federated(&args).await,
             other => panic!("unknown flow {other}"),
         }
     };
@@ -382,4 +394,81 @@ async fn e2ee(args: &Args) {
     );
     println!("ok: the recovered device is cross-signed");
     println!("room: {room_id}");
+}
+
+async fn e2ee_federated(args: &Args) {
+    let bob_base = args.bob_base.as_deref().expect("bob's server is given");
+    let alice = login(&args.base, &args.alice, &args.password, "alice's laptop").await;
+    let bob = login(bob_base, &args.bob, &args.password, "bob's phone").await;
+    let alice_id = alice.user_id().expect("logged in").to_owned();
+    let bob_id = bob.user_id().expect("logged in").to_owned();
+    for client in [&alice, &bob] {
+        client.sync_once(SyncSettings::default()).await.unwrap();
+        client
+            .encryption()
+            .wait_for_e2ee_initialization_tasks()
+            .await;
+    }
+    println!("ok: alice and bob logged in on their servers with keys uploaded");
+
+    let alice_seen = collect_messages(&alice);
+    let bob_seen = collect_messages(&bob);
+    let mut create = CreateRoomRequest::new();
+    create.invite = vec![bob_id.clone()];
+    let room = alice.create_room(create).await.expect("room created");
+    room.enable_encryption().await.expect("encryption enabled");
+    let room_id = room.room_id().to_owned();
+    sync_until(&bob, "bob sees the invite from the other server", || {
+        bob.get_room(&room_id)
+            .is_some_and(|r| r.state() == RoomState::Invited)
+    })
+    .await;
+    bob.join_room_by_id(&room_id).await.expect("bob joins");
+    sync_until(&alice, "alice sees bob join", || {
+        alice
+            .get_room(&room_id)
+            .is_some_and(|r| r.joined_members_count() == 2)
+    })
+    .await;
+    sync_until(&bob, "bob sees the room encrypted", || {
+        bob.get_room(&room_id)
+            .is_some_and(|r| r.encryption_state().is_encrypted())
+    })
+    .await;
+
+    room.send(RoomMessageEventContent::text_plain("across servers, 42"))
+        .await
+        .expect("alice sends, encrypted");
+    sync_until(&bob, "bob decrypts alice's message", || {
+        saw(&bob_seen, alice_id.as_str(), "across servers, 42")
+    })
+    .await;
+    bob.get_room(&room_id)
+        .unwrap()
+        .send(RoomMessageEventContent::text_plain("and back, 7"))
+        .await
+        .expect("bob answers, encrypted");
+    sync_until(&alice, "alice decrypts bob's answer", || {
+        saw(&alice_seen, bob_id.as_str(), "and back, 7")
+    })
+    .await;
+
+    let alice_device = alice.device_id().expect("logged in").to_owned();
+    let mut cross_signed = false;
+    for _ in 0..20 {
+        let device = bob
+            .encryption()
+            .get_device(&alice_id, &alice_device)
+            .await
+            .expect("bob's crypto store");
+        if device.is_some_and(|d| d.is_cross_signed_by_owner()) {
+            cross_signed = true;
+            break;
+        }
+        bob.sync_once(SyncSettings::default().timeout(Duration::from_millis(300)))
+            .await
+            .unwrap();
+    }
+    assert!(cross_signed, "bob sees alice's device cross-signed by alice");
+    println!("ok: bob sees alice's device cross-signed, from the other server");
 }

@@ -110,6 +110,18 @@ pub fn routes() -> Router<Arc<Homeserver>> {
         .route("/_matrix/federation/v1/state_ids/{room}", get(state_ids))
         .route("/_matrix/federation/v1/backfill/{room}", get(backfill))
         .route("/_matrix/federation/v1/state/{room}", get(state))
+        .route(
+            "/_matrix/federation/v1/user/devices/{user}",
+            get(user_devices),
+        )
+        .route(
+            "/_matrix/federation/v1/user/keys/query",
+            post(user_keys_query),
+        )
+        .route(
+            "/_matrix/federation/v1/user/keys/claim",
+            post(user_keys_claim),
+        )
 }
 
 fn room_param(room: &str) -> Result<ruma::OwnedRoomId, MatrixError> {
@@ -450,4 +462,46 @@ async fn query_profile(
         }
     }
     Ok(Json(Value::Object(profile)))
+}
+
+/// `GET /v1/user/devices/{userId}`.
+async fn user_devices(
+    State(hs): State<Arc<Homeserver>>,
+    ApiPath(user): ApiPath<String>,
+    _auth: ServerAuth,
+) -> ApiResult {
+    let user = crate::service::user_id_param(&user)?;
+    Ok(Json(hs.user_devices(&user).await?))
+}
+
+/// The object a keys request names its users in.
+fn users_field(body: &Value, field: &str) -> Result<serde_json::Map<String, Value>, MatrixError> {
+    body.get(field)
+        .and_then(Value::as_object)
+        .cloned()
+        .ok_or_else(|| {
+            MatrixError::new(
+                400,
+                ErrCode::MissingParam,
+                format!("Missing params: ['{field}']"),
+            )
+        })
+}
+
+/// `POST /v1/user/keys/query`: this server's users' keys.
+async fn user_keys_query(State(hs): State<Arc<Homeserver>>, auth: ServerAuth<Value>) -> ApiResult {
+    let wanted = users_field(&auth.body, "device_keys")?;
+    let mut answer = hs.local_keys(None, &wanted).await?;
+    if let Some(answer) = answer.as_object_mut() {
+        answer.remove("failures");
+    }
+    Ok(Json(answer))
+}
+
+/// `POST /v1/user/keys/claim`: one-time keys of this server's users.
+async fn user_keys_claim(State(hs): State<Arc<Homeserver>>, auth: ServerAuth<Value>) -> ApiResult {
+    let wanted = users_field(&auth.body, "one_time_keys")?;
+    Ok(Json(
+        json!({ "one_time_keys": hs.claim_local_keys(&wanted).await? }),
+    ))
 }

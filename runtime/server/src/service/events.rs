@@ -324,7 +324,6 @@ impl Homeserver {
             };
             let mut new = built.new;
             new.destinations = self.destinations_for(&snapshot, &new);
-            let destinations = new.destinations.clone();
             if let Some((device, txn_id)) = &txn {
                 new.device_id = Some(device.clone());
                 new.txn_id = Some(txn_id.clone());
@@ -361,7 +360,6 @@ impl Homeserver {
                 .next()
                 .ok_or_else(|| MatrixError::internal("the event was not stored"))?;
             if let Persisted::New { .. } = persisted {
-                self.outbox.wake(&destinations);
                 self.announce_new_events(work);
                 let pushed: Vec<&UserId> = pushed.iter().map(|u| u.as_ref()).collect();
                 self.pushers.wake(&pushed);

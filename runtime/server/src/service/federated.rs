@@ -130,6 +130,29 @@ impl Homeserver {
             .await
     }
 
+    /// `ask_server`, for a client waiting on the answer: no answer within
+    /// `limit` is a failure (the client API's keys queries wait 10 s).
+    pub(crate) async fn ask_server_within(
+        &self,
+        limit: std::time::Duration,
+        destination: &ServerName,
+        method: reqwest::Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, crate::federation::FederationError> {
+        tokio::time::timeout(
+            limit,
+            self.ask_server(destination, method, path_and_query, body),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(crate::federation::FederationError::Unreachable(format!(
+                "no answer within {} s",
+                limit.as_secs()
+            )))
+        })
+    }
+
     /// Checks the signatures a PDU needs (its sender's server, and in room
     /// versions 1 and 2 its event ID's) with keys fetched as needed, then
     /// its content hash: a PDU whose hash fails is redacted before use, as
@@ -314,7 +337,7 @@ impl Homeserver {
     ) -> Result<(), MatrixError> {
         let mut new: NewEvent = pdu.to_new_event();
         new.notifies = self.notifications_for(snapshot, &new).await?;
-        new.destinations = destinations.clone();
+        new.destinations = destinations;
         let pushed: Vec<ruma::OwnedUserId> =
             new.notifies.iter().map(|n| n.user_id.clone()).collect();
         let work = self.new_event_work(snapshot, std::slice::from_ref(&new));
@@ -323,7 +346,6 @@ impl Homeserver {
             self.announce_new_events(work);
             let pushed: Vec<&UserId> = pushed.iter().map(|u| u.as_ref()).collect();
             self.pushers.wake(&pushed);
-            self.outbox.wake(&destinations);
         }
         Ok(())
     }
@@ -481,14 +503,6 @@ impl Homeserver {
                 tracing::info!("missing event {id} refused: {e}");
             }
         }
-    }
-
-    /// An EDU another server sent: none is handled yet (typing, receipts,
-    /// presence, device lists, to-device messages); each is taken and
-    /// ignored, so that it fails nothing else of its transaction.
-    async fn receive_edu(&self, origin: &ServerName, edu: Value) {
-        let kind = edu["edu_type"].as_str().unwrap_or_default();
-        tracing::debug!("EDU {kind} from {origin} ignored");
     }
 
     /// `GET /make_join|make_leave|make_knock/{room}/{user}`: the membership

@@ -11,11 +11,27 @@ use ruma::{OwnedDeviceId, OwnedUserId, UserId};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-/// What `failures` says of a server Axon cannot ask (it does not federate
-/// yet, issue 15).
-fn unreachable_server() -> Value {
-    json!({ "errcode": "M_UNAVAILABLE", "error": "this server does not federate yet" })
+/// What `failures` says of a server that did not answer, as Synapse says it.
+fn unreachable_server(error: &crate::federation::FederationError) -> Value {
+    use crate::federation::FederationError;
+    match error {
+        FederationError::Status { status, body } => json!({
+            "status": status,
+            "message": body.get("error").and_then(Value::as_str).unwrap_or("Failed"),
+        }),
+        other => json!({ "status": 503, "message": other.to_string() }),
+    }
 }
+
+/// Whether `object` (device keys, a cross-signing key) names `user` as its
+/// owner: what another server answers is kept only for its own users.
+fn owned_by(object: &Value, user: &str) -> bool {
+    object.get("user_id").and_then(Value::as_str) == Some(user)
+}
+
+/// How long `/keys/query` and `/keys/claim` wait for other servers (the
+/// client API's default `timeout`).
+const REMOTE_KEYS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn bad(message: impl Into<String>) -> MatrixError {
     MatrixError::new(400, ErrCode::BadJson, message)
@@ -237,10 +253,11 @@ impl Homeserver {
         Ok(json!({ "one_time_key_counts": counts }))
     }
 
-    /// `POST /keys/query`: local users' device keys and cross-signing keys
-    /// (the user-signing key only for its owner) with the signatures
-    /// `viewer` may see; users of other servers are `failures` (Axon does
-    /// not federate yet), never silently absent.
+    /// `POST /keys/query`: users' device keys and cross-signing keys (the
+    /// user-signing key only for its owner) with the signatures `viewer`
+    /// may see. Users of other servers are asked of their servers
+    /// (`/user/keys/query`, one request per server, at once); a server
+    /// that does not answer is in `failures`, never silently absent.
     pub async fn query_keys(
         &self,
         viewer: &UserId,
@@ -256,17 +273,69 @@ impl Homeserver {
                     "Missing params: ['device_keys']",
                 )
             })?;
+        let mut local = Map::new();
+        let mut remote: BTreeMap<ruma::OwnedServerName, Map<String, Value>> = BTreeMap::new();
+        for (user, devices) in wanted {
+            let user_id = super::user_id_param(user)?;
+            if !matches!(devices, Value::Array(_) | Value::Null) {
+                return Err(bad(format!("device_keys.{user} must be a list of devices")));
+            }
+            if user_id.server_name() == self.server_name {
+                local.insert(user.clone(), devices.clone());
+            } else {
+                remote
+                    .entry(user_id.server_name().to_owned())
+                    .or_default()
+                    .insert(user.clone(), devices.clone());
+            }
+        }
+        let mut answer = self.local_keys(Some(viewer), &local).await?;
+        let asked =
+            remote
+                .into_iter()
+                .map(|(server, users): (ruma::OwnedServerName, _)| async move {
+                    let body = json!({ "device_keys": users });
+                    let result = self
+                        .ask_server_within(
+                            REMOTE_KEYS_WAIT,
+                            &server,
+                            reqwest::Method::POST,
+                            "/_matrix/federation/v1/user/keys/query",
+                            Some(&body),
+                        )
+                        .await;
+                    (server, result)
+                });
+        for (server, result) in futures_util::future::join_all(asked).await {
+            match result {
+                Ok(theirs) => merge_remote_keys(&mut answer, &theirs, &server),
+                Err(e) => {
+                    tracing::info!("keys/query of {server}: {e}");
+                    answer["failures"][server.as_str()] = unreachable_server(&e);
+                }
+            }
+        }
+        Ok(answer)
+    }
+
+    /// This server's users' keys, as `/keys/query` and the federation's
+    /// `/user/keys/query` answer them (`viewer` `None`: another server
+    /// asks, which gets no user-signing keys and only the users' own
+    /// signatures).
+    pub async fn local_keys(
+        &self,
+        viewer: Option<&UserId>,
+        wanted: &Map<String, Value>,
+    ) -> Result<Value, MatrixError> {
         let mut device_keys = Map::new();
         let mut cross_signing: [(&str, Map<String, Value>); 3] = [
             ("master", Map::new()),
             ("self_signing", Map::new()),
             ("user_signing", Map::new()),
         ];
-        let mut failures = Map::new();
         for (user, devices) in wanted {
             let user_id = super::user_id_param(user)?;
             if user_id.server_name() != self.server_name {
-                failures.insert(user_id.server_name().to_string(), unreachable_server());
                 continue;
             }
             let devices: Option<Vec<OwnedDeviceId>> = match devices {
@@ -279,7 +348,10 @@ impl Homeserver {
                 Value::Null => None,
                 _ => return Err(bad(format!("device_keys.{user} must be a list of devices"))),
             };
-            let keys = self.storage.keys_of_user(&user_id, devices, viewer).await?;
+            let keys = self
+                .storage
+                .keys_of_user(&user_id, devices, viewer.unwrap_or(&user_id))
+                .await?;
             let mut of_user = Map::new();
             for (device, mut key) in device_keys_with_signatures(&keys) {
                 if let Some(Some(name)) = keys
@@ -294,7 +366,7 @@ impl Homeserver {
             }
             device_keys.insert(user.clone(), Value::Object(of_user));
             for (key_type, found) in &mut cross_signing {
-                if *key_type == "user_signing" && user_id != viewer {
+                if *key_type == "user_signing" && viewer != Some(&*user_id) {
                     continue;
                 }
                 if let Some(key) = cross_signing_with_signatures(&keys, key_type) {
@@ -303,13 +375,55 @@ impl Homeserver {
             }
         }
         let [(_, master), (_, self_signing), (_, user_signing)] = cross_signing;
-        Ok(json!({
+        let mut answer = json!({
             "device_keys": device_keys,
             "master_keys": master,
             "self_signing_keys": self_signing,
-            "user_signing_keys": user_signing,
-            "failures": failures,
-        }))
+            "failures": {},
+        });
+        if viewer.is_some() {
+            answer["user_signing_keys"] = Value::Object(user_signing);
+        }
+        Ok(answer)
+    }
+
+    /// `GET /_matrix/federation/v1/user/devices/{user}`: a local user's
+    /// devices with their keys, and their cross-signing keys, for a server
+    /// that shares a room with them (what it fetches on a device list update).
+    pub async fn user_devices(&self, user: &UserId) -> Result<Value, MatrixError> {
+        if user.server_name() != self.server_name || self.storage.get_user(user).await?.is_none() {
+            return Err(MatrixError::new(404, ErrCode::NotFound, "Unknown user"));
+        }
+        let keys = self.storage.keys_of_user(user, None, user).await?;
+        let with_keys = device_keys_with_signatures(&keys);
+        let devices: Vec<Value> = keys
+            .devices
+            .iter()
+            .map(|(device, _, name)| {
+                let mut entry = json!({ "device_id": device });
+                if let Some((_, key)) = with_keys.iter().find(|(d, _)| d == device) {
+                    entry["keys"] = key.clone();
+                }
+                if let Some(name) = name {
+                    entry["device_display_name"] = json!(name);
+                }
+                entry
+            })
+            .collect();
+        let mut answer = json!({
+            "user_id": user,
+            "stream_id": self.storage.current_position(),
+            "devices": devices,
+        });
+        for (field, key_type) in [
+            ("master_key", "master"),
+            ("self_signing_key", "self_signing"),
+        ] {
+            if let Some(key) = cross_signing_with_signatures(&keys, key_type) {
+                answer[field] = key;
+            }
+        }
+        Ok(answer)
     }
 
     /// `POST /keys/device_signing/upload`: a user's cross-signing keys,
@@ -615,7 +729,9 @@ impl Homeserver {
     }
 
     /// `POST /keys/claim`: one key per device asked for, each one-time key
-    /// handed out once (the fallback key when none is left).
+    /// handed out once (the fallback key when none is left); the devices of
+    /// other servers' users are claimed from their servers
+    /// (`/user/keys/claim`, one request per server, at once).
     pub async fn claim_keys(&self, body: Map<String, Value>) -> Result<Value, MatrixError> {
         let wanted = body
             .get("one_time_keys")
@@ -627,17 +743,74 @@ impl Homeserver {
                     "Missing params: ['one_time_keys']",
                 )
             })?;
-        let mut local = Vec::new();
-        let mut failures = Map::new();
+        let mut local = Map::new();
+        let mut remote: BTreeMap<ruma::OwnedServerName, Map<String, Value>> = BTreeMap::new();
         for (user, devices) in wanted {
             let user_id: OwnedUserId = super::user_id_param(user)?;
+            if !devices.is_object() {
+                return Err(bad(format!("one_time_keys.{user} must be an object")));
+            }
+            if user_id.server_name() == self.server_name {
+                local.insert(user.clone(), devices.clone());
+            } else {
+                remote
+                    .entry(user_id.server_name().to_owned())
+                    .or_default()
+                    .insert(user.clone(), devices.clone());
+            }
+        }
+        let mut one_time_keys = self.claim_local_keys(&local).await?;
+        let mut failures = Map::new();
+        let asked = remote.into_iter().map(
+            |(server, users): (ruma::OwnedServerName, Map<String, Value>)| async move {
+                let body = json!({ "one_time_keys": users });
+                let result = self
+                    .ask_server_within(
+                        REMOTE_KEYS_WAIT,
+                        &server,
+                        reqwest::Method::POST,
+                        "/_matrix/federation/v1/user/keys/claim",
+                        Some(&body),
+                    )
+                    .await;
+                (server, users, result)
+            },
+        );
+        for (server, users, result) in futures_util::future::join_all(asked).await {
+            match result {
+                Ok(theirs) => {
+                    for user in users.keys() {
+                        if let Some(keys) =
+                            theirs["one_time_keys"].get(user).filter(|k| k.is_object())
+                        {
+                            one_time_keys.insert(user.clone(), keys.clone());
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::info!("keys/claim of {server}: {e}");
+                    failures.insert(server.to_string(), unreachable_server(&e));
+                }
+            }
+        }
+        Ok(json!({ "one_time_keys": one_time_keys, "failures": failures }))
+    }
+
+    /// Claims keys of this server's users (`{user: {device: algorithm}}`;
+    /// others' are left out), for `/keys/claim` and `/user/keys/claim`.
+    pub async fn claim_local_keys(
+        &self,
+        wanted: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, MatrixError> {
+        let mut local = Vec::new();
+        for (user, devices) in wanted {
+            let user_id: OwnedUserId = super::user_id_param(user)?;
+            if user_id.server_name() != self.server_name {
+                continue;
+            }
             let devices = devices
                 .as_object()
                 .ok_or_else(|| bad(format!("one_time_keys.{user} must be an object")))?;
-            if user_id.server_name() != self.server_name {
-                failures.insert(user_id.server_name().to_string(), unreachable_server());
-                continue;
-            }
             for (device, algorithm) in devices {
                 let algorithm = algorithm.as_str().ok_or_else(|| {
                     bad(format!(
@@ -659,7 +832,7 @@ impl Homeserver {
                 .or_insert_with(|| json!({}));
             of_user[device.as_str()] = json!({ key_id: key });
         }
-        Ok(json!({ "one_time_keys": one_time_keys, "failures": failures }))
+        Ok(one_time_keys)
     }
 
     /// `GET /keys/changes`: whose devices changed between two sync
@@ -674,5 +847,34 @@ impl Homeserver {
         let to = to.unwrap_or_else(|| self.storage.current_position());
         let changes = self.storage.device_list_changes(user, from, to).await?;
         Ok(json!({ "changed": changes.changed, "left": changes.left }))
+    }
+}
+
+/// Adds what `server` answered to a `/user/keys/query` to `answer`: only
+/// the keys of its own users, each naming its owner.
+fn merge_remote_keys(answer: &mut Value, theirs: &Value, server: &ruma::ServerName) {
+    let of_server = |user: &str| UserId::parse(user).is_ok_and(|u| u.server_name() == server);
+    if let Some(users) = theirs["device_keys"].as_object() {
+        for (user, devices) in users.iter().filter(|(u, _)| of_server(u)) {
+            let Some(devices) = devices.as_object() else {
+                continue;
+            };
+            let kept: Map<String, Value> = devices
+                .iter()
+                .filter(|(device, keys)| {
+                    owned_by(keys, user)
+                        && keys.get("device_id").and_then(Value::as_str) == Some(device.as_str())
+                })
+                .map(|(d, k)| (d.clone(), k.clone()))
+                .collect();
+            answer["device_keys"][user.as_str()] = Value::Object(kept);
+        }
+    }
+    for field in ["master_keys", "self_signing_keys"] {
+        if let Some(users) = theirs[field].as_object() {
+            for (user, key) in users.iter().filter(|(u, k)| of_server(u) && owned_by(k, u)) {
+                answer[field][user.as_str()] = key.clone();
+            }
+        }
     }
 }

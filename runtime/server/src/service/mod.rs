@@ -11,6 +11,7 @@ mod accounts;
 mod client_ips;
 mod devices;
 mod directory;
+mod edus;
 mod events;
 mod federated;
 pub(crate) use federated::remote_servers;

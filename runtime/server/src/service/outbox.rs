@@ -6,7 +6,6 @@
 //! once when it is next heard from.
 
 use crate::homeserver::Homeserver;
-use ruma::OwnedServerName;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
@@ -55,17 +54,6 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Something was queued for `destinations`.
-    pub fn wake(&self, destinations: &[OwnedServerName]) {
-        if destinations.is_empty() {
-            return;
-        }
-        self.state()
-            .due
-            .extend(destinations.iter().map(|d| d.to_string()));
-        self.wake.notify_one();
-    }
-
     /// At shutdown: transactions in flight end with the process; what they
     /// held stays queued.
     pub fn stop(&self) {
@@ -85,6 +73,8 @@ impl Outbox {
                     return;
                 }
                 let Some(hs) = server.upgrade() else { return };
+                let rung = hs.storage.outbox_doorbell().take();
+                hs.outbox.state().due.extend(rung);
                 if tokio::time::Instant::now() >= next_rescan {
                     hs.rescan_queue().await;
                     next_rescan = tokio::time::Instant::now() + RESCAN;
@@ -92,9 +82,11 @@ impl Outbox {
                 let next = hs
                     .dispatch_due()
                     .min(next_rescan - tokio::time::Instant::now());
+                let storage = hs.storage.clone();
                 drop(hs);
                 tokio::select! {
                     _ = wake.notified() => {}
+                    _ = storage.outbox_doorbell().rung() => {}
                     _ = tokio::time::sleep(next) => {}
                     _ = stop.changed() => return,
                 }
@@ -235,7 +227,10 @@ impl Homeserver {
                 .await
                 .is_ok()
         {
-            self.outbox.wake(&[origin.to_owned()]);
+            let mut state = self.outbox.state();
+            state.due.insert(origin.to_string());
+            drop(state);
+            self.outbox.wake.notify_one();
         }
     }
 }

@@ -59,8 +59,30 @@ impl Homeserver {
             return if from_sync { Ok(()) } else { Err(limited) };
         }
         self.storage
-            .set_presence(user, presence, status_msg, axon::time::now_ms())
+            .set_presence(user, presence, status_msg.clone(), axon::time::now_ms())
             .await?;
+        // The servers of the users sharing a room with them hear of it.
+        let mut servers: Vec<ruma::OwnedServerName> = self
+            .storage
+            .users_sharing_rooms(user)
+            .await?
+            .into_iter()
+            .map(|u| u.server_name().to_owned())
+            .filter(|s| *s != self.server_name)
+            .collect();
+        servers.sort();
+        servers.dedup();
+        let mut update = serde_json::json!({
+            "user_id": user,
+            "presence": presence,
+            "last_active_ago": 0,
+            "currently_active": presence == "online",
+        });
+        if let Some(msg) = status_msg {
+            update["status_msg"] = serde_json::json!(msg);
+        }
+        let edu = serde_json::json!({ "edu_type": "m.presence", "content": { "push": [update] } });
+        self.queue_edu(&servers, &edu).await?;
         Ok(())
     }
 

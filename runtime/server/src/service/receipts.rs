@@ -58,6 +58,7 @@ impl Homeserver {
                 .store_account_data(&actor.user_id, Some(room), FULLY_READ, content)
                 .await;
         }
+        let ts = axon::time::now_ms();
         self.storage
             .put_receipt(NewReceipt {
                 room_id: room,
@@ -65,9 +66,26 @@ impl Homeserver {
                 user_id: &actor.user_id,
                 thread_id,
                 event_id,
-                ts: axon::time::now_ms(),
+                ts,
             })
             .await?;
+        if receipt_type == "m.read" {
+            // A public receipt goes to the room's other servers.
+            if let Some(snapshot) = self.storage.room_snapshot(room).await? {
+                let servers = super::remote_servers(&snapshot, &self.server_name);
+                let mut data = json!({ "ts": ts });
+                if let Some(thread) = thread_id {
+                    data["thread_id"] = json!(thread);
+                }
+                let edu = json!({
+                    "edu_type": "m.receipt",
+                    "content": { room.as_str(): { receipt_type: {
+                        actor.user_id.as_str(): { "event_ids": [event_id], "data": data }
+                    } } },
+                });
+                self.queue_edu(&servers, &edu).await?;
+            }
+        }
         Ok(())
     }
 

@@ -7,12 +7,13 @@ use crate::homeserver::Homeserver;
 use crate::storage::DeviceTarget;
 use axon::ErrCode;
 use ruma::OwnedDeviceId;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 impl Homeserver {
     /// Queues `messages` (`{user: {device or "*": content}}`) from the
-    /// actor's device, once per transaction ID. Users of other servers get
-    /// nothing yet: Axon does not federate (issue 15).
+    /// actor's device, once per transaction ID: users of other servers'
+    /// messages go to their servers as one `m.direct_to_device` EDU each.
     pub async fn send_to_device(
         &self,
         actor: &Actor,
@@ -41,6 +42,7 @@ impl Homeserver {
             }
         };
         let mut queued = Vec::new();
+        let mut remote: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
         for (user, devices) in messages {
             let user_id = super::user_id_param(user)?;
             let Value::Object(devices) = devices else {
@@ -59,6 +61,12 @@ impl Homeserver {
                     ));
                 }
                 if user_id.server_name() != self.server_name {
+                    let of_user = remote
+                        .entry(user_id.server_name().to_string())
+                        .or_default()
+                        .entry(user.clone())
+                        .or_insert_with(|| Value::Object(Map::new()));
+                    of_user[device_id.as_str()] = content.clone();
                     continue;
                 }
                 let target = if device_id == "*" {
@@ -69,8 +77,23 @@ impl Homeserver {
                 queued.push((user_id.clone(), target, content.to_string()));
             }
         }
+        let remote: Vec<(String, String)> = remote
+            .into_iter()
+            .map(|(server, messages)| {
+                let edu = json!({
+                    "edu_type": "m.direct_to_device",
+                    "content": {
+                        "sender": actor.user_id,
+                        "type": event_type,
+                        "message_id": super::random_string(24),
+                        "messages": messages,
+                    },
+                });
+                (server, edu.to_string())
+            })
+            .collect();
         self.storage
-            .send_to_device(&actor.user_id, &device, txn_id, event_type, queued)
+            .send_to_device(&actor.user_id, &device, txn_id, event_type, queued, remote)
             .await?;
         Ok(())
     }

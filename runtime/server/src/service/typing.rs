@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 /// Longest typing timeout honoured, as a client may ask for any.
 const MAX_TYPING_TIMEOUT: Duration = Duration::from_secs(120);
 /// Without a timeout, as Synapse.
-const DEFAULT_TYPING_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_TYPING_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 struct RoomTyping {
@@ -115,8 +115,33 @@ impl Homeserver {
         let timeout = timeout
             .unwrap_or(DEFAULT_TYPING_TIMEOUT)
             .min(MAX_TYPING_TIMEOUT);
+        // The other servers in the room hear of each change, and of each
+        // renewal (theirs expire it).
+        if self.apply_typing(room, user, typing, timeout).await? || typing {
+            if let Some(snapshot) = self.storage.room_snapshot(room).await? {
+                let servers = super::remote_servers(&snapshot, &self.server_name);
+                let edu = serde_json::json!({
+                    "edu_type": "m.typing",
+                    "content": { "room_id": room, "user_id": user, "typing": typing },
+                });
+                self.queue_edu(&servers, &edu).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts or stops `user` typing in `room` (until `timeout` passes):
+    /// whether the room's list changed.
+    pub(crate) async fn apply_typing(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        typing: bool,
+        timeout: Duration,
+    ) -> Result<bool, MatrixError> {
         let until = typing.then(|| Instant::now() + timeout);
-        if self.typing.set(room, user, until) {
+        let changed = self.typing.set(room, user, until);
+        if changed {
             self.typing.publish(&self.storage, room).await?;
         }
         if typing {
@@ -129,6 +154,6 @@ impl Homeserver {
                 }
             });
         }
-        Ok(())
+        Ok(changed)
     }
 }

@@ -22,6 +22,8 @@ pub(crate) struct Caches {
     remote_keys: Mutex<RemoteKeyCache>,
     /// The `/sync` waiters, woken after the commits that concern them.
     pub wakes: super::notify::Notifier,
+    /// Rung after the commits that queue something for other servers.
+    pub outbox: super::federation::OutboxDoorbell,
     /// Users' presence states as last committed (filled by the writer only,
     /// so never stale): every sync says "online", and most change nothing.
     presence: Mutex<HashMap<ruma::OwnedUserId, String>>,

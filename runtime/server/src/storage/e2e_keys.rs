@@ -124,6 +124,13 @@ impl Storage {
         .await
     }
 
+    /// A user of another server changed their devices or keys.
+    pub async fn remote_device_list_changed(&self, user_id: &UserId) -> StorageResult<()> {
+        let user = user_id.to_string();
+        self.write(move |w| remote_device_list_changed(w, &user))
+            .await
+    }
+
     /// `/keys/changes`: whose devices to look at again between two
     /// positions, and whom `user` stopped sharing a room with.
     pub async fn device_list_changes(
@@ -309,9 +316,55 @@ pub(super) fn unused_fallback_key_types(
         .collect::<Result<Vec<String>, _>>()?)
 }
 
-/// Records that `user`'s devices or keys changed, and wakes whoever shares
-/// a room with them (through those rooms) and the user's own devices.
+/// Records that a local `user`'s devices or keys changed, wakes whoever
+/// shares a room with them (through those rooms) and the user's own
+/// devices, and tells the other servers in those rooms
+/// (`m.device_list_update`, with no previous IDs, so that they fetch the
+/// user's devices again, the keys with them).
 pub(super) fn device_list_changed(w: &mut WriteCtx<'_>, user: &str) -> StorageResult<()> {
+    let stream = record_device_list_change(w, user)?;
+    let Some((_, own_server)) = user.split_once(':') else {
+        return Ok(());
+    };
+    let servers: Vec<String> = w
+        .conn
+        .prepare_cached(
+            "SELECT DISTINCT substr(b.user_id, instr(b.user_id, ':') + 1) FROM memberships a
+             JOIN memberships b ON b.room_id = a.room_id AND b.membership = 'join'
+             WHERE a.user_id = ?1 AND a.membership = 'join'",
+        )?
+        .query_map([user], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let device: Option<String> = w
+        .conn
+        .prepare_cached(
+            "SELECT device_id FROM devices WHERE user_id = ?1 ORDER BY device_id LIMIT 1",
+        )?
+        .query_row([user], |r| r.get(0))
+        .optional()?;
+    let edu = serde_json::json!({
+        "edu_type": "m.device_list_update",
+        "content": {
+            "user_id": user,
+            "device_id": device.unwrap_or_default(),
+            "stream_id": stream,
+            "prev_id": [],
+        },
+    })
+    .to_string();
+    for server in servers.iter().filter(|s| *s != own_server) {
+        w.queue_for(server, super::federation::QueueKind::Edu, &edu)?;
+    }
+    Ok(())
+}
+
+/// Records that a user of another server changed their devices or keys
+/// (their server said so), for the local users sharing a room with them.
+pub(super) fn remote_device_list_changed(w: &mut WriteCtx<'_>, user: &str) -> StorageResult<()> {
+    record_device_list_change(w, user).map(|_| ())
+}
+
+fn record_device_list_change(w: &mut WriteCtx<'_>, user: &str) -> StorageResult<i64> {
     let stream = w.next_position();
     w.conn
         .prepare_cached(
@@ -331,7 +384,7 @@ pub(super) fn device_list_changed(w: &mut WriteCtx<'_>, user: &str) -> StorageRe
     if let Ok(user) = OwnedUserId::try_from(user) {
         w.wake_after_commit(WakeKey::User(user));
     }
-    Ok(())
+    Ok(stream)
 }
 
 /// Records that `observer` sees `user`'s keys changed (they signed them):

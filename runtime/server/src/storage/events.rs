@@ -498,7 +498,7 @@ impl Storage {
                 }
                 let stream = w.next_position();
                 insert_event(w.conn, event, stream, Placement::Timeline)?;
-                super::federation::queue_pdu(w.conn, event)?;
+                super::federation::queue_pdu(w, event)?;
                 if !event.notifies.is_empty() {
                     super::receipts::insert_notifications(w.conn, event, stream)?;
                 }

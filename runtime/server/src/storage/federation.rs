@@ -4,7 +4,7 @@
 //! their PDUs.
 
 use super::events::{insert_event, NewEvent, NewRoom, Placement};
-use super::{Storage, StorageResult};
+use super::{Storage, StorageResult, WriteCtx};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{HashSet, VecDeque};
 
@@ -36,14 +36,64 @@ impl OutboundBatch {
 }
 
 /// Queues `event` for each of its destinations.
-pub(super) fn queue_pdu(c: &Connection, event: &NewEvent) -> StorageResult<()> {
+pub(super) fn queue_pdu(w: &mut WriteCtx<'_>, event: &NewEvent) -> StorageResult<()> {
     for destination in &event.destinations {
-        c.prepare_cached(
-            "INSERT INTO federation_outbox (destination, kind, body) VALUES (?1, 'pdu', ?2)",
-        )?
-        .execute(params![destination.as_str(), event.event_id.as_str()])?;
+        w.queue_for(
+            destination.as_str(),
+            QueueKind::Pdu,
+            event.event_id.as_str(),
+        )?;
     }
     Ok(())
+}
+
+/// What a queued entry holds.
+#[derive(Debug, Clone, Copy)]
+pub enum QueueKind {
+    /// An event, by ID: sent as stored.
+    Pdu,
+    /// An EDU, as JSON.
+    Edu,
+}
+
+impl QueueKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueKind::Pdu => "pdu",
+            QueueKind::Edu => "edu",
+        }
+    }
+}
+
+/// How the outbox hears that something was queued: each commit that
+/// queued for destinations rings it with them.
+#[derive(Default)]
+pub struct OutboxDoorbell {
+    due: std::sync::Mutex<Vec<String>>,
+    rung: tokio::sync::Notify,
+}
+
+impl OutboxDoorbell {
+    pub(super) fn ring(&self, destinations: Vec<String>) {
+        if destinations.is_empty() {
+            return;
+        }
+        self.due
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(destinations);
+        self.rung.notify_one();
+    }
+
+    /// The destinations rung for since the last call.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.due.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Until the next ring (or at once, if one came since the last wait).
+    pub async fn rung(&self) {
+        self.rung.notified().await
+    }
 }
 
 /// Events known only (auth chains, the state a join hands over) are
@@ -281,15 +331,16 @@ impl Storage {
     pub async fn queue_edu(&self, destinations: Vec<String>, edu: String) -> StorageResult<()> {
         self.write(move |w| {
             for destination in &destinations {
-                w.conn
-                    .prepare_cached(
-                        "INSERT INTO federation_outbox (destination, kind, body) VALUES (?1, 'edu', ?2)",
-                    )?
-                    .execute(params![destination, edu])?;
+                w.queue_for(destination, QueueKind::Edu, &edu)?;
             }
             Ok(())
         })
         .await
+    }
+
+    /// The outbox's doorbell.
+    pub fn outbox_doorbell(&self) -> &OutboxDoorbell {
+        &self.inner.caches.outbox
     }
 
     /// The destinations with something queued, and when each may be tried

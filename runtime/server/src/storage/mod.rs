@@ -124,6 +124,9 @@ pub struct WriteCtx<'a> {
     /// Whom to wake once this write has committed (helpers shared by
     /// several writes know whom their rows concern).
     wakes: Vec<notify::WakeKey>,
+    /// The destinations this write queued something for, rung on the
+    /// outbox's doorbell once it has committed.
+    queued: Vec<String>,
 }
 
 impl WriteCtx<'_> {
@@ -137,6 +140,25 @@ impl WriteCtx<'_> {
     /// Wakes the waiters on `key` once this write has committed.
     pub(crate) fn wake_after_commit(&mut self, key: notify::WakeKey) {
         self.wakes.push(key);
+    }
+
+    /// Queues `body` (an event ID for a PDU, JSON for an EDU) for
+    /// `destination`; the outbox hears of it once this write has committed.
+    pub(crate) fn queue_for(
+        &mut self,
+        destination: &str,
+        kind: federation::QueueKind,
+        body: &str,
+    ) -> StorageResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO federation_outbox (destination, kind, body) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(rusqlite::params![destination, kind.as_str(), body])?;
+        if !self.queued.iter().any(|d| d == destination) {
+            self.queued.push(destination.to_string());
+        }
+        Ok(())
     }
 }
 
@@ -292,12 +314,14 @@ impl Storage {
                 });
             let ok = result.is_ok();
             let wakes = std::mem::take(&mut ctx.wakes);
+            let queued = std::mem::take(&mut ctx.queued);
             let completion: Completion = Box::new(move |committed| {
                 let outcome = match committed {
                     Ok(()) => {
                         if let Ok(value) = &result {
                             on_commit(&caches, value);
                             caches.wakes.wake(wakes.iter());
+                            caches.outbox.ring(queued);
                         }
                         result
                     }
@@ -370,6 +394,7 @@ fn run_batch(
                 conn: &savepoint,
                 next_position,
                 wakes: Vec::new(),
+                queued: Vec::new(),
             };
             job(&mut ctx)
         };

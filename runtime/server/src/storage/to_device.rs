@@ -24,7 +24,9 @@ pub struct ToDeviceMessage {
 }
 
 impl Storage {
-    /// Queues a `PUT /sendToDevice` in one write; false if the sender's
+    /// Queues a `PUT /sendToDevice` in one write, the messages for local
+    /// devices in their inboxes and the EDUs for other servers (`remote`:
+    /// destination and EDU) in the federation queue; false if the sender's
     /// device already sent this transaction (nothing is queued again).
     pub async fn send_to_device(
         &self,
@@ -33,6 +35,7 @@ impl Storage {
         txn_id: &str,
         event_type: &str,
         messages: Vec<(OwnedUserId, DeviceTarget, String)>,
+        remote: Vec<(String, String)>,
     ) -> StorageResult<bool> {
         let (sender, sender_device, txn_id, event_type) = (
             sender.to_owned(),
@@ -49,6 +52,9 @@ impl Storage {
                 )? > 0;
                 if !fresh {
                     return Ok(false);
+                }
+                for (destination, edu) in &remote {
+                    w.queue_for(destination, super::federation::QueueKind::Edu, edu)?;
                 }
                 let stream = w.next_position();
                 let mut insert = w.conn.prepare_cached(
