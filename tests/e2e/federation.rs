@@ -506,6 +506,21 @@ async fn send_transaction(
         .map_err(|e| e.to_string())
 }
 
+/// A request of `b` to `a` without a body, signed by `b`.
+async fn signed_request(
+    b: &TestServer,
+    a: &TestServer,
+    method: Method,
+    path: &str,
+) -> Result<Value, String> {
+    let hs = &b.server.as_ref().unwrap().homeserver;
+    let destination = ruma::OwnedServerName::try_from(a.server_name()).unwrap();
+    hs.federation
+        .send(&hs.server_keys, &destination, method, path, None)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 fn reference_id(pdu: &Value) -> String {
     let object: ruma::CanonicalJsonObject = serde_json::from_value(pdu.clone()).unwrap();
     let hash =
@@ -641,6 +656,38 @@ async fn each_pdu_of_a_transaction_is_checked_on_its_own() {
         )
         .await;
     assert_eq!(levels["users"].get(&bob.user_id), None, "{levels}");
+
+    // The good event's auth chain, as A serves it to B: the create event,
+    // the power levels and bob's join among it, each a signed PDU.
+    let chain = signed_request(
+        &b,
+        &a,
+        Method::GET,
+        &format!(
+            "/_matrix/federation/v1/event_auth/{}/{}",
+            enc(&room),
+            enc(&reference_id(&good))
+        ),
+    )
+    .await
+    .unwrap();
+    let types: Vec<&str> = chain["auth_chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    for wanted in ["m.room.create", "m.room.power_levels", "m.room.member"] {
+        assert!(types.contains(&wanted), "{chain}");
+    }
+    assert!(
+        chain["auth_chain"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["signatures"].is_object() && e["hashes"].is_object()),
+        "{chain}"
+    );
 
     // Over the limits: 400, and nothing of it is taken.
     let pdus: Vec<Value> = (0..51).map(|_| json!({})).collect();

@@ -635,3 +635,64 @@ async fn typing_and_read_receipts_cross_axon_and_synapse_both_ways() {
     })
     .await;
 }
+
+/// The room IDs of a public room directory page.
+fn listed(page: &Value) -> Vec<String> {
+    page["chunk"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["room_id"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn public_room_directories_are_read_across_axon_and_synapse() {
+    let Peers {
+        axon,
+        alice,
+        synapse: synapse_client,
+        bob,
+    } = peers("allow_public_rooms_over_federation: true").await;
+    let ours = axon
+        .create_room(
+            &alice,
+            json!({ "preset": "public_chat", "visibility": "public", "name": "Axon lobby" }),
+        )
+        .await;
+    let theirs = synapse_client
+        .create_room(
+            &bob,
+            json!({ "preset": "public_chat", "visibility": "public", "name": format!("Synapse lobby {}", rand_suffix()) }),
+        )
+        .await;
+    let path = |server: &str| format!("/publicRooms?server={}", enc(server));
+    let (status, page) = synapse_client
+        .get(&path(&axon.server_name()), &bob.token)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}\n{}", synapse_log());
+    assert_eq!(listed(&page), [ours], "{page}");
+    assert_eq!(page["chunk"][0]["name"], "Axon lobby");
+
+    let (status, page) = axon
+        .get(&path(&synapse_client.server_name()), &alice.token)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(listed(&page).contains(&theirs), "{page}");
+    let (status, page) = axon
+        .post(
+            &path(&synapse_client.server_name()),
+            &alice.token,
+            json!({ "filter": { "generic_search_term": "no room is called this" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(listed(&page), Vec::<String>::new(), "{page}");
+
+    // An Axon that keeps its directory to itself, as Synapse's default.
+    let private = shared().0.axon("").await;
+    let (status, page) = synapse_client
+        .get(&path(&private.server_name()), &bob.token)
+        .await;
+    assert_ne!(status, StatusCode::OK, "{page}");
+}

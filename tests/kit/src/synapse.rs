@@ -112,6 +112,8 @@ enable_registration_without_verification: true
 registration_shared_secret: test-shared-secret
 bcrypt_rounds: 4
 presence: {{enabled: false}}
+allow_public_rooms_over_federation: true
+room_list_publication_rules: [{{action: allow}}]
 rc_message: {{per_second: 1000, burst_count: 1000}}
 rc_registration: {{per_second: 1000, burst_count: 1000}}
 rc_joins: {{local: {{per_second: 1000, burst_count: 1000}}, remote: {{per_second: 1000, burst_count: 1000}}}}

@@ -134,16 +134,49 @@ struct PublicRoomsQuery {
     limit: Option<usize>,
     #[serde(default)]
     since: Option<String>,
+    /// Another server, whose list is asked of it.
+    #[serde(default)]
+    server: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
-struct PublicRoomsBody {
+pub(crate) struct PublicRoomsBody {
     #[serde(default)]
-    limit: Option<usize>,
+    pub limit: Option<usize>,
     #[serde(default)]
-    since: Option<String>,
+    pub since: Option<String>,
     #[serde(default)]
-    filter: Option<Value>,
+    pub filter: Option<Value>,
+}
+
+impl PublicRoomsBody {
+    /// The filter's search term, lower-cased.
+    pub fn term(&self) -> Option<String> {
+        self.filter
+            .as_ref()
+            .and_then(|f| f.get("generic_search_term"))
+            .and_then(|t| t.as_str())
+            .map(str::to_lowercase)
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct ServerQuery {
+    #[serde(default)]
+    server: Option<String>,
+}
+
+/// The `server` a request names, if it is another one.
+fn other_server(
+    hs: &Homeserver,
+    server: Option<&str>,
+) -> Result<Option<ruma::OwnedServerName>, MatrixError> {
+    let Some(server) = server else {
+        return Ok(None);
+    };
+    let server = ruma::OwnedServerName::try_from(server)
+        .map_err(|e| MatrixError::new(400, ErrCode::InvalidParam, format!("server: {e}")))?;
+    Ok((server != hs.server_name).then_some(server))
 }
 
 async fn public_rooms_get(
@@ -151,93 +184,23 @@ async fn public_rooms_get(
     _auth: Auth,
     ApiQuery(q): ApiQuery<PublicRoomsQuery>,
 ) -> ApiResult {
-    public_rooms(&hs, q.limit, q.since, None).await
+    let server = other_server(&hs, q.server.as_deref())?;
+    Ok(Json(
+        hs.public_rooms_of(server.as_deref(), q.limit, q.since, None)
+            .await?,
+    ))
 }
 
 async fn public_rooms_post(
     State(hs): State<Arc<Homeserver>>,
     _auth: Auth,
+    ApiQuery(q): ApiQuery<ServerQuery>,
     JsonBody(body): JsonBody<PublicRoomsBody>,
 ) -> ApiResult {
-    let term = body
-        .filter
-        .as_ref()
-        .and_then(|f| f.get("generic_search_term"))
-        .and_then(|t| t.as_str())
-        .map(str::to_lowercase);
-    public_rooms(&hs, body.limit, body.since, term).await
-}
-
-async fn public_rooms(
-    hs: &Homeserver,
-    limit: Option<usize>,
-    since: Option<String>,
-    term: Option<String>,
-) -> ApiResult {
-    let rooms = hs.storage.public_rooms().await?;
-    let mut chunk = Vec::new();
-    for room in rooms {
-        let mut entry = json!({
-            "room_id": room.room_id,
-            "num_joined_members": room.num_joined_members,
-            "world_readable": false,
-            "guest_can_join": false,
-            "join_rule": "invite",
-        });
-        for (event_type, content) in &room.state {
-            match event_type.as_str() {
-                "m.room.name" => entry["name"] = content["name"].clone(),
-                "m.room.topic" => entry["topic"] = content["topic"].clone(),
-                "m.room.canonical_alias" => entry["canonical_alias"] = content["alias"].clone(),
-                "m.room.avatar" => entry["avatar_url"] = content["url"].clone(),
-                "m.room.join_rules" => entry["join_rule"] = content["join_rule"].clone(),
-                "m.room.history_visibility" => {
-                    entry["world_readable"] =
-                        json!(content["history_visibility"] == "world_readable")
-                }
-                "m.room.guest_access" => {
-                    entry["guest_can_join"] = json!(content["guest_access"] == "can_join")
-                }
-                "m.room.create" => {
-                    if let Some(t) = content.get("type") {
-                        entry["room_type"] = t.clone();
-                    }
-                }
-                _ => {}
-            }
-        }
-        if let Some(term) = &term {
-            let haystack = format!(
-                "{} {} {}",
-                entry["name"].as_str().unwrap_or_default(),
-                entry["topic"].as_str().unwrap_or_default(),
-                entry["canonical_alias"].as_str().unwrap_or_default()
-            )
-            .to_lowercase();
-            if !haystack.contains(term.as_str()) {
-                continue;
-            }
-        }
-        chunk.push(entry);
-    }
-    let total = chunk.len();
-    let start = match since {
-        Some(token) => token
-            .trim_start_matches('p')
-            .parse::<usize>()
-            .map_err(|_| MatrixError::new(400, ErrCode::InvalidParam, "invalid since token"))?,
-        None => 0,
-    };
-    let limit = limit.unwrap_or(usize::MAX).max(1);
-    let page: Vec<Value> = chunk.into_iter().skip(start).take(limit).collect();
-    let mut response = json!({ "chunk": page, "total_room_count_estimate": total });
-    // Without a limit, `start + limit` would wrap around to before `start`.
-    let end = start.saturating_add(limit);
-    if end < total {
-        response["next_batch"] = json!(format!("p{end}"));
-    }
-    if start > 0 {
-        response["prev_batch"] = json!(format!("p{}", start.saturating_sub(limit)));
-    }
-    Ok(Json(response))
+    let server = other_server(&hs, q.server.as_deref())?;
+    let term = body.term();
+    Ok(Json(
+        hs.public_rooms_of(server.as_deref(), body.limit, body.since, term)
+            .await?,
+    ))
 }

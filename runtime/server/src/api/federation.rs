@@ -111,6 +111,14 @@ pub fn routes() -> Router<Arc<Homeserver>> {
         .route("/_matrix/federation/v1/backfill/{room}", get(backfill))
         .route("/_matrix/federation/v1/state/{room}", get(state))
         .route(
+            "/_matrix/federation/v1/publicRooms",
+            get(public_rooms_get).post(public_rooms_post),
+        )
+        .route(
+            "/_matrix/federation/v1/event_auth/{room}/{event}",
+            get(event_auth),
+        )
+        .route(
             "/_matrix/federation/v1/user/devices/{user}",
             get(user_devices),
         )
@@ -504,4 +512,59 @@ async fn user_keys_claim(State(hs): State<Arc<Homeserver>>, auth: ServerAuth<Val
     Ok(Json(
         json!({ "one_time_keys": hs.claim_local_keys(&wanted).await? }),
     ))
+}
+
+#[derive(Deserialize)]
+struct PublicRoomsQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    since: Option<String>,
+}
+
+/// 403 unless the operator shares the directory with other servers.
+fn check_directory_shared(hs: &Homeserver) -> Result<(), MatrixError> {
+    if hs.config.allow_public_rooms_over_federation {
+        Ok(())
+    } else {
+        Err(MatrixError::forbidden(
+            "This server does not share its public rooms with other servers",
+        ))
+    }
+}
+
+/// `GET /v1/publicRooms`: this server's public room directory.
+async fn public_rooms_get(
+    State(hs): State<Arc<Homeserver>>,
+    ApiQuery(query): ApiQuery<PublicRoomsQuery>,
+    _auth: ServerAuth,
+) -> ApiResult {
+    check_directory_shared(&hs)?;
+    Ok(Json(
+        hs.public_rooms_page(query.limit, query.since, None).await?,
+    ))
+}
+
+/// `POST /v1/publicRooms`: the same, with a search filter.
+async fn public_rooms_post(
+    State(hs): State<Arc<Homeserver>>,
+    auth: ServerAuth<Value>,
+) -> ApiResult {
+    check_directory_shared(&hs)?;
+    let body: super::directory::PublicRoomsBody = super::parse_json(auth.body)?;
+    let term = body.term();
+    Ok(Json(
+        hs.public_rooms_page(body.limit, body.since, term).await?,
+    ))
+}
+
+/// `GET /v1/event_auth/{room}/{event}`: the event's auth chain.
+async fn event_auth(
+    State(hs): State<Arc<Homeserver>>,
+    ApiPath((room, event)): ApiPath<(String, String)>,
+    auth: ServerAuth,
+) -> ApiResult {
+    let room = room_param(&room)?;
+    let event = event_param(&event)?;
+    Ok(Json(hs.event_auth(&auth.origin, &room, &event).await?))
 }

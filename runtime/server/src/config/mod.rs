@@ -126,6 +126,11 @@ pub struct HomeserverConfig {
     /// federation, for a private federation (Synapse's key).
     #[serde(default)]
     pub federation_custom_ca_list: Vec<PathBuf>,
+    /// Whether other servers may read this server's public room directory
+    /// (Synapse's key; off by default, as in Synapse: the list is for
+    /// this server's users unless the operator shares it).
+    #[serde(default)]
+    pub allow_public_rooms_over_federation: bool,
     /// Servers asked for another server's keys when that server cannot be
     /// (Synapse's key). Axon's default is none, where Synapse's is
     /// matrix.org: no third party is trusted unless the operator says so.

@@ -6,7 +6,8 @@ use crate::homeserver::Homeserver;
 use crate::storage::StorageError;
 use axon::callbacks::{ModuleRef, Visibility};
 use axon::{ErrCode, Membership};
-use ruma::{RoomAliasId, RoomId};
+use ruma::{RoomAliasId, RoomId, ServerName};
+use serde_json::{json, Value};
 
 fn unknown_room() -> MatrixError {
     MatrixError::new(404, ErrCode::NotFound, "Unknown room")
@@ -202,5 +203,113 @@ impl Homeserver {
         }
         self.storage.set_room_public(room, public).await?;
         Ok(())
+    }
+
+    /// A page of the public room directory: this server's, or another
+    /// server's (`server`), asked of it over federation.
+    pub async fn public_rooms_of(
+        &self,
+        server: Option<&ServerName>,
+        limit: Option<usize>,
+        since: Option<String>,
+        term: Option<String>,
+    ) -> Result<Value, MatrixError> {
+        let Some(server) = server else {
+            return self.public_rooms_page(limit, since, term).await;
+        };
+        let mut body = json!({});
+        if let Some(limit) = limit {
+            body["limit"] = json!(limit);
+        }
+        if let Some(since) = since {
+            body["since"] = json!(since);
+        }
+        if let Some(term) = term {
+            body["filter"] = json!({ "generic_search_term": term });
+        }
+        self.ask_server(
+            server,
+            reqwest::Method::POST,
+            "/_matrix/federation/v1/publicRooms",
+            Some(&body),
+        )
+        .await
+        .map_err(|e| super::federation_failure(e, "Failed to read the server's public rooms"))
+    }
+
+    /// A page of this server's public room directory: `limit` rooms from
+    /// `since`, those whose name, topic or alias holds `term`.
+    pub async fn public_rooms_page(
+        &self,
+        limit: Option<usize>,
+        since: Option<String>,
+        term: Option<String>,
+    ) -> Result<Value, MatrixError> {
+        let rooms = self.storage.public_rooms().await?;
+        let mut chunk = Vec::new();
+        for room in rooms {
+            let mut entry = json!({
+                "room_id": room.room_id,
+                "num_joined_members": room.num_joined_members,
+                "world_readable": false,
+                "guest_can_join": false,
+                "join_rule": "invite",
+            });
+            for (event_type, content) in &room.state {
+                match event_type.as_str() {
+                    "m.room.name" => entry["name"] = content["name"].clone(),
+                    "m.room.topic" => entry["topic"] = content["topic"].clone(),
+                    "m.room.canonical_alias" => entry["canonical_alias"] = content["alias"].clone(),
+                    "m.room.avatar" => entry["avatar_url"] = content["url"].clone(),
+                    "m.room.join_rules" => entry["join_rule"] = content["join_rule"].clone(),
+                    "m.room.history_visibility" => {
+                        entry["world_readable"] =
+                            json!(content["history_visibility"] == "world_readable")
+                    }
+                    "m.room.guest_access" => {
+                        entry["guest_can_join"] = json!(content["guest_access"] == "can_join")
+                    }
+                    "m.room.create" => {
+                        if let Some(t) = content.get("type") {
+                            entry["room_type"] = t.clone();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(term) = &term {
+                let haystack = format!(
+                    "{} {} {}",
+                    entry["name"].as_str().unwrap_or_default(),
+                    entry["topic"].as_str().unwrap_or_default(),
+                    entry["canonical_alias"].as_str().unwrap_or_default()
+                )
+                .to_lowercase();
+                if !haystack.contains(term.as_str()) {
+                    continue;
+                }
+            }
+            chunk.push(entry);
+        }
+        let total = chunk.len();
+        let start = match since {
+            Some(token) => token
+                .trim_start_matches('p')
+                .parse::<usize>()
+                .map_err(|_| MatrixError::new(400, ErrCode::InvalidParam, "invalid since token"))?,
+            None => 0,
+        };
+        let limit = limit.unwrap_or(usize::MAX).max(1);
+        let page: Vec<Value> = chunk.into_iter().skip(start).take(limit).collect();
+        let mut response = json!({ "chunk": page, "total_room_count_estimate": total });
+        // Without a limit, `start + limit` would wrap around to before `start`.
+        let end = start.saturating_add(limit);
+        if end < total {
+            response["next_batch"] = json!(format!("p{end}"));
+        }
+        if start > 0 {
+            response["prev_batch"] = json!(format!("p{}", start.saturating_sub(limit)));
+        }
+        Ok(response)
     }
 }

@@ -1431,6 +1431,32 @@ impl Homeserver {
         }
     }
 
+    /// `GET /event_auth/{room}/{event}`: the auth chain of an event of
+    /// the room, as PDUs.
+    pub async fn event_auth(
+        &self,
+        origin: &ServerName,
+        room: &RoomId,
+        event_id: &ruma::EventId,
+    ) -> Result<Value, MatrixError> {
+        self.check_server_in_room(origin, room).await?;
+        self.storage
+            .get_event(event_id)
+            .await?
+            .filter(|e| e.room_id == room)
+            .ok_or_else(|| {
+                MatrixError::new(404, ErrCode::NotFound, "Event not found in the room")
+            })?;
+        let chain: Vec<Value> = self
+            .storage
+            .auth_chain(vec![event_id.to_string()])
+            .await?
+            .iter()
+            .filter_map(|(_, text)| serde_json::from_str(text).ok())
+            .collect();
+        Ok(json!({ "auth_chain": chain }))
+    }
+
     /// `GET /state_ids/{room}?event_id=`: the state before an event and
     /// its auth chain, by event ID (`/state`: as PDUs).
     pub async fn state_at_event(
