@@ -455,6 +455,16 @@ async fn two_axon_servers_share_a_room_and_the_queue_outlives_a_restart() {
     assert_eq!(queued, 0, "A's queue is empty once B has it all");
 }
 
+/// B's copy of `room` as it is now.
+async fn snapshot_of(
+    b: &TestServer,
+    room: &str,
+) -> std::sync::Arc<axon_server::storage::RoomSnapshot> {
+    let hs = &b.server.as_ref().unwrap().homeserver;
+    let room_id = ruma::OwnedRoomId::try_from(room).unwrap();
+    hs.storage.room_snapshot(&room_id).await.unwrap().unwrap()
+}
+
 /// A PDU of `room` as `b` would send it: built on B's copy of the room,
 /// from `sender`, signed with B's key.
 async fn pdu_from(
@@ -465,9 +475,30 @@ async fn pdu_from(
     state_key: Option<&str>,
     content: Value,
 ) -> Value {
+    let snapshot = snapshot_of(b, room).await;
+    pdu_on(
+        b,
+        &snapshot,
+        sender,
+        event_type,
+        state_key,
+        content,
+        axon::time::now_ms(),
+    )
+}
+
+/// A PDU as `b` would have sent it when its copy of the room was
+/// `snapshot` (a fork, if the room has moved on), at time `ts`.
+fn pdu_on(
+    b: &TestServer,
+    snapshot: &axon_server::storage::RoomSnapshot,
+    sender: &str,
+    event_type: &str,
+    state_key: Option<&str>,
+    content: Value,
+    ts: i64,
+) -> Value {
     let hs = &b.server.as_ref().unwrap().homeserver;
-    let room_id = ruma::OwnedRoomId::try_from(room).unwrap();
-    let snapshot = hs.storage.room_snapshot(&room_id).await.unwrap().unwrap();
     let draft = axon_server::events::EventDraft {
         sender: ruma::OwnedUserId::try_from(sender).unwrap(),
         event_type: event_type.into(),
@@ -475,9 +506,9 @@ async fn pdu_from(
         content: serde_json::from_value(content).unwrap(),
     };
     let built = axon_server::events::build_event(
-        &snapshot,
+        snapshot,
         &draft,
-        axon::time::now_ms(),
+        ts,
         &Default::default(),
         &hs.server_keys,
     )
@@ -874,4 +905,187 @@ async fn presence_to_device_messages_and_device_changes_cross_two_axon_servers()
             .is_some(),
         "{keys}"
     );
+}
+
+/// Alice on A and bob on B in A's room (version 10), bob allowed to name it.
+async fn shared_room(a: &TestServer, b: &TestServer) -> (User, User, String) {
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let room = a
+        .create_room(
+            &alice,
+            json!({
+                "preset": "private_chat",
+                "room_version": "10",
+                "power_level_content_override": { "users": { &alice.user_id: 100, &bob.user_id: 50 } },
+            }),
+        )
+        .await;
+    let (status, body) = a.invite(&alice, &room, &bob.user_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = b.join(&bob, &room).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    (alice, bob, room)
+}
+
+#[tokio::test]
+async fn concurrent_state_changes_are_settled_by_state_resolution_not_arrival() {
+    let fed = Federation::new();
+    let a = fed.axon("").await;
+    let b = fed.axon("").await;
+    let (alice, bob, room) = shared_room(&a, &b).await;
+    let origin = b.server_name();
+    // B's view before alice's change: bob names the room from there, at a
+    // time before hers; it reaches A after hers.
+    let before = snapshot_of(&b, &room).await;
+    let earlier = axon::time::now_ms() - 60_000;
+    let (status, body) = a
+        .put(
+            &format!("/rooms/{}/state/m.room.name/", enc(&room)),
+            &alice.token,
+            json!({ "name": "From A" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let concurrent = pdu_on(
+        &b,
+        &before,
+        &bob.user_id,
+        "m.room.name",
+        Some(""),
+        json!({ "name": "From B" }),
+        earlier,
+    );
+    let answer = send_transaction(
+        &b,
+        &a,
+        "fork1",
+        json!({ "origin": origin, "origin_server_ts": axon::time::now_ms(), "pdus": [concurrent] }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        answer["pdus"][reference_id(&concurrent)],
+        json!({}),
+        "{answer}"
+    );
+    // Both names are in the timeline; the state is what resolution says:
+    // of two names by members of equal standing, the later one (hers),
+    // though bob's arrived last.
+    axon_testkit::federation::wait_for_state(
+        &a,
+        &alice,
+        &room,
+        "m.room.name",
+        "",
+        &json!({ "name": "From A" }),
+    )
+    .await;
+    let (_, page) = a
+        .get(
+            &format!("/rooms/{}/messages?dir=b&limit=20", enc(&room)),
+            &alice.token,
+        )
+        .await;
+    let names: Vec<&Value> = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.name")
+        .map(|e| &e["content"]["name"])
+        .collect();
+    assert_eq!(names, [&json!("From B"), &json!("From A")], "{page}");
+    // The next event of A's follows both forks.
+    a.send_text(&alice, &room, "after the fork").await;
+    let (_, page) = a
+        .get(
+            &format!("/rooms/{}/messages?dir=b&limit=1", enc(&room)),
+            &alice.token,
+        )
+        .await;
+    let last = page["chunk"][0]["event_id"].as_str().unwrap().to_string();
+    let hs = &a.server.as_ref().unwrap().homeserver;
+    let stored = hs.storage.pdus(vec![last]).await.unwrap().pop().unwrap().1;
+    let stored: Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(
+        stored["prev_events"].as_array().unwrap().len(),
+        2,
+        "{stored}"
+    );
+}
+
+#[tokio::test]
+async fn an_event_the_current_state_forbids_is_soft_failed_kept_and_hidden() {
+    let fed = Federation::new();
+    let a = fed.axon("").await;
+    let b = fed.axon("").await;
+    let (alice, bob, room) = shared_room(&a, &b).await;
+    let origin = b.server_name();
+    let before = snapshot_of(&b, &room).await;
+    // Alice takes bob's power away; concurrently (in B's view from before),
+    // bob renames the room.
+    let levels_path = format!("/rooms/{}/state/m.room.power_levels/", enc(&room));
+    let (_, mut levels) = a.get(&levels_path, &alice.token).await;
+    levels["users"][&bob.user_id] = json!(0);
+    let (status, body) = a.put(&levels_path, &alice.token, levels).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let rename = pdu_on(
+        &b,
+        &before,
+        &bob.user_id,
+        "m.room.name",
+        Some(""),
+        json!({ "name": "Bob was here" }),
+        axon::time::now_ms(),
+    );
+    let answer = send_transaction(
+        &b,
+        &a,
+        "soft1",
+        json!({ "origin": origin, "origin_server_ts": axon::time::now_ms(), "pdus": [rename] }),
+    )
+    .await
+    .unwrap();
+    // Accepted (it was allowed where bob wrote it), but not shown.
+    let id = reference_id(&rename);
+    assert_eq!(answer["pdus"][&id], json!({}), "{answer}");
+    let (status, name) = a
+        .get(
+            &format!("/rooms/{}/state/m.room.name/", enc(&room)),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{name}");
+    let (_, page) = a
+        .get(
+            &format!("/rooms/{}/messages?dir=b&limit=20", enc(&room)),
+            &alice.token,
+        )
+        .await;
+    assert!(
+        !page["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event_id"] == id.as_str()),
+        "{page}"
+    );
+    let (status, body) = a
+        .get(
+            &format!("/rooms/{}/event/{}", enc(&room), enc(&id)),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // Known all the same: sent again, it is not checked again, and an
+    // event that follows it is accepted.
+    let again = send_transaction(
+        &b,
+        &a,
+        "soft2",
+        json!({ "origin": origin, "origin_server_ts": axon::time::now_ms(), "pdus": [rename] }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again["pdus"][&id], json!({}), "{again}");
 }

@@ -175,6 +175,7 @@ pub fn build_event(
             txn_id: None,
             notifies: Vec::new(),
             destinations: Vec::new(),
+            resolved_state: Vec::new(),
         },
         pdu,
     })

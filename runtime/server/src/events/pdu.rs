@@ -191,6 +191,7 @@ impl Pdu {
             txn_id: None,
             notifies: Vec::new(),
             destinations: Vec::new(),
+            resolved_state: Vec::new(),
         }
     }
 

@@ -116,6 +116,20 @@ fn in_map(state: &HashMap<(String, String), Pdu>) -> impl Fn(&str, &str) -> Opti
     |kind, key| state.get(&(kind.to_string(), key.to_string())).cloned()
 }
 
+/// What became of a received PDU that passed the checks.
+enum Received {
+    /// Already stored.
+    Known,
+    /// A module dropped it (`should_drop_federated_event`).
+    Dropped,
+    /// Kept, not shown: the room's current state does not allow it, or
+    /// `check_event_for_spam` denied it.
+    SoftFailed(Pdu),
+    /// To store, with the entries of the current state that resolving a
+    /// fork settled.
+    Accepted(Pdu, Vec<(String, String, OwnedEventId)>),
+}
+
 impl Homeserver {
     /// A request to another server, signed with this server's key.
     pub(crate) async fn ask_server(
@@ -255,18 +269,18 @@ impl Homeserver {
         self.verify_pdu(event, room_version).await
     }
 
-    /// The checks on receipt of a PDU, then the modules: `Ok(None)` when a
-    /// module drops it (`should_drop_federated_event`) or it is already
-    /// stored; the event to store otherwise. An event that fails auth
-    /// against the room's current state, or that `check_event_for_spam`
-    /// denies, is refused (Axon does not yet keep soft-failed events).
+    /// The checks on receipt of a PDU (format, signatures and hashes, auth
+    /// against its auth events and against the state before it), then the
+    /// modules, then the soft-fail checks: an event that the room's current
+    /// state does not allow, or that `check_event_for_spam` denies, is kept
+    /// but not shown (the spec's soft failure). An error is a rejection.
     async fn check_received_pdu(
         &self,
         origin: &ServerName,
         pdu: Pdu,
         room_version: &str,
         snapshot: &RoomSnapshot,
-    ) -> Result<Option<Pdu>, String> {
+    ) -> Result<Received, String> {
         let rules = room_version_rules(room_version);
         if self
             .storage
@@ -277,7 +291,7 @@ impl Homeserver {
             .next()
             .is_some()
         {
-            return Ok(None);
+            return Ok(Received::Known);
         }
         let pdu = self.verify_pdu(pdu, room_version).await?;
         let auth_events = self.auth_events_of(origin, &pdu, room_version).await?;
@@ -285,13 +299,19 @@ impl Homeserver {
             auth_events.get(id).cloned()
         })?;
         check_against(&rules, &pdu, in_map(&state_of(auth_events.values())))?;
-        check_against(&rules, &pdu, |kind, key| {
+        let current = |kind: &str, key: &str| {
             snapshot
                 .state
                 .get(&(kind.to_string(), key.to_string()))
                 .map(Pdu::of_state)
-        })
-        .map_err(|e| format!("not allowed by the room's current state: {e}"))?;
+        };
+        let fork = self.state_before_fork(&pdu, snapshot).await?;
+        match &fork {
+            Some(before) => check_against(&rules, &pdu, in_map(before))
+                .map_err(|e| format!("not allowed by the state before it: {e}"))?,
+            None => check_against(&rules, &pdu, current)
+                .map_err(|e| format!("not allowed by the room's state: {e}"))?,
+        }
         let event = module_event(&pdu.to_new_event()).map_err(|e| e.message.clone())?;
         let modules = &self.callbacks;
         if modules
@@ -300,7 +320,7 @@ impl Homeserver {
             .await
             .map_err(|e| e.to_string())?
         {
-            return Ok(None);
+            return Ok(Received::Dropped);
         }
         if !modules.third_party_rules.check_event_allowed.is_empty() {
             match modules
@@ -316,15 +336,32 @@ impl Homeserver {
                 }
             }
         }
+        if fork.is_some() && check_against(&rules, &pdu, current).is_err() {
+            return Ok(Received::SoftFailed(pdu));
+        }
         if let SpamCheck::Deny { .. } = modules
             .spam_checker
             .check_event_for_spam(&event)
             .await
             .map_err(|e| e.to_string())?
         {
-            return Err("This event has been rejected as probable spam".into());
+            return Ok(Received::SoftFailed(pdu));
         }
-        Ok(Some(pdu))
+        let resolved_state = match &fork {
+            Some(before) => self.resolve_fork(&pdu, before, snapshot).await?,
+            None => Vec::new(),
+        };
+        Ok(Received::Accepted(pdu, resolved_state))
+    }
+
+    /// Keeps a soft-failed event as known only: other events may name it,
+    /// but it is in no timeline and no state.
+    async fn keep_soft_failed(&self, pdu: &Pdu) -> Result<(), String> {
+        tracing::info!("{} from {} soft-failed", pdu.event_id, pdu.sender);
+        self.storage
+            .keep_soft_failed(pdu.to_new_event())
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Stores a checked PDU of another server in the room's timeline, with
@@ -334,8 +371,10 @@ impl Homeserver {
         snapshot: &RoomSnapshot,
         pdu: &Pdu,
         destinations: Vec<OwnedServerName>,
+        resolved_state: Vec<(String, String, OwnedEventId)>,
     ) -> Result<(), MatrixError> {
         let mut new: NewEvent = pdu.to_new_event();
+        new.resolved_state = resolved_state;
         new.notifies = self.notifications_for(snapshot, &new).await?;
         new.destinations = destinations;
         let pushed: Vec<ruma::OwnedUserId> =
@@ -442,15 +481,17 @@ impl Homeserver {
             .await
             .map_err(|e| e.to_string())?
             .ok_or("unknown room")?;
-        let Some(pdu) = self
+        match self
             .check_received_pdu(origin, pdu, version, &snapshot)
             .await?
-        else {
-            return Ok(());
-        };
-        self.store_received(&snapshot, &pdu, Vec::new())
-            .await
-            .map_err(|e| e.message.clone())
+        {
+            Received::Known | Received::Dropped => Ok(()),
+            Received::SoftFailed(pdu) => self.keep_soft_failed(&pdu).await,
+            Received::Accepted(pdu, resolved) => self
+                .store_received(&snapshot, &pdu, Vec::new(), resolved)
+                .await
+                .map_err(|e| e.message.clone()),
+        }
     }
 
     /// When a PDU follows events this server does not have, asks `origin`
@@ -591,18 +632,29 @@ impl Homeserver {
                 pdu.sender
             )));
         }
-        let pdu = self
+        let received = self
             .check_received_pdu(origin, pdu, &snapshot.room_version, snapshot)
             .await
             .map_err(MatrixError::forbidden)?;
-        if let Some(pdu) = &pdu {
-            // The other servers hear of it from this one.
-            let destinations = remote_servers(snapshot, &self.server_name)
-                .into_iter()
-                .filter(|s| s != origin)
-                .collect();
-            self.store_received(snapshot, pdu, destinations).await?;
-        }
+        let pdu = match received {
+            Received::Known | Received::Dropped => None,
+            // The resident server decides here: what it would hide, it refuses.
+            Received::SoftFailed(_) => {
+                return Err(MatrixError::forbidden(
+                    "This event has been rejected as probable spam",
+                ))
+            }
+            Received::Accepted(pdu, resolved) => {
+                // The other servers hear of it from this one.
+                let destinations = remote_servers(snapshot, &self.server_name)
+                    .into_iter()
+                    .filter(|s| s != origin)
+                    .collect();
+                self.store_received(snapshot, &pdu, destinations, resolved)
+                    .await?;
+                Some(pdu)
+            }
+        };
         Ok(pdu)
     }
 
@@ -1082,7 +1134,8 @@ impl Homeserver {
         // The join's parents are the resident server's latest events, which
         // this server has only as state or history: the join starts the
         // timeline here.
-        self.store_received(&snapshot, join, Vec::new()).await
+        self.store_received(&snapshot, join, Vec::new(), Vec::new())
+            .await
     }
 
     /// An invite of a user of another server: their server must accept it
@@ -1198,7 +1251,10 @@ impl Homeserver {
         let known = self.storage.room_snapshot(room).await?;
         match known.filter(|s| self.is_resident(s)) {
             // Already in the room: the invite is one more event of it.
-            Some(snapshot) => self.store_received(&snapshot, &signed, Vec::new()).await?,
+            Some(snapshot) => {
+                self.store_received(&snapshot, &signed, Vec::new(), Vec::new())
+                    .await?
+            }
             None => {
                 let mut given = stripped_list(&body["invite_room_state"]);
                 if given.is_empty() {

@@ -14,6 +14,7 @@ mod directory;
 mod edus;
 mod events;
 mod federated;
+mod forks;
 pub(crate) use federated::remote_servers;
 pub mod filters;
 pub mod guests;

@@ -318,6 +318,11 @@ pub struct NewEvent {
     pub notifies: Vec<Notify>,
     /// The other servers it is to be sent to, queued in the same commit.
     pub destinations: Vec<ruma::OwnedServerName>,
+    /// When it joins forks of the room: the entries of the room's current
+    /// state that state resolution settled otherwise than the event alone
+    /// would (type, state key, the event that holds it), set in the same
+    /// commit.
+    pub resolved_state: Vec<(String, String, OwnedEventId)>,
 }
 
 /// What an event's content adds to the tables beside `events`, read from
@@ -468,6 +473,10 @@ impl Storage {
         recheck: Option<AuthRecheck>,
     ) -> StorageResult<Vec<Persisted>> {
         let applied: Vec<SnapshotUpdate> = events.iter().map(SnapshotUpdate::from).collect();
+        let events_resolved: Vec<Option<String>> = events
+            .iter()
+            .map(|e| (!e.resolved_state.is_empty()).then(|| e.room_id.to_string()))
+            .collect();
         self.write_then(move |w| {
             if let Some(room) = &room {
                 w.conn.execute(
@@ -498,6 +507,9 @@ impl Storage {
                 }
                 let stream = w.next_position();
                 insert_event(w.conn, event, stream, Placement::Timeline)?;
+                for (event_type, state_key, holder) in &event.resolved_state {
+                    adopt_state_entry(w.conn, &event.room_id, event_type, state_key, holder, stream)?;
+                }
                 super::federation::queue_pdu(w, event)?;
                 if !event.notifies.is_empty() {
                     super::receipts::insert_notifications(w.conn, event, stream)?;
@@ -548,6 +560,14 @@ impl Storage {
                 .map(|(a, _)| a)
                 .collect();
             caches.apply_events(&stored);
+            // A room whose state resolution settled is read again.
+            for (event, outcome) in events_resolved.iter().zip(outcomes) {
+                if matches!(outcome, Persisted::New { .. }) {
+                    if let Some(room) = event {
+                        caches.forget_room(room);
+                    }
+                }
+            }
             let mut keys: Vec<WakeKey> = Vec::new();
             for event in &stored {
                 let room = WakeKey::Room(event.room_id.clone());
@@ -834,6 +854,35 @@ impl Storage {
                  WHERE s.room_id = ?1 AND s.type = ?2 AND s.state_key = ?3"
             ))?;
             Ok(stmt.query_row(params![key.0, key.1, key.2], event_from_row).optional()?)
+        })
+        .await
+    }
+
+    /// Of the room's state as it was at stream position `at`, the entries
+    /// at `keys` (type, state key) that there were.
+    pub async fn state_entries_at(
+        &self,
+        room_id: &RoomId,
+        keys: Vec<(String, String)>,
+        at: i64,
+    ) -> StorageResult<Vec<StoredEvent>> {
+        let room_id = room_id.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events e
+                 WHERE e.room_id = ?1 AND e.type = ?2 AND e.state_key = ?3 AND e.stream_ordering <= ?4
+                 ORDER BY e.stream_ordering DESC LIMIT 1"
+            ))?;
+            let mut found = Vec::new();
+            for (kind, key) in keys {
+                if let Some(event) = stmt
+                    .query_row(params![room_id, kind, key, at], event_from_row)
+                    .optional()?
+                {
+                    found.push(event);
+                }
+            }
+            Ok(found)
         })
         .await
     }
@@ -1355,26 +1404,15 @@ pub(super) fn insert_event(
         return Ok(());
     }
     if let Some(state_key) = &event.state_key {
-        c.prepare_cached(
-            "INSERT INTO current_state (room_id, type, state_key, event_id, stream_ordering) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id, stream_ordering = excluded.stream_ordering",
-        )?
-        .execute(params![event.room_id.as_str(), event.event_type, state_key, event.event_id.as_str(), stream])?;
-        if event.event_type == "m.room.member" {
-            let content: serde_json::Value = serde_json::from_str(&event.content)?;
-            let membership = content
-                .get("membership")
-                .and_then(|m| m.as_str())
-                .unwrap_or("leave");
-            c.prepare_cached(
-                "INSERT INTO memberships (user_id, room_id, membership, event_id, stream_ordering) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (user_id, room_id) DO UPDATE SET membership = excluded.membership,
-                    event_id = excluded.event_id, forgotten = 0,
-                    stream_ordering = CASE WHEN memberships.membership = excluded.membership
-                        THEN memberships.stream_ordering ELSE excluded.stream_ordering END",
-            )?
-            .execute(params![state_key, event.room_id.as_str(), membership, event.event_id.as_str(), stream])?;
-        }
+        set_current_state(
+            c,
+            event.room_id.as_str(),
+            &event.event_type,
+            state_key,
+            event.event_id.as_str(),
+            &event.content,
+            stream,
+        )?;
     }
     if placement == Placement::State {
         return Ok(());
@@ -1392,6 +1430,66 @@ pub(super) fn insert_event(
         event.depth
     ])?;
     Ok(())
+}
+
+/// Makes `event_id` (with `content`) the room's state at its key, and for
+/// a member event the member's membership.
+fn set_current_state(
+    c: &Connection,
+    room_id: &str,
+    event_type: &str,
+    state_key: &str,
+    event_id: &str,
+    content: &str,
+    stream: i64,
+) -> StorageResult<()> {
+    c.prepare_cached(
+        "INSERT INTO current_state (room_id, type, state_key, event_id, stream_ordering) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id, stream_ordering = excluded.stream_ordering",
+    )?
+    .execute(params![room_id, event_type, state_key, event_id, stream])?;
+    if event_type == "m.room.member" {
+        let content: serde_json::Value = serde_json::from_str(content)?;
+        let membership = content
+            .get("membership")
+            .and_then(|m| m.as_str())
+            .unwrap_or("leave");
+        c.prepare_cached(
+            "INSERT INTO memberships (user_id, room_id, membership, event_id, stream_ordering) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (user_id, room_id) DO UPDATE SET membership = excluded.membership,
+                event_id = excluded.event_id, forgotten = 0,
+                stream_ordering = CASE WHEN memberships.membership = excluded.membership
+                    THEN memberships.stream_ordering ELSE excluded.stream_ordering END",
+        )?
+        .execute(params![state_key, room_id, membership, event_id, stream])?;
+    }
+    Ok(())
+}
+
+/// One entry of a resolved state: the stored event `holder` becomes the
+/// room's state at its key, as of stream position `stream`.
+fn adopt_state_entry(
+    c: &Connection,
+    room_id: &RoomId,
+    event_type: &str,
+    state_key: &str,
+    holder: &EventId,
+    stream: i64,
+) -> StorageResult<()> {
+    let content: String = c
+        .prepare_cached("SELECT content FROM events WHERE event_id = ?1")?
+        .query_row([holder.as_str()], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StorageError::Conflict(format!("resolved state names unknown {holder}")))?;
+    set_current_state(
+        c,
+        room_id.as_str(),
+        event_type,
+        state_key,
+        holder.as_str(),
+        &content,
+        stream,
+    )
 }
 
 fn current_state(c: &Connection, room_id: &str) -> StorageResult<Vec<StoredEvent>> {

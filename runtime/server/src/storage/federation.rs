@@ -276,16 +276,43 @@ impl Storage {
         .await
     }
 
-    /// The stored PDUs of `ids` that are known, in no particular order.
+    /// Keeps a soft-failed event of another server (known, not shown).
+    pub async fn keep_soft_failed(&self, event: NewEvent) -> StorageResult<()> {
+        self.write(move |w| {
+            w.conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO soft_failed_events (event_id, room_id, pdu, received_ts) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
+                    event.event_id.as_str(),
+                    event.room_id.as_str(),
+                    event.pdu,
+                    axon::time::now_ms()
+                ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The stored PDUs of `ids` that are known (soft-failed ones
+    /// included), in no particular order.
     pub async fn pdus(&self, ids: Vec<String>) -> StorageResult<Vec<(String, String)>> {
         self.read(move |c| {
             let mut statement = c.prepare_cached("SELECT pdu FROM events WHERE event_id = ?1")?;
+            let mut soft_failed =
+                c.prepare_cached("SELECT pdu FROM soft_failed_events WHERE event_id = ?1")?;
             let mut found = Vec::new();
             for id in ids {
-                if let Some(pdu) = statement
+                let pdu = match statement
                     .query_row([&id], |r| r.get::<_, String>(0))
                     .optional()?
                 {
+                    Some(pdu) => Some(pdu),
+                    None => soft_failed
+                        .query_row([&id], |r| r.get::<_, String>(0))
+                        .optional()?,
+                };
+                if let Some(pdu) = pdu {
                     found.push((id, pdu));
                 }
             }

@@ -490,6 +490,19 @@ CREATE TABLE outside_room_state (
 ) WITHOUT ROWID;
 "#,
     ),
+    // Events of other servers that passed the auth checks but that the
+    // room's current state (or a module) did not allow: known, so that
+    // events naming them are not refused, but in no timeline and no state (the spec's soft failure).
+    M::up(
+        r#"
+CREATE TABLE soft_failed_events (
+    event_id TEXT PRIMARY KEY NOT NULL,
+    room_id TEXT NOT NULL,
+    pdu TEXT NOT NULL,
+    received_ts INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
+    ),
 ];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), super::StorageError> {
