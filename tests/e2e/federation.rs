@@ -1089,3 +1089,42 @@ async fn an_event_the_current_state_forbids_is_soft_failed_kept_and_hidden() {
     .unwrap();
     assert_eq!(again["pdus"][&id], json!({}), "{again}");
 }
+
+#[tokio::test]
+async fn rc_federation_queues_delays_and_refuses_an_origins_requests_past_its_limits() {
+    let fed = Federation::new();
+    let a = fed
+        .axon("rc_federation: {window_size: 1000, sleep_limit: 2, sleep_delay: 200, reject_limit: 4, concurrent: 1}")
+        .await;
+    let b = fed.axon("").await;
+    let c = fed.axon("").await;
+    let alice = a.register("alice").await;
+    let path = format!(
+        "/_matrix/federation/v1/query/profile?user_id={}",
+        enc(&alice.user_id)
+    );
+    // Eight at once from B: four are let in (one served at a time, the
+    // rest waiting), the others are refused.
+    let asks = (0..8).map(|_| signed_request(&b, &a, Method::GET, &path));
+    let started = std::time::Instant::now();
+    let answers = futures_util::future::join_all(asks).await;
+    let elapsed = started.elapsed();
+    let served = answers.iter().filter(|a| a.is_ok()).count();
+    let refused: Vec<&String> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
+    assert_eq!(served, 4, "{answers:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|e| e.contains("429") && e.contains("M_LIMIT_EXCEEDED")),
+        "{refused:?}"
+    );
+    // Past two in the window, each waited its delay.
+    assert!(
+        elapsed >= std::time::Duration::from_millis(200),
+        "{elapsed:?}"
+    );
+    // Another server is not held back by B's load; B, once its requests
+    // are answered, is let in again.
+    assert!(signed_request(&c, &a, Method::GET, &path).await.is_ok());
+    assert!(signed_request(&b, &a, Method::GET, &path).await.is_ok());
+}

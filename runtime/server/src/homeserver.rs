@@ -20,6 +20,8 @@ pub struct Homeserver {
     pub storage: Storage,
     pub callbacks: Arc<Callbacks>,
     pub rate_limiter: crate::service::RateLimiter,
+    /// Other servers' requests in progress (`rc_federation`).
+    pub federation_limiter: crate::service::FederationLimiter,
     /// Bounded password hashing.
     pub passwords: crate::service::Passwords,
     /// Login types modules handle (`ModuleApi::register_login_type`).
@@ -153,6 +155,7 @@ impl RunningServer {
             callbacks: modules.callbacks.clone(),
             storage,
             rate_limiter: Default::default(),
+            federation_limiter: Default::default(),
             passwords: crate::service::Passwords::start(),
             login_types: modules.login_types.clone(),
             registration_nonces: Default::default(),

@@ -24,6 +24,8 @@ const MAX_FEDERATION_BODY: usize = 16 * 1024 * 1024;
 pub struct ServerAuth<T = ()> {
     pub origin: ruma::OwnedServerName,
     pub body: T,
+    /// The request's place under `rc_federation`, held until it is answered.
+    pub permit: crate::service::FederationPermit,
 }
 
 impl<T: DeserializeOwned> FromRequest<Arc<Homeserver>> for ServerAuth<T> {
@@ -46,6 +48,7 @@ impl<T: DeserializeOwned> FromRequest<Arc<Homeserver>> for ServerAuth<T> {
             .map_err(|e| MatrixError::new(400, ErrCode::Unknown, e.to_string()))?;
         *request.headers_mut() = parts.headers;
         let origin = hs.authenticate_server(&request).await?;
+        let permit = hs.admit_federation_request(origin.as_str()).await?;
         hs.heard_from(&origin).await;
         let bytes = request.into_body();
         let value = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -55,7 +58,11 @@ impl<T: DeserializeOwned> FromRequest<Arc<Homeserver>> for ServerAuth<T> {
                 .map_err(|_| MatrixError::new(400, ErrCode::NotJson, "Content not JSON."))?
         };
         let body = super::parse_json(value)?;
-        Ok(ServerAuth { origin, body })
+        Ok(ServerAuth {
+            origin,
+            body,
+            permit,
+        })
     }
 }
 

@@ -68,6 +68,9 @@ pub struct HomeserverConfig {
     pub rc_joins: JoinRateLimits,
     #[serde(default)]
     pub rc_invites: InviteRateLimits,
+    /// Requests other servers may make (Synapse's `rc_federation`).
+    #[serde(default)]
+    pub rc_federation: FederationRateLimits,
     #[serde(default)]
     pub password_config: PasswordConfig,
     /// Synapse's `email:` section: the SMTP server modules send mail through.
@@ -535,6 +538,55 @@ impl Default for JoinRateLimits {
         JoinRateLimits {
             local: Self::default_local(),
             remote: Self::default_remote(),
+        }
+    }
+}
+
+/// Synapse's `rc_federation`: per origin server, requests beyond
+/// `sleep_limit` in a window of `window_size` ms wait `sleep_delay` ms
+/// each; at most `concurrent` are served at once and the rest wait; beyond
+/// `reject_limit` waiting or served, a request is refused with 429.
+#[derive(Debug, Clone, Copy, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FederationRateLimits {
+    #[serde(default = "FederationRateLimits::default_window_size")]
+    pub window_size: u64,
+    #[serde(default = "FederationRateLimits::default_sleep_limit")]
+    pub sleep_limit: usize,
+    #[serde(default = "FederationRateLimits::default_sleep_delay")]
+    pub sleep_delay: u64,
+    #[serde(default = "FederationRateLimits::default_reject_limit")]
+    pub reject_limit: usize,
+    #[serde(default = "FederationRateLimits::default_concurrent")]
+    pub concurrent: usize,
+}
+
+impl FederationRateLimits {
+    fn default_window_size() -> u64 {
+        1000
+    }
+    fn default_sleep_limit() -> usize {
+        10
+    }
+    fn default_sleep_delay() -> u64 {
+        500
+    }
+    fn default_reject_limit() -> usize {
+        50
+    }
+    fn default_concurrent() -> usize {
+        3
+    }
+}
+
+impl Default for FederationRateLimits {
+    fn default() -> Self {
+        FederationRateLimits {
+            window_size: Self::default_window_size(),
+            sleep_limit: Self::default_sleep_limit(),
+            sleep_delay: Self::default_sleep_delay(),
+            reject_limit: Self::default_reject_limit(),
+            concurrent: Self::default_concurrent(),
         }
     }
 }

@@ -262,7 +262,8 @@ impl Homeserver {
             return Err(not_found_room());
         }
         if membership == Membership::Join && actor.is_ratelimited() {
-            self.ratelimit_user("rc_joins.local", user, self.config.rc_joins.local)
+            // Joins through another server cost more: Synapse's remote limit.
+            self.ratelimit_user("rc_joins.remote", user, self.config.rc_joins.remote)
                 .await?;
         }
         if membership == Membership::Join && !actor.admin {

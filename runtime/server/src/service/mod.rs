@@ -52,7 +52,7 @@ pub use media::Upload;
 pub use membership::MembershipChange;
 pub use passwords::Passwords;
 pub use profile::ProfileChange;
-pub use ratelimit::RateLimiter;
+pub use ratelimit::{FederationLimiter, FederationPermit, RateLimiter};
 pub use rooms::CreateRoomRequest;
 pub use sessions::{LoginRequest, Requester};
 pub use typing::Typing;

@@ -225,3 +225,108 @@ mod tests {
             .is_err());
     }
 }
+
+/// Requests of other servers in progress, per origin (`rc_federation`).
+#[derive(Default)]
+pub struct FederationLimiter {
+    origins: Mutex<HashMap<String, OriginLoad>>,
+}
+
+struct OriginLoad {
+    /// Requests waiting or being served.
+    in_flight: usize,
+    /// When the requests of the current window came.
+    recent: std::collections::VecDeque<Instant>,
+    served: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+/// A request of another server counted in: it is counted out when this
+/// drops, with the request (or while it waits, if the caller goes away).
+pub struct FederationPermit {
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    origin: String,
+    homeserver: std::sync::Arc<Homeserver>,
+}
+
+impl Drop for FederationPermit {
+    fn drop(&mut self) {
+        let window =
+            std::time::Duration::from_millis(self.homeserver.config.rc_federation.window_size);
+        let mut origins = self
+            .homeserver
+            .federation_limiter
+            .origins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(load) = origins.get_mut(&self.origin) {
+            load.in_flight = load.in_flight.saturating_sub(1);
+            let quiet = load.recent.back().is_none_or(|t| t.elapsed() > window);
+            if load.in_flight == 0 && quiet {
+                origins.remove(&self.origin);
+            }
+        }
+    }
+}
+
+impl Homeserver {
+    /// Admits a request of `origin` as `rc_federation` says: refused with
+    /// 429 past `reject_limit`, delayed past `sleep_limit` in a window, and
+    /// waiting for one of `concurrent` slots.
+    pub async fn admit_federation_request(
+        self: &std::sync::Arc<Self>,
+        origin: &str,
+    ) -> Result<FederationPermit, MatrixError> {
+        let limits = self.config.rc_federation;
+        let now = Instant::now();
+        let window = std::time::Duration::from_millis(limits.window_size);
+        let (delay, served) = {
+            let mut origins = self
+                .federation_limiter
+                .origins
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let load = origins
+                .entry(origin.to_string())
+                .or_insert_with(|| OriginLoad {
+                    in_flight: 0,
+                    recent: Default::default(),
+                    served: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                        limits.concurrent.max(1),
+                    )),
+                });
+            if load.in_flight >= limits.reject_limit {
+                return Err(
+                    MatrixError::new(429, ErrCode::LimitExceeded, "Too Many Requests")
+                        .with_field("retry_after_ms", limits.window_size),
+                );
+            }
+            while load
+                .recent
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > window)
+            {
+                load.recent.pop_front();
+            }
+            load.recent.push_back(now);
+            load.in_flight += 1;
+            let delay = (load.recent.len() > limits.sleep_limit)
+                .then(|| std::time::Duration::from_millis(limits.sleep_delay));
+            (delay, load.served.clone())
+        };
+        let mut permit = FederationPermit {
+            _slot: None,
+            origin: origin.to_string(),
+            homeserver: self.clone(),
+        };
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        permit._slot = Some(
+            served
+                .acquire_owned()
+                .await
+                .map_err(|_| MatrixError::internal("the federation limiter closed"))?,
+        );
+        Ok(permit)
+    }
+}
