@@ -117,13 +117,29 @@ async fn matrix_sdk_users_talk_end_to_end_encrypted_and_restore_from_backup() {
 async fn matrix_sdk_users_on_axon_and_synapse_talk_end_to_end_encrypted() {
     let (fed, synapse) = axon_testkit::synapse::shared();
     let axon = fed.axon("").await;
-    axon.register("alice").await;
+    let alice = axon.register("alice").await;
     let synapse = synapse.client();
-    let bob = format!("bob{}", rand_suffix());
-    synapse.register(&bob).await;
-    let out = run_with("e2ee-federated", &axon, "alice", &bob, &[&synapse.base]).await;
-    assert!(
-        out.contains("ok: bob sees alice's device cross-signed"),
-        "{out}"
-    );
+    let localpart = format!("bob{}", rand_suffix());
+    let bob = synapse.register(&localpart).await;
+    let out = run_with(
+        "e2ee-federated",
+        &axon,
+        "alice",
+        &localpart,
+        &[&synapse.base],
+    )
+    .await;
+    assert!(out.contains("ok: alice signed bob's identity"), "{out}");
+    // Alice's signature of bob's master key is kept on her server, and
+    // shown to her with the key his server serves.
+    let (status, keys) = axon
+        .post(
+            "/keys/query",
+            &alice.token,
+            serde_json::json!({ "device_keys": { &bob.user_id: [] } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{keys}");
+    let signers = &keys["master_keys"][&bob.user_id]["signatures"];
+    assert!(signers.get(&alice.user_id).is_some(), "{keys}");
 }

@@ -115,7 +115,7 @@ pub static CATALOG: &[Category] = &[
         name: "spam_checker",
         doc: "Spam checker: veto users' actions. Synapse's `register_spam_checker_callbacks`.",
         callbacks: &[
-            callback!("A client's message or state event (not memberships, not the events `createRoom` makes); an encrypted message is an `m.room.encrypted` event with only its ciphertext to judge, as in Synapse. Deny → 403 \"This message has been rejected as probable spam\" with the module's errcode and fields; nothing is stored. Also each event another server sends: a denied one is refused (Synapse soft-fails it; either way no client sees it)."
+            callback!("A client's message or state event (not memberships, not the events `createRoom` makes); an encrypted message is an `m.room.encrypted` event with only its ciphertext to judge, as in Synapse. Deny → 403 \"This message has been rejected as probable spam\" with the module's errcode and fields; nothing is stored. Also each event another server sends: a denied one is soft-failed, as in Synapse (the sending server is told it was taken; it is kept as known, so events after it are not refused, but no client sees it and it changes no state). A resident server's `send_join`, `send_leave` or `send_knock` with a denied event is refused with 403."
                 check_event_for_spam(event: "&Event") -> "SpamCheck", FirstNonAllow, Propagate),
             callback!("Each PDU another server sends (`/send`, and the missing events fetched for it), after the signature, hash and auth checks: `true` drops it silently (the sender is told it was taken; nothing is stored)."
                 should_drop_federated_event(event: "&Event") -> "bool", AnyTrue, Propagate),

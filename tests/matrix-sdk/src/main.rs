@@ -471,4 +471,15 @@ async fn e2ee_federated(args: &Args) {
     }
     assert!(cross_signed, "bob sees alice's device cross-signed by alice");
     println!("ok: bob sees alice's device cross-signed, from the other server");
+
+    // Alice verifies bob's identity: her user-signing key signs his master
+    // key, which lives on his server.
+    let bob_identity = alice
+        .encryption()
+        .request_user_identity(&bob_id)
+        .await
+        .expect("bob's identity is asked of his server")
+        .expect("bob has an identity");
+    bob_identity.verify().await.expect("alice signs bob's master key");
+    println!("ok: alice signed bob's identity across servers");
 }

@@ -315,7 +315,43 @@ impl Homeserver {
                 }
             }
         }
+        self.add_own_signatures(viewer, &mut answer).await?;
         Ok(answer)
+    }
+
+    /// Adds to other servers' users' master keys in `answer` the
+    /// signatures `viewer` made of them (kept here only).
+    async fn add_own_signatures(
+        &self,
+        viewer: &UserId,
+        answer: &mut Value,
+    ) -> Result<(), MatrixError> {
+        let users: Vec<String> = answer["master_keys"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        for user in users {
+            let Ok(user_id) = UserId::parse(&user) else {
+                continue;
+            };
+            if user_id.server_name() == self.server_name {
+                continue;
+            }
+            let mine = self
+                .storage
+                .keys_of_user(&user_id, Some(Vec::new()), viewer)
+                .await?;
+            let key = &mut answer["master_keys"][user.as_str()];
+            let public = key["keys"]
+                .as_object()
+                .and_then(|k| k.values().next())
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if let Some(public) = public {
+                merge_signatures(key, &public, &mine.signatures);
+            }
+        }
+        Ok(())
     }
 
     /// This server's users' keys, as `/keys/query` and the federation's
@@ -671,18 +707,23 @@ impl Homeserver {
         };
         let (user_signing_id, user_signing_public) =
             cross_signing_key(&user_signing, user, "user_signing")?;
-        if target.server_name() != self.server_name {
-            return Ok(fail_all(MatrixError::new(
-                503,
-                ErrCode::Unavailable,
-                "this server does not federate yet",
-            )));
-        }
-        let theirs = self
-            .storage
-            .keys_of_user(target, Some(Vec::new()), user)
-            .await?;
-        let Some(master) = cross_signing_with_signatures(&theirs, "master") else {
+        // Another server's user's master key is asked of their server; the
+        // signature is kept here, for the signer alone.
+        let master = if target.server_name() != self.server_name {
+            let mut wanted = Map::new();
+            wanted.insert(target.to_string(), json!([]));
+            let mut body = Map::new();
+            body.insert("device_keys".into(), Value::Object(wanted));
+            let answer = self.query_keys(user, body).await?;
+            answer["master_keys"].get(target.as_str()).cloned()
+        } else {
+            let theirs = self
+                .storage
+                .keys_of_user(target, Some(Vec::new()), user)
+                .await?;
+            cross_signing_with_signatures(&theirs, "master")
+        };
+        let Some(master) = master else {
             return Ok(fail_all(not_found(format!(
                 "No master key found for {target}"
             ))));
