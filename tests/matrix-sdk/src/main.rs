@@ -469,7 +469,10 @@ async fn e2ee_federated(args: &Args) {
             .await
             .unwrap();
     }
-    assert!(cross_signed, "bob sees alice's device cross-signed by alice");
+    assert!(
+        cross_signed,
+        "bob sees alice's device cross-signed by alice"
+    );
     println!("ok: bob sees alice's device cross-signed, from the other server");
 
     // Alice verifies bob's identity: her user-signing key signs his master
@@ -480,6 +483,9 @@ async fn e2ee_federated(args: &Args) {
         .await
         .expect("bob's identity is asked of his server")
         .expect("bob has an identity");
-    bob_identity.verify().await.expect("alice signs bob's master key");
+    bob_identity
+        .verify()
+        .await
+        .expect("alice signs bob's master key");
     println!("ok: alice signed bob's identity across servers");
 }
