@@ -794,6 +794,32 @@ impl Homeserver {
         Err(last_error)
     }
 
+    /// `send_membership_through` each of `servers` but this one, in order,
+    /// until one answers (a leave or a knock); the last failure otherwise.
+    async fn send_membership_each(
+        &self,
+        servers: &[OwnedServerName],
+        room: &RoomId,
+        user: &UserId,
+        membership: Membership,
+        content: Map<String, Value>,
+    ) -> Result<(String, Pdu, Value), MatrixError> {
+        let mut last_error = MatrixError::new(404, ErrCode::NotFound, "No known servers");
+        for server in servers.iter().filter(|s| **s != self.server_name) {
+            match self
+                .send_membership_through(server, room, user, membership, content.clone())
+                .await
+            {
+                Ok(sent) => return Ok(sent),
+                Err(e) => {
+                    tracing::info!("{membership} of {room} through {server}: {}", e.message);
+                    last_error = e;
+                }
+            }
+        }
+        Err(last_error)
+    }
+
     async fn join_through(
         &self,
         user: &UserId,
@@ -801,18 +827,9 @@ impl Homeserver {
         server: &ServerName,
         content: Map<String, Value>,
     ) -> Result<OwnedEventId, MatrixError> {
-        let (version, signed, join) = self
-            .make_membership_through(server, room, user, Membership::Join, content)
+        let (version, join, answer) = self
+            .send_membership_through(server, room, user, Membership::Join, content)
             .await?;
-        let path = format!(
-            "/_matrix/federation/v2/send_join/{}/{}",
-            super::percent_encode(room.as_str()),
-            super::percent_encode(join.event_id.as_str())
-        );
-        let answer = self
-            .ask_server(server, reqwest::Method::PUT, &path, Some(&signed))
-            .await
-            .map_err(|e| super::federation_failure(e, "Failed to send_join"))?;
         // The resident server may have countersigned it (restricted rooms).
         let join = match answer.get("event").filter(|e| e.is_object()) {
             Some(event) => {
@@ -913,6 +930,37 @@ impl Homeserver {
         Ok((version, signed, pdu))
     }
 
+    /// `make_membership_through`, then the signed event sent back
+    /// (`send_join` v2, `send_leave` v2, `send_knock`): the room's
+    /// version, the event, and what the resident server answered.
+    async fn send_membership_through(
+        &self,
+        server: &ServerName,
+        room: &RoomId,
+        user: &UserId,
+        membership: Membership,
+        content: Map<String, Value>,
+    ) -> Result<(String, Pdu, Value), MatrixError> {
+        let (version, signed, event) = self
+            .make_membership_through(server, room, user, membership, content)
+            .await?;
+        let api = if membership == Membership::Knock {
+            "v1"
+        } else {
+            "v2"
+        };
+        let path = format!(
+            "/_matrix/federation/{api}/send_{membership}/{}/{}",
+            super::percent_encode(room.as_str()),
+            super::percent_encode(event.event_id.as_str())
+        );
+        let answer = self
+            .ask_server(server, reqwest::Method::PUT, &path, Some(&signed))
+            .await
+            .map_err(|e| super::federation_failure(e, &format!("Failed to send_{membership}")))?;
+        Ok((version, event, answer))
+    }
+
     /// A local user's leave of a room this server is not in (an invite
     /// rejected, a knock withdrawn): `make_leave`/`send_leave` through the
     /// server that invited them or `servers`; when none answers, the invite
@@ -924,29 +972,13 @@ impl Homeserver {
         servers: &[OwnedServerName],
         content: Map<String, Value>,
     ) -> Result<OwnedEventId, MatrixError> {
-        for server in servers.iter().filter(|s| **s != self.server_name) {
-            let sent = async {
-                let (version, signed, leave) = self
-                    .make_membership_through(server, room, user, Membership::Leave, content.clone())
-                    .await?;
-                let path = format!(
-                    "/_matrix/federation/v2/send_leave/{}/{}",
-                    super::percent_encode(room.as_str()),
-                    super::percent_encode(leave.event_id.as_str())
-                );
-                self.ask_server(server, reqwest::Method::PUT, &path, Some(&signed))
-                    .await
-                    .map_err(|e| super::federation_failure(e, "Failed to send_leave"))?;
-                Ok::<(Pdu, String), MatrixError>((leave, version))
-            };
-            match sent.await {
-                Ok((leave, version)) => {
-                    self.store_outside_membership(&leave, &version, Vec::new())
-                        .await?;
-                    return Ok(leave.event_id);
-                }
-                Err(e) => tracing::info!("leaving {room} through {server}: {}", e.message),
-            }
+        let sent = self
+            .send_membership_each(servers, room, user, Membership::Leave, content.clone())
+            .await;
+        if let Ok((version, leave, _)) = sent {
+            self.store_outside_membership(&leave, &version, Vec::new())
+                .await?;
+            return Ok(leave.event_id);
         }
         let snapshot =
             self.storage.room_snapshot(room).await?.ok_or_else(|| {
@@ -985,37 +1017,13 @@ impl Homeserver {
         servers: &[OwnedServerName],
         content: Map<String, Value>,
     ) -> Result<OwnedEventId, MatrixError> {
-        let mut last_error = MatrixError::new(404, ErrCode::NotFound, "No known servers");
-        for server in servers.iter().filter(|s| **s != self.server_name) {
-            let sent = async {
-                let (version, signed, knock) = self
-                    .make_membership_through(server, room, user, Membership::Knock, content.clone())
-                    .await?;
-                let path = format!(
-                    "/_matrix/federation/v1/send_knock/{}/{}",
-                    super::percent_encode(room.as_str()),
-                    super::percent_encode(knock.event_id.as_str())
-                );
-                let answer = self
-                    .ask_server(server, reqwest::Method::PUT, &path, Some(&signed))
-                    .await
-                    .map_err(|e| super::federation_failure(e, "Failed to send_knock"))?;
-                Ok::<(Pdu, Value, String), MatrixError>((knock, answer, version))
-            };
-            match sent.await {
-                Ok((knock, answer, version)) => {
-                    let stripped = stripped_list(&answer["knock_room_state"]);
-                    self.store_outside_membership(&knock, &version, stripped)
-                        .await?;
-                    return Ok(knock.event_id);
-                }
-                Err(e) => {
-                    tracing::info!("knocking on {room} through {server}: {}", e.message);
-                    last_error = e;
-                }
-            }
-        }
-        Err(last_error)
+        let (version, knock, answer) = self
+            .send_membership_each(servers, room, user, Membership::Knock, content)
+            .await?;
+        let stripped = stripped_list(&answer["knock_room_state"]);
+        self.store_outside_membership(&knock, &version, stripped)
+            .await?;
+        Ok(knock.event_id)
     }
 
     /// Stores a local user's membership of a room this server is not in

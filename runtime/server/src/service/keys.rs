@@ -33,6 +33,9 @@ fn owned_by(object: &Value, user: &str) -> bool {
 /// client API's default `timeout`).
 const REMOTE_KEYS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Users of other servers, by server, with what is asked of each.
+type RemoteUsers = BTreeMap<ruma::OwnedServerName, Map<String, Value>>;
+
 fn bad(message: impl Into<String>) -> MatrixError {
     MatrixError::new(400, ErrCode::BadJson, message)
 }
@@ -273,50 +276,76 @@ impl Homeserver {
                     "Missing params: ['device_keys']",
                 )
             })?;
-        let mut local = Map::new();
-        let mut remote: BTreeMap<ruma::OwnedServerName, Map<String, Value>> = BTreeMap::new();
         for (user, devices) in wanted {
-            let user_id = super::user_id_param(user)?;
             if !matches!(devices, Value::Array(_) | Value::Null) {
                 return Err(bad(format!("device_keys.{user} must be a list of devices")));
             }
-            if user_id.server_name() == self.server_name {
-                local.insert(user.clone(), devices.clone());
-            } else {
-                remote
-                    .entry(user_id.server_name().to_owned())
-                    .or_default()
-                    .insert(user.clone(), devices.clone());
-            }
         }
+        let (local, remote) = self.by_server(wanted)?;
         let mut answer = self.local_keys(Some(viewer), &local).await?;
-        let asked =
-            remote
-                .into_iter()
-                .map(|(server, users): (ruma::OwnedServerName, _)| async move {
-                    let body = json!({ "device_keys": users });
-                    let result = self
-                        .ask_server_within(
-                            REMOTE_KEYS_WAIT,
-                            &server,
-                            reqwest::Method::POST,
-                            "/_matrix/federation/v1/user/keys/query",
-                            Some(&body),
-                        )
-                        .await;
-                    (server, result)
-                });
-        for (server, result) in futures_util::future::join_all(asked).await {
+        let path = "/_matrix/federation/v1/user/keys/query";
+        for (server, _, result) in self.ask_servers(remote, path, "device_keys").await {
             match result {
                 Ok(theirs) => merge_remote_keys(&mut answer, &theirs, &server),
-                Err(e) => {
-                    tracing::info!("keys/query of {server}: {e}");
-                    answer["failures"][server.as_str()] = unreachable_server(&e);
-                }
+                Err(e) => answer["failures"][server.as_str()] = unreachable_server(&e),
             }
         }
         self.add_own_signatures(viewer, &mut answer).await?;
         Ok(answer)
+    }
+
+    /// A keys request's users (`{user: …}`), this server's apart and the
+    /// others' by their server.
+    fn by_server(
+        &self,
+        wanted: &Map<String, Value>,
+    ) -> Result<(Map<String, Value>, RemoteUsers), MatrixError> {
+        let mut local = Map::new();
+        let mut remote = RemoteUsers::new();
+        for (user, asked) in wanted {
+            let user_id = super::user_id_param(user)?;
+            if user_id.server_name() == self.server_name {
+                local.insert(user.clone(), asked.clone());
+            } else {
+                remote
+                    .entry(user_id.server_name().to_owned())
+                    .or_default()
+                    .insert(user.clone(), asked.clone());
+            }
+        }
+        Ok((local, remote))
+    }
+
+    /// Asks each server in `remote` for its users' keys (`path`, the users
+    /// under `field`), all at once, each within 10 s.
+    async fn ask_servers(
+        &self,
+        remote: RemoteUsers,
+        path: &str,
+        field: &str,
+    ) -> Vec<(
+        ruma::OwnedServerName,
+        Map<String, Value>,
+        Result<Value, crate::federation::FederationError>,
+    )> {
+        let asked = remote.into_iter().map(|(server, users)| async move {
+            let mut body = Map::new();
+            body.insert(field.to_string(), Value::Object(users.clone()));
+            let result = self
+                .ask_server_within(
+                    REMOTE_KEYS_WAIT,
+                    &server,
+                    reqwest::Method::POST,
+                    path,
+                    Some(&Value::Object(body)),
+                )
+                .await;
+            if let Err(e) = &result {
+                tracing::info!("{path} of {server}: {e}");
+            }
+            (server, users, result)
+        });
+        futures_util::future::join_all(asked).await
     }
 
     /// Adds to other servers' users' master keys in `answer` the
@@ -784,40 +813,16 @@ impl Homeserver {
                     "Missing params: ['one_time_keys']",
                 )
             })?;
-        let mut local = Map::new();
-        let mut remote: BTreeMap<ruma::OwnedServerName, Map<String, Value>> = BTreeMap::new();
         for (user, devices) in wanted {
-            let user_id: OwnedUserId = super::user_id_param(user)?;
             if !devices.is_object() {
                 return Err(bad(format!("one_time_keys.{user} must be an object")));
             }
-            if user_id.server_name() == self.server_name {
-                local.insert(user.clone(), devices.clone());
-            } else {
-                remote
-                    .entry(user_id.server_name().to_owned())
-                    .or_default()
-                    .insert(user.clone(), devices.clone());
-            }
         }
+        let (local, remote) = self.by_server(wanted)?;
         let mut one_time_keys = self.claim_local_keys(&local).await?;
         let mut failures = Map::new();
-        let asked = remote.into_iter().map(
-            |(server, users): (ruma::OwnedServerName, Map<String, Value>)| async move {
-                let body = json!({ "one_time_keys": users });
-                let result = self
-                    .ask_server_within(
-                        REMOTE_KEYS_WAIT,
-                        &server,
-                        reqwest::Method::POST,
-                        "/_matrix/federation/v1/user/keys/claim",
-                        Some(&body),
-                    )
-                    .await;
-                (server, users, result)
-            },
-        );
-        for (server, users, result) in futures_util::future::join_all(asked).await {
+        let path = "/_matrix/federation/v1/user/keys/claim";
+        for (server, users, result) in self.ask_servers(remote, path, "one_time_keys").await {
             match result {
                 Ok(theirs) => {
                     for user in users.keys() {
@@ -829,7 +834,6 @@ impl Homeserver {
                     }
                 }
                 Err(e) => {
-                    tracing::info!("keys/claim of {server}: {e}");
                     failures.insert(server.to_string(), unreachable_server(&e));
                 }
             }
