@@ -250,7 +250,7 @@ async fn history(client: &Client, room_id: &OwnedRoomId) -> Vec<String> {
 async fn e2ee(args: &Args) {
     let alice = login(&args.base, &args.alice, &args.password, "alice's laptop").await;
     let bob = login(&args.base, &args.bob, &args.password, "bob's phone").await;
-    let (alice_id, bob_id) = (user_id(&args.alice, &alice), user_id(&args.bob, &bob));
+    let alice_id = user_id(&args.alice, &alice);
     for (name, client) in [("alice", &alice), ("bob", &bob)] {
         client.sync_once(SyncSettings::default()).await.unwrap();
         client
@@ -280,64 +280,10 @@ async fn e2ee(args: &Args) {
         .expect("alice enables recovery");
     println!("ok: alice enabled recovery (secret storage and key backup)");
 
-    let alice_seen = collect_messages(&alice);
-    let bob_seen = collect_messages(&bob);
-    let mut create = CreateRoomRequest::new();
-    create.invite = vec![bob_id.clone()];
-    let room = alice.create_room(create).await.expect("room created");
-    room.enable_encryption().await.expect("encryption enabled");
-    let room_id = room.room_id().to_owned();
-    sync_until(&bob, "bob sees the invite", || {
-        bob.get_room(&room_id)
-            .is_some_and(|r| r.state() == RoomState::Invited)
-    })
-    .await;
-    bob.join_room_by_id(&room_id).await.expect("bob joins");
-    sync_until(&alice, "alice sees bob join", || {
-        alice
-            .get_room(&room_id)
-            .is_some_and(|r| r.joined_members_count() == 2)
-    })
-    .await;
-
-    room.send(RoomMessageEventContent::text_plain("the secret is 42"))
-        .await
-        .expect("alice sends, encrypted");
-    sync_until(&bob, "bob decrypts alice's message", || {
-        saw(&bob_seen, alice_id.as_str(), "the secret is 42")
-    })
-    .await;
-    bob.get_room(&room_id)
-        .unwrap()
-        .send(RoomMessageEventContent::text_plain("and mine is 7"))
-        .await
-        .expect("bob answers, encrypted");
-    sync_until(&alice, "alice decrypts bob's answer", || {
-        saw(&alice_seen, bob_id.as_str(), "and mine is 7")
-    })
-    .await;
+    let room_id = talk_encrypted(&alice, &bob, "the secret is 42", "and mine is 7").await;
 
     // Bob trusts what alice's identity vouches for.
-    let alice_device = alice.device_id().expect("logged in").to_owned();
-    let mut cross_signed = false;
-    for _ in 0..20 {
-        let device = bob
-            .encryption()
-            .get_device(&alice_id, &alice_device)
-            .await
-            .expect("bob's crypto store");
-        if device.is_some_and(|d| d.is_cross_signed_by_owner()) {
-            cross_signed = true;
-            break;
-        }
-        bob.sync_once(SyncSettings::default().timeout(Duration::from_millis(300)))
-            .await
-            .unwrap();
-    }
-    assert!(
-        cross_signed,
-        "bob sees alice's device cross-signed by alice"
-    );
+    wait_until_cross_signed(&bob, &alice).await;
     assert!(bob
         .encryption()
         .get_user_identity(&alice_id)
@@ -400,7 +346,6 @@ async fn e2ee_federated(args: &Args) {
     let bob_base = args.bob_base.as_deref().expect("bob's server is given");
     let alice = login(&args.base, &args.alice, &args.password, "alice's laptop").await;
     let bob = login(bob_base, &args.bob, &args.password, "bob's phone").await;
-    let alice_id = alice.user_id().expect("logged in").to_owned();
     let bob_id = bob.user_id().expect("logged in").to_owned();
     for client in [&alice, &bob] {
         client.sync_once(SyncSettings::default()).await.unwrap();
@@ -411,68 +356,8 @@ async fn e2ee_federated(args: &Args) {
     }
     println!("ok: alice and bob logged in on their servers with keys uploaded");
 
-    let alice_seen = collect_messages(&alice);
-    let bob_seen = collect_messages(&bob);
-    let mut create = CreateRoomRequest::new();
-    create.invite = vec![bob_id.clone()];
-    let room = alice.create_room(create).await.expect("room created");
-    room.enable_encryption().await.expect("encryption enabled");
-    let room_id = room.room_id().to_owned();
-    sync_until(&bob, "bob sees the invite from the other server", || {
-        bob.get_room(&room_id)
-            .is_some_and(|r| r.state() == RoomState::Invited)
-    })
-    .await;
-    bob.join_room_by_id(&room_id).await.expect("bob joins");
-    sync_until(&alice, "alice sees bob join", || {
-        alice
-            .get_room(&room_id)
-            .is_some_and(|r| r.joined_members_count() == 2)
-    })
-    .await;
-    sync_until(&bob, "bob sees the room encrypted", || {
-        bob.get_room(&room_id)
-            .is_some_and(|r| r.encryption_state().is_encrypted())
-    })
-    .await;
-
-    room.send(RoomMessageEventContent::text_plain("across servers, 42"))
-        .await
-        .expect("alice sends, encrypted");
-    sync_until(&bob, "bob decrypts alice's message", || {
-        saw(&bob_seen, alice_id.as_str(), "across servers, 42")
-    })
-    .await;
-    bob.get_room(&room_id)
-        .unwrap()
-        .send(RoomMessageEventContent::text_plain("and back, 7"))
-        .await
-        .expect("bob answers, encrypted");
-    sync_until(&alice, "alice decrypts bob's answer", || {
-        saw(&alice_seen, bob_id.as_str(), "and back, 7")
-    })
-    .await;
-
-    let alice_device = alice.device_id().expect("logged in").to_owned();
-    let mut cross_signed = false;
-    for _ in 0..20 {
-        let device = bob
-            .encryption()
-            .get_device(&alice_id, &alice_device)
-            .await
-            .expect("bob's crypto store");
-        if device.is_some_and(|d| d.is_cross_signed_by_owner()) {
-            cross_signed = true;
-            break;
-        }
-        bob.sync_once(SyncSettings::default().timeout(Duration::from_millis(300)))
-            .await
-            .unwrap();
-    }
-    assert!(
-        cross_signed,
-        "bob sees alice's device cross-signed by alice"
-    );
+    talk_encrypted(&alice, &bob, "across servers, 42", "and back, 7").await;
+    wait_until_cross_signed(&bob, &alice).await;
     println!("ok: bob sees alice's device cross-signed, from the other server");
 
     // Alice verifies bob's identity: her user-signing key signs his master
@@ -488,4 +373,72 @@ async fn e2ee_federated(args: &Args) {
         .await
         .expect("alice signs bob's master key");
     println!("ok: alice signed bob's identity across servers");
+}
+
+/// Alice makes an encrypted room and invites bob, who joins; she says
+/// `first`, he decrypts it and says `answer`, which she decrypts. The room.
+async fn talk_encrypted(alice: &Client, bob: &Client, first: &str, answer: &str) -> OwnedRoomId {
+    let alice_id = alice.user_id().expect("logged in").to_owned();
+    let bob_id = bob.user_id().expect("logged in").to_owned();
+    let alice_seen = collect_messages(alice);
+    let bob_seen = collect_messages(bob);
+    let mut create = CreateRoomRequest::new();
+    create.invite = vec![bob_id.clone()];
+    let room = alice.create_room(create).await.expect("room created");
+    room.enable_encryption().await.expect("encryption enabled");
+    let room_id = room.room_id().to_owned();
+    sync_until(bob, "bob sees the invite", || {
+        bob.get_room(&room_id)
+            .is_some_and(|r| r.state() == RoomState::Invited)
+    })
+    .await;
+    bob.join_room_by_id(&room_id).await.expect("bob joins");
+    sync_until(alice, "alice sees bob join", || {
+        alice
+            .get_room(&room_id)
+            .is_some_and(|r| r.joined_members_count() == 2)
+    })
+    .await;
+    sync_until(bob, "bob sees the room encrypted", || {
+        bob.get_room(&room_id)
+            .is_some_and(|r| r.encryption_state().is_encrypted())
+    })
+    .await;
+    room.send(RoomMessageEventContent::text_plain(first))
+        .await
+        .expect("alice sends, encrypted");
+    sync_until(bob, "bob decrypts alice's message", || {
+        saw(&bob_seen, alice_id.as_str(), first)
+    })
+    .await;
+    bob.get_room(&room_id)
+        .unwrap()
+        .send(RoomMessageEventContent::text_plain(answer))
+        .await
+        .expect("bob answers, encrypted");
+    sync_until(alice, "alice decrypts bob's answer", || {
+        saw(&alice_seen, bob_id.as_str(), answer)
+    })
+    .await;
+    room_id
+}
+
+/// Waits until bob sees alice's device cross-signed by her identity.
+async fn wait_until_cross_signed(bob: &Client, alice: &Client) {
+    let alice_id = alice.user_id().expect("logged in").to_owned();
+    let alice_device = alice.device_id().expect("logged in").to_owned();
+    for _ in 0..20 {
+        let device = bob
+            .encryption()
+            .get_device(&alice_id, &alice_device)
+            .await
+            .expect("bob's crypto store");
+        if device.is_some_and(|d| d.is_cross_signed_by_owner()) {
+            return;
+        }
+        bob.sync_once(SyncSettings::default().timeout(Duration::from_millis(300)))
+            .await
+            .unwrap();
+    }
+    panic!("bob sees alice's device cross-signed by alice");
 }
