@@ -97,11 +97,11 @@ pub fn routes() -> Router<Arc<Homeserver>> {
         )
         .route(
             "/_matrix/federation/v2/send_leave/{room}/{event}",
-            put(send_leave),
+            send_route(Membership::Leave),
         )
         .route(
             "/_matrix/federation/v1/send_knock/{room}/{event}",
-            put(send_knock),
+            send_route(Membership::Knock),
         )
         .route(
             "/_matrix/federation/v2/send_join/{room}/{event}",
@@ -209,32 +209,20 @@ fn make_route(membership: Membership) -> axum::routing::MethodRouter<Arc<Homeser
     )
 }
 
-/// `PUT /v2/send_leave/{room}/{event}`.
-async fn send_leave(
-    State(hs): State<Arc<Homeserver>>,
-    ApiPath((room, event)): ApiPath<(String, String)>,
-    auth: ServerAuth<Value>,
-) -> ApiResult {
-    let room = room_param(&room)?;
-    let event = event_param(&event)?;
-    Ok(Json(
-        hs.send_leave(&auth.origin, &room, &event, auth.body)
-            .await?,
-    ))
-}
-
-/// `PUT /v1/send_knock/{room}/{event}`.
-async fn send_knock(
-    State(hs): State<Arc<Homeserver>>,
-    ApiPath((room, event)): ApiPath<(String, String)>,
-    auth: ServerAuth<Value>,
-) -> ApiResult {
-    let room = room_param(&room)?;
-    let event = event_param(&event)?;
-    Ok(Json(
-        hs.send_knock(&auth.origin, &room, &event, auth.body)
-            .await?,
-    ))
+/// The route of `send_leave` (v2) or `send_knock` (v1).
+fn send_route(membership: Membership) -> axum::routing::MethodRouter<Arc<Homeserver>> {
+    put(
+        move |State(hs): State<Arc<Homeserver>>,
+              ApiPath((room, event)): ApiPath<(String, String)>,
+              auth: ServerAuth<Value>| async move {
+            let room = room_param(&room)?;
+            let event = event_param(&event)?;
+            let answer = hs
+                .send_leave_or_knock(&auth.origin, &room, &event, auth.body, membership)
+                .await?;
+            ApiResult::Ok(Json(answer))
+        },
+    )
 }
 
 /// `PUT /v2/send_join/{room}/{event}`.

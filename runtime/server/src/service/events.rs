@@ -383,14 +383,7 @@ impl Homeserver {
             .await?
             .ok_or_else(|| not_in_room(&draft.sender, room))?;
         check_auth(&snapshot, &draft)?;
-        let hashes = self.reference_hashes(&snapshot, &draft).await?;
-        let built = build_event(
-            &snapshot,
-            &draft,
-            axon::time::now_ms(),
-            &hashes,
-            &self.server_keys,
-        )?;
+        let (built, hashes) = self.build_now(&snapshot, &draft).await?;
         let built = self.allow_event(&snapshot, built, draft, &hashes).await?;
         let spam = &self.callbacks.spam_checker;
         if spam_check && !spam.check_event_for_spam.is_empty() {
@@ -409,6 +402,24 @@ impl Homeserver {
             }
         }
         Ok((built, snapshot))
+    }
+
+    /// `draft` built on the room as `snapshot` has it, now, hashed and
+    /// signed by this server, with the hashes of what it refers to.
+    pub(crate) async fn build_now(
+        &self,
+        snapshot: &RoomSnapshot,
+        draft: &EventDraft,
+    ) -> Result<(BuiltEvent, crate::events::ReferenceHashes), MatrixError> {
+        let hashes = self.reference_hashes(snapshot, draft).await?;
+        let built = build_event(
+            snapshot,
+            draft,
+            axon::time::now_ms(),
+            &hashes,
+            &self.server_keys,
+        )?;
+        Ok((built, hashes))
     }
 
     /// The content hashes of what a draft would refer to, in room versions

@@ -85,6 +85,14 @@ fn stripped_list(value: &Value) -> Vec<Value> {
         .collect()
 }
 
+/// Stored PDUs (`(event ID, JSON)`) as JSON values, unreadable ones left out.
+fn pdu_json(stored: Vec<(String, String)>) -> Vec<Value> {
+    stored
+        .iter()
+        .filter_map(|(_, text)| serde_json::from_str(text).ok())
+        .collect()
+}
+
 fn bad_request(message: impl Into<String>) -> MatrixError {
     MatrixError::new(400, ErrCode::BadJson, message)
 }
@@ -658,35 +666,26 @@ impl Homeserver {
         Ok(pdu)
     }
 
-    /// `PUT /v2/send_leave/{room}/{event}`: a remote user's leave (or the
-    /// rejection of an invite, or the withdrawal of a knock).
-    pub async fn send_leave(
+    /// `PUT /v2/send_leave/{room}/{event}` (a remote user's leave, the
+    /// rejection of an invite or the withdrawal of a knock; answered `{}`)
+    /// and `PUT /v1/send_knock/{room}/{event}` (a knock; answered with what
+    /// the knocker may see of the room, its stripped state).
+    pub async fn send_leave_or_knock(
         &self,
         origin: &ServerName,
         room: &RoomId,
         event_id: &ruma::EventId,
         body: Value,
+        membership: Membership,
     ) -> Result<Value, MatrixError> {
         let snapshot = self.resident_snapshot(room).await?;
-        self.receive_own_membership(origin, &snapshot, event_id, body, Membership::Leave)
+        let stored = self
+            .receive_own_membership(origin, &snapshot, event_id, body, membership)
             .await?;
-        Ok(json!({}))
-    }
-
-    /// `PUT /v1/send_knock/{room}/{event}`: a remote user's knock; the
-    /// answer is what the knocker may see of the room (stripped state).
-    pub async fn send_knock(
-        &self,
-        origin: &ServerName,
-        room: &RoomId,
-        event_id: &ruma::EventId,
-        body: Value,
-    ) -> Result<Value, MatrixError> {
-        let snapshot = self.resident_snapshot(room).await?;
-        let knock = self
-            .receive_own_membership(origin, &snapshot, event_id, body, Membership::Knock)
-            .await?;
-        let knocker = knock.map(|k| k.sender.to_string()).unwrap_or_default();
+        if membership != Membership::Knock {
+            return Ok(json!({}));
+        }
+        let knocker = stored.map(|k| k.sender.to_string()).unwrap_or_default();
         Ok(json!({ "knock_room_state": stripped_room_state(&snapshot, &knocker) }))
     }
 
@@ -697,14 +696,7 @@ impl Homeserver {
         snapshot: &RoomSnapshot,
         draft: &crate::events::EventDraft,
     ) -> Result<Value, MatrixError> {
-        let hashes = self.reference_hashes(snapshot, draft).await?;
-        let built = crate::events::build_event(
-            snapshot,
-            draft,
-            axon::time::now_ms(),
-            &hashes,
-            &self.server_keys,
-        )?;
+        let (built, _) = self.build_now(snapshot, draft).await?;
         let mut template = built.pdu;
         template.remove("hashes");
         template.remove("signatures");
@@ -735,29 +727,22 @@ impl Homeserver {
             .collect();
         self.receive_own_membership(origin, &snapshot, event_id, body, Membership::Join)
             .await?;
-        let state: Vec<Value> = self
-            .storage
-            .pdus(state_before.clone())
+        let state = self.pdu_values(state_before.clone()).await?;
+        let auth_chain = pdu_json(
+            self.storage
+                .auth_chain(
+                    state_before
+                        .into_iter()
+                        .chain([event_id.to_string()])
+                        .collect(),
+                )
+                .await?,
+        );
+        let event = self
+            .pdu_values(vec![event_id.to_string()])
             .await?
-            .into_iter()
-            .filter_map(|(_, text)| serde_json::from_str(&text).ok())
-            .collect();
-        let auth_chain: Vec<Value> = self
-            .storage
-            .auth_chain(
-                state_before
-                    .into_iter()
-                    .chain([event_id.to_string()])
-                    .collect(),
-            )
-            .await?
-            .into_iter()
-            .filter_map(|(_, text)| serde_json::from_str(&text).ok())
-            .collect();
-        let event: Value = match self.storage.pdus(vec![event_id.to_string()]).await?.pop() {
-            Some((_, text)) => serde_json::from_str(&text).unwrap_or(Value::Null),
-            None => Value::Null,
-        };
+            .pop()
+            .unwrap_or(Value::Null);
         let mut servers: Vec<String> = others.iter().map(|s| s.to_string()).collect();
         servers.push(self.server_name.to_string());
         Ok(json!({
@@ -992,14 +977,7 @@ impl Homeserver {
             state_key: Some(user.to_string()),
             content,
         };
-        let hashes = self.reference_hashes(&snapshot, &draft).await?;
-        let built = crate::events::build_event(
-            &snapshot,
-            &draft,
-            axon::time::now_ms(),
-            &hashes,
-            &self.server_keys,
-        )?;
+        let (built, _) = self.build_now(&snapshot, &draft).await?;
         let leave = Pdu::parse(Value::Object(built.pdu), &snapshot.room_version)
             .map_err(MatrixError::internal)?;
         self.store_outside_membership(&leave, &snapshot.room_version, Vec::new())
@@ -1351,13 +1329,23 @@ impl Homeserver {
     }
 
     async fn pdu_values(&self, ids: Vec<String>) -> Result<Vec<Value>, MatrixError> {
-        Ok(self
-            .storage
-            .pdus(ids)
+        Ok(pdu_json(self.storage.pdus(ids).await?))
+    }
+
+    /// An event of `room` that `origin`, a server with members there, asks
+    /// about (404 if the room has no such event).
+    async fn room_event_for(
+        &self,
+        origin: &ServerName,
+        room: &RoomId,
+        event_id: &ruma::EventId,
+    ) -> Result<crate::storage::StoredEvent, MatrixError> {
+        self.check_server_in_room(origin, room).await?;
+        self.storage
+            .get_event(event_id)
             .await?
-            .into_iter()
-            .filter_map(|(_, text)| serde_json::from_str(&text).ok())
-            .collect())
+            .filter(|e| e.room_id == room)
+            .ok_or_else(|| MatrixError::new(404, ErrCode::NotFound, "Event not found in the room"))
     }
 
     /// `POST /get_missing_events/{room}`: the events before `latest` back
@@ -1503,21 +1491,8 @@ impl Homeserver {
         room: &RoomId,
         event_id: &ruma::EventId,
     ) -> Result<Value, MatrixError> {
-        self.check_server_in_room(origin, room).await?;
-        self.storage
-            .get_event(event_id)
-            .await?
-            .filter(|e| e.room_id == room)
-            .ok_or_else(|| {
-                MatrixError::new(404, ErrCode::NotFound, "Event not found in the room")
-            })?;
-        let chain: Vec<Value> = self
-            .storage
-            .auth_chain(vec![event_id.to_string()])
-            .await?
-            .iter()
-            .filter_map(|(_, text)| serde_json::from_str(text).ok())
-            .collect();
+        self.room_event_for(origin, room, event_id).await?;
+        let chain = pdu_json(self.storage.auth_chain(vec![event_id.to_string()]).await?);
         Ok(json!({ "auth_chain": chain }))
     }
 
@@ -1530,15 +1505,7 @@ impl Homeserver {
         event_id: &ruma::EventId,
         as_ids: bool,
     ) -> Result<Value, MatrixError> {
-        self.check_server_in_room(origin, room).await?;
-        let event = self
-            .storage
-            .get_event(event_id)
-            .await?
-            .filter(|e| e.room_id == room)
-            .ok_or_else(|| {
-                MatrixError::new(404, ErrCode::NotFound, "Event not found in the room")
-            })?;
+        let event = self.room_event_for(origin, room, event_id).await?;
         let state: Vec<String> = self
             .storage
             .state_at(room, event.stream - 1)
@@ -1552,10 +1519,6 @@ impl Homeserver {
             return Ok(json!({ "pdu_ids": state, "auth_chain_ids": chain_ids }));
         }
         let pdus = self.pdu_values(state).await?;
-        let chain: Vec<Value> = chain
-            .iter()
-            .filter_map(|(_, text)| serde_json::from_str(text).ok())
-            .collect();
-        Ok(json!({ "pdus": pdus, "auth_chain": chain }))
+        Ok(json!({ "pdus": pdus, "auth_chain": pdu_json(chain) }))
     }
 }

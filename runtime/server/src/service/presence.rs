@@ -62,16 +62,13 @@ impl Homeserver {
             .set_presence(user, presence, status_msg.clone(), axon::time::now_ms())
             .await?;
         // The servers of the users sharing a room with them hear of it.
-        let mut servers: Vec<ruma::OwnedServerName> = self
+        let servers: Vec<ruma::OwnedServerName> = self
             .storage
-            .users_sharing_rooms(user)
+            .other_servers_sharing_rooms(user)
             .await?
             .into_iter()
-            .map(|u| u.server_name().to_owned())
-            .filter(|s| *s != self.server_name)
+            .filter_map(|s| ruma::OwnedServerName::try_from(s).ok())
             .collect();
-        servers.sort();
-        servers.dedup();
         let mut update = serde_json::json!({
             "user_id": user,
             "presence": presence,

@@ -323,18 +323,7 @@ pub(super) fn unused_fallback_key_types(
 /// user's devices again, the keys with them).
 pub(super) fn device_list_changed(w: &mut WriteCtx<'_>, user: &str) -> StorageResult<()> {
     let stream = record_device_list_change(w, user)?;
-    let Some((_, own_server)) = user.split_once(':') else {
-        return Ok(());
-    };
-    let servers: Vec<String> = w
-        .conn
-        .prepare_cached(
-            "SELECT DISTINCT substr(b.user_id, instr(b.user_id, ':') + 1) FROM memberships a
-             JOIN memberships b ON b.room_id = a.room_id AND b.membership = 'join'
-             WHERE a.user_id = ?1 AND a.membership = 'join'",
-        )?
-        .query_map([user], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let servers = super::events::other_servers_sharing_rooms(w.conn, user)?;
     let device: Option<String> = w
         .conn
         .prepare_cached(
@@ -352,7 +341,7 @@ pub(super) fn device_list_changed(w: &mut WriteCtx<'_>, user: &str) -> StorageRe
         },
     })
     .to_string();
-    for server in servers.iter().filter(|s| *s != own_server) {
+    for server in &servers {
         w.queue_for(server, super::federation::QueueKind::Edu, &edu)?;
     }
     Ok(())

@@ -980,6 +980,17 @@ impl Storage {
         .await
     }
 
+    /// The servers other than `user_id`'s own with members joined to a
+    /// room `user_id` is joined to: where news of the user goes.
+    pub async fn other_servers_sharing_rooms(
+        &self,
+        user_id: &UserId,
+    ) -> StorageResult<Vec<String>> {
+        let user = user_id.to_string();
+        self.read(move |c| other_servers_sharing_rooms(c, &user))
+            .await
+    }
+
     /// A user's current membership in a room, with its stream position.
     pub async fn membership(
         &self,
@@ -1326,6 +1337,27 @@ fn room_snapshot(c: &Connection, room_id: &str) -> StorageResult<Option<RoomSnap
         extremities: extremities.into_iter().map(|(e, _)| e).collect(),
         max_depth,
     }))
+}
+
+/// See `Storage::other_servers_sharing_rooms` (server names read off the
+/// members' user IDs, in SQL, so that a big room's members are not loaded).
+pub(super) fn other_servers_sharing_rooms(
+    c: &Connection,
+    user: &str,
+) -> StorageResult<Vec<String>> {
+    let own = user
+        .split_once(':')
+        .map(|(_, server)| server)
+        .unwrap_or_default();
+    let servers = c
+        .prepare_cached(
+            "SELECT DISTINCT substr(b.user_id, instr(b.user_id, ':') + 1) AS server FROM memberships a
+             JOIN memberships b ON b.room_id = a.room_id AND b.membership = 'join'
+             WHERE a.user_id = ?1 AND a.membership = 'join' AND server != ?2",
+        )?
+        .query_map(params![user, own], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(servers)
 }
 
 fn state_at(c: &Connection, room_id: &str, at: i64) -> StorageResult<Vec<StoredEvent>> {
